@@ -1,0 +1,157 @@
+"""Batch-level training augmentation: horizontal flip, small shifts, cutout.
+
+Applied inside a `tf.data` pipeline on whole batches (`[B, H, W, C]`, H may differ from W) so it
+costs a handful of vectorised tf ops per batch rather than Python per image. Every random draw is
+per image. Written with plain tf ops instead of Keras preprocessing layers because the cutout
+probability must mean what it says: `keras.layers.RandomErasing(factor=p)` samples the probability
+uniformly in `[0, p]`.
+
+Randomness: `seed=None` draws fresh randomness on every call. An int (or a shape-[2] integer
+tensor) makes `augment_batch` a pure function of its inputs (stateless ops). `make_augmenter(...,
+seed=int)` owns a `tf.random.Generator`, so each batch gets a different augmentation while the
+sequence is reproducible for a fresh augmenter (with `num_parallel_calls=1`; parallel maps may
+hand the draws to batches in a different order).
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from search.errors import ConfigError
+
+_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))  # aspect ratio h/w, log-uniform in [0.3, 3.33]
+
+
+def _check(shift: float, cutout: float, cutout_area) -> tuple[float, float]:
+    if not 0.0 <= shift < 1.0:
+        raise ConfigError(f"augment shift must be in [0, 1), got {shift!r}")
+    if not 0.0 <= cutout <= 1.0:
+        raise ConfigError(f"augment cutout probability must be in [0, 1], got {cutout!r}")
+    try:
+        lo, hi = (float(v) for v in cutout_area)
+    except (TypeError, ValueError):
+        raise ConfigError(f"augment cutout_area must be a pair (lo, hi), got {cutout_area!r}") from None
+    if not 0.0 < lo <= hi <= 1.0:
+        raise ConfigError(f"augment cutout_area must satisfy 0 < lo <= hi <= 1, got {cutout_area!r}")
+    return lo, hi
+
+
+def _seed_tensor(seed) -> tf.Tensor:
+    if seed is None:
+        return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
+    if isinstance(seed, int):
+        return tf.constant([seed, 0], dtype=tf.int64)
+    return tf.cast(tf.reshape(seed, [2]), tf.int64)
+
+
+def _flip(images, seed):
+    do = tf.random.stateless_uniform([tf.shape(images)[0]], seed=seed) < 0.5
+    return tf.where(do[:, None, None, None], tf.reverse(images, axis=[2]), images)
+
+
+def _shift(images, shift, seed):
+    """Integer translation by up to `shift`*H rows and `shift`*W columns; vacated pixels are 0."""
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    sy, sx = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+
+    def offsets(size, s):
+        size_f = tf.cast(size, tf.float32)
+        u = tf.random.stateless_uniform([b], minval=-shift, maxval=shift, seed=s)
+        return tf.cast(tf.round(u * size_f), tf.int32)
+
+    # Output pixel (r, c) reads input pixel (r - dy, c - dx); out-of-range reads become 0.
+    rows = tf.range(h)[None, :] - offsets(h, sy)[:, None]  # [B, H]
+    cols = tf.range(w)[None, :] - offsets(w, sx)[:, None]  # [B, W]
+    out = tf.gather(images, tf.clip_by_value(rows, 0, h - 1), axis=1, batch_dims=1)
+    out = tf.gather(out, tf.clip_by_value(cols, 0, w - 1), axis=2, batch_dims=1)
+    valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
+    return tf.where(valid[..., None], out, tf.zeros_like(out))
+
+
+def _cutout(images, p, area, seed):
+    """Each image, with probability exactly `p`, gets one rectangle of zeros.
+
+    The rectangle's area is uniform in `area` (fraction of the image); its aspect ratio is
+    log-uniform, then the sides are clipped to the image while keeping the area where possible.
+    """
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
+    s_apply, s_area, s_aspect, s_y, s_x = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+
+    apply = tf.random.stateless_uniform([b], seed=s_apply) < p
+    target = tf.random.stateless_uniform([b], minval=area[0], maxval=area[1], seed=s_area) * hf * wf
+    aspect = tf.exp(tf.random.stateless_uniform([b], minval=_LOG_ASPECT[0], maxval=_LOG_ASPECT[1], seed=s_aspect))
+    eh = tf.clip_by_value(tf.sqrt(target * aspect), 1.0, hf)
+    ew = tf.clip_by_value(target / eh, 1.0, wf)
+    eh = tf.clip_by_value(target / ew, 1.0, hf)
+    # Round one side to whole pixels and derive the other from the target area, so the area is
+    # off by at most half a row or column: round first the side that spans the image, else the
+    # shorter one.
+    w_first = (ew >= wf) | ((ew <= eh) & (eh < hf))
+
+    def to_px(v, size):
+        return tf.clip_by_value(tf.cast(tf.round(v), tf.int32), 1, size)
+
+    ew1 = to_px(ew, w)
+    eh1 = to_px(target / tf.cast(ew1, tf.float32), h)
+    eh2 = to_px(eh, h)
+    ew2 = to_px(target / tf.cast(eh2, tf.float32), w)
+    eh, ew = tf.where(w_first, eh1, eh2), tf.where(w_first, ew1, ew2)
+
+    def start(size, extent, s):  # uniform integer in [0, size - extent]
+        u = tf.random.stateless_uniform([b], seed=s)
+        room = tf.cast(size - extent + 1, tf.float32)
+        return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), size - extent)
+
+    y0, x0 = start(h, eh, s_y), start(w, ew, s_x)
+    r = tf.range(h)[None, :]
+    c = tf.range(w)[None, :]
+    in_rows = (r >= y0[:, None]) & (r < (y0 + eh)[:, None])  # [B, H]
+    in_cols = (c >= x0[:, None]) & (c < (x0 + ew)[:, None])  # [B, W]
+    mask = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]
+    return tf.where(mask[..., None], tf.zeros_like(images), images)
+
+
+def augment_batch(images, *, flip: bool = True, shift: float = 0.1, cutout: float = 0.0,
+                  cutout_area=(0.02, 0.4), seed=None):
+    """Augment a batch `[B, H, W, C]`: flip (p=0.5), shift (fill 0), then cutout (fill 0).
+
+    With `flip=False, shift=0, cutout=0` the input is returned unchanged. Shape and dtype are
+    preserved. Pure tf ops, so it runs eagerly, in `tf.function` and in `Dataset.map`.
+    """
+    area = _check(shift, cutout, cutout_area)
+    if not flip and shift == 0 and cutout == 0:
+        return images
+    images = tf.convert_to_tensor(images)
+    static_shape = images.shape
+    s_flip, s_shift, s_cut = tf.unstack(tf.random.experimental.stateless_split(_seed_tensor(seed), 3))
+    if flip:
+        images = _flip(images, s_flip)
+    if shift > 0:
+        images = _shift(images, float(shift), s_shift)
+    if cutout > 0:
+        images = _cutout(images, float(cutout), area, s_cut)
+    images.set_shape(static_shape)
+    return images
+
+
+def make_augmenter(flip: bool, shift: float, cutout: float, cutout_area=(0.02, 0.4), seed=None):
+    """Return `fn(images, labels) -> (images, labels)` for `ds.map(fn)` on batched datasets.
+
+    With an int `seed`, a generator owned by the returned function gives every batch (and every
+    epoch) a different but reproducible draw.
+    """
+    _check(shift, cutout, cutout_area)
+    generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+
+    def augment(images, labels):
+        batch_seed = generator.make_seeds(1)[:, 0] if generator is not None else None
+        out = augment_batch(images, flip=flip, shift=shift, cutout=cutout,
+                            cutout_area=cutout_area, seed=batch_seed)
+        return out, labels
+
+    return augment

@@ -1,0 +1,238 @@
+"""Annotation CSV + images → a validated `Table` → cached image arrays → tf.data pipelines.
+
+Owns: reading the CSV (`None` stays a label), the label vocabulary per head (sorted, so it is
+stable), the seeded train/validation split shared by every trial of a study, the decoded image
+cache (decode and resize once, reuse across trials and processes) and the tf.data pipelines.
+It does not build models. TensorFlow is imported only by the functions that need it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from search.errors import DataError
+
+DEFAULT_HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear",
+                 "emotion", "bodypose")
+IMAGE_COLUMN = "image_path"
+SHOW_ROWS = 5  # offending rows quoted in an error message
+
+
+@dataclass(frozen=True)
+class Table:
+    """The validated annotation table: one row per image, label columns as strings."""
+
+    csv_path: Path
+    frame: pd.DataFrame  # columns: image_path (as written), path (absolute), one per head
+    heads: tuple[str, ...]
+    vocab: dict[str, tuple[str, ...]]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def labels(self, rows=None) -> dict[str, np.ndarray]:
+        """Integer class ids per head (index into `vocab[head]`)."""
+        frame = self.frame if rows is None else self.frame.iloc[rows]
+        out = {}
+        for head in self.heads:
+            index = {label: i for i, label in enumerate(self.vocab[head])}
+            out[head] = frame[head].map(index).to_numpy(dtype=np.int32)
+        return out
+
+    @property
+    def paths(self) -> list[str]:
+        return self.frame["path"].tolist()
+
+    def fingerprint(self) -> str:
+        """Content hash of the table (paths + labels), used to key the image cache."""
+        blob = pd.util.hash_pandas_object(self.frame[["path", *self.heads]], index=False)
+        return hashlib.sha256(blob.to_numpy().tobytes()).hexdigest()[:16]
+
+
+def read_table(csv_path: str | os.PathLike, heads=DEFAULT_HEADS, vocab=None) -> Table:
+    """Read and validate an annotation CSV; raise DataError naming rows, columns and values."""
+    csv_path = Path(csv_path)
+    if not csv_path.is_file():
+        raise DataError(f"annotation file {csv_path} does not exist")
+    try:
+        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"{csv_path} is not a readable CSV file: {exc}") from None
+    heads = tuple(heads)
+    missing = [c for c in (IMAGE_COLUMN, *heads) if c not in frame.columns]
+    if missing:
+        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; "
+                        f"found: {', '.join(frame.columns)}")
+    if frame.empty:
+        raise DataError(f"{csv_path} has a header but no rows")
+    for column in (IMAGE_COLUMN, *heads):
+        frame[column] = frame[column].str.strip()
+        _no_empty(frame, column, csv_path)
+    root = csv_path.resolve().parent
+    frame["path"] = [str(root / p) for p in frame[IMAGE_COLUMN]]
+    absent = ~frame["path"].map(os.path.isfile)
+    if absent.any():
+        raise DataError(_rows_message(csv_path, frame, absent, IMAGE_COLUMN,
+                                      "image file(s) do not exist"))
+    found = {h: tuple(sorted(frame[h].unique())) for h in heads}
+    if vocab is None:
+        vocab = found
+        single = [f"{h} ({found[h][0]!r})" for h in heads if len(found[h]) < 2]
+        if single:
+            raise DataError(f"{csv_path}: head(s) with a single class cannot be learned: "
+                            f"{', '.join(single)}; drop them with --heads")
+    else:
+        vocab = {h: tuple(vocab[h]) for h in heads}
+        for h in heads:
+            unknown = ~frame[h].isin(vocab[h])
+            if unknown.any():
+                raise DataError(_rows_message(csv_path, frame, unknown, h,
+                                              f"label(s) not in the vocabulary {list(vocab[h])}"))
+    return Table(csv_path=csv_path, frame=frame.reset_index(drop=True), heads=heads, vocab=vocab)
+
+
+def _no_empty(frame: pd.DataFrame, column: str, csv_path: Path) -> None:
+    empty = frame[column] == ""
+    if empty.any():
+        raise DataError(_rows_message(csv_path, frame, empty, column, "empty cell(s)"))
+
+
+def _rows_message(csv_path: Path, frame: pd.DataFrame, mask, column: str, what: str) -> str:
+    bad = frame.index[np.asarray(mask)]
+    shown = ", ".join(f"row {i + 2}: {frame.at[i, column]!r}" for i in bad[:SHOW_ROWS])
+    more = f" (and {len(bad) - SHOW_ROWS} more)" if len(bad) > SHOW_ROWS else ""
+    return f"{csv_path}: {len(bad)} {what} in column {column!r}: {shown}{more}"
+
+
+def split(n: int, *, val_fraction: float = 0.2, seed: int = 0, strata=None):
+    """Seeded train/validation row indices; stratified on `strata` (labels) when given.
+
+    The same (n, fraction, seed, strata) always gives the same split, so every trial of a
+    study — in any process — is scored on the same images.
+    """
+    if not 0.0 < val_fraction < 1.0:
+        raise DataError(f"validation fraction must be in (0, 1), got {val_fraction}")
+    rng = np.random.default_rng(seed)
+    if strata is None:
+        order = rng.permutation(n)
+        n_val = max(1, int(round(n * val_fraction)))
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    strata = np.asarray(strata)
+    val = []
+    for value in np.unique(strata):
+        members = rng.permutation(np.flatnonzero(strata == value))
+        val.extend(members[: int(round(len(members) * val_fraction))])
+    val = np.sort(np.asarray(val, dtype=np.int64))
+    train = np.setdiff1d(np.arange(n), val)
+    return train, val
+
+
+# ---------------------------------------------------------------------------------------------
+# Images: decode once, cache, reuse.
+
+
+def decode(path: str) -> np.ndarray:
+    """One file → uint8 RGB array. Grayscale, CMYK, palette and PNG-named-.jpg all work."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def load_images(table: Table, size: tuple[int, int], crop: str = "none",
+                cache_dir: str | os.PathLike | None = None) -> np.ndarray:
+    """All images of the table prepared at `size` as uint8 [N, H, W, 3], cached on disk.
+
+    The cache key is the table's content hash, the size and the crop mode; a cache file is
+    written atomically so concurrent workers can share it.
+    """
+    key = f"{table.fingerprint()}-{size[0]}x{size[1]}-{crop}"
+    target = Path(cache_dir) / f"images-{key}.npy" if cache_dir else None
+    if target is not None and target.is_file():
+        return np.load(target, mmap_mode="r")
+    images = _prepare_all(table.paths, size, crop)
+    if target is not None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
+        np.save(tmp, images)
+        os.replace(tmp, target)
+    return images
+
+
+def _prepare_all(paths: list[str], size: tuple[int, int], crop: str) -> np.ndarray:
+    from search.preprocess import prepare
+
+    out = np.empty((len(paths), size[0], size[1], 3), dtype=np.uint8)
+    chunk = 256
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 2) * 2)) as pool:
+        for start in range(0, len(paths), chunk):
+            raw = list(pool.map(decode, paths[start:start + chunk]))
+            by_shape: dict[tuple, list[int]] = {}
+            for i, arr in enumerate(raw):
+                by_shape.setdefault(arr.shape, []).append(i)
+            for members in by_shape.values():
+                batch = np.stack([raw[i] for i in members])
+                prepared = prepare(batch, size, crop).numpy()
+                out[[start + i for i in members]] = np.clip(np.round(prepared), 0, 255)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# tf.data pipelines.
+
+
+def train_dataset(images, labels: dict, *, batch_size: int, seed: int, augment=None,
+                  sample_weights: dict | None = None):
+    """Shuffled, batched, augmented-on-batches, prefetched training pipeline.
+
+    Images stay uint8 in memory; the cast to float32 and augmentation run on whole batches in
+    TensorFlow, in parallel with training. No per-item Python in the hot path.
+    """
+    import tensorflow as tf
+
+    parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
+    ds = tf.data.Dataset.from_tensor_slices(parts)
+    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=len(images) >= batch_size)
+
+    def to_float(x, *rest):
+        x = tf.cast(x, tf.float32)
+        if augment is not None:
+            x = augment(x)
+        return (x, *rest)
+
+    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(images, *, batch_size: int):
+    """Validation/prediction pipeline: images only, in order, float32."""
+    import tensorflow as tf
+
+    ds = tf.data.Dataset.from_tensor_slices(images).batch(batch_size)
+    return ds.map(lambda x: tf.cast(x, tf.float32),
+                  num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def balanced_weights(labels: dict[str, np.ndarray], vocab: dict) -> dict[str, np.ndarray]:
+    """Per-sample loss weights n / (k * count[class]) per head: the 'balanced' weighting."""
+    out = {}
+    for head, y in labels.items():
+        k = len(vocab[head])
+        counts = np.bincount(y, minlength=k).astype(np.float64)
+        weight = len(y) / (k * np.maximum(counts, 1))
+        out[head] = weight[y].astype(np.float32)
+    return out
+
+
+def save_vocab(vocab: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps({h: list(v) for h, v in vocab.items()}, indent=2))
+    return path

@@ -1,0 +1,145 @@
+"""Models in MLflow: log a trial's model, register the best, pull it, predict with it.
+
+A logged model is an MLflow pyfunc LoggedModel holding `model.keras` (raw RGB in, one softmax
+per head out) and `labels.json` (the vocabulary per head), so a pulled model needs nothing
+else to turn images into labels. Models load with Keras safe_mode on.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from search.errors import UsageError
+
+MODEL_FILE = "model.keras"
+LABELS_FILE = "labels.json"
+CONFIG_FILE = "config.json"
+CHAMPION = "champion"
+
+try:  # keep `import search.registry` usable without mlflow's heavy pyfunc on the path
+    import mlflow.pyfunc
+
+    _PythonModel = mlflow.pyfunc.PythonModel
+except ImportError:  # pragma: no cover
+    _PythonModel = object
+
+
+class HeadsModel(_PythonModel):
+    """pyfunc wrapper: `predict` takes a list of HxWx3 uint8 arrays, returns label dicts."""
+
+    def load_context(self, context):
+        self.model, self.vocab = load_folder(Path(context.artifacts["keras_model"]).parent)
+
+    def predict(self, context, model_input, params=None):
+        return predict_arrays(self.model, self.vocab, list(model_input))
+
+
+def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        labels = Path(tmp) / LABELS_FILE
+        labels.write_text(json.dumps({h: list(v) for h, v in vocab.items()}, indent=2))
+        cfg = Path(tmp) / CONFIG_FILE
+        cfg.write_text(json.dumps(config, indent=2, sort_keys=True))
+        with mlflow.start_run(run_id=run_id):
+            info = mlflow.pyfunc.log_model(
+                name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
+                artifacts={"keras_model": str(keras_path), "labels": str(labels),
+                           "config": str(cfg)},
+                pip_requirements=["search", "tensorflow>=2.21", "keras>=3", "pillow"])
+    return info.model_uri
+
+
+def register(model_uri: str, name: str, run_id: str, alias: str = CHAMPION) -> str:
+    """Register model_uri under name (once per run) and point alias at it; the version."""
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient()
+    version = None
+    try:
+        for mv in client.search_model_versions(f"name = '{name}'"):
+            if mv.run_id == run_id:
+                version = mv.version
+                break
+    except mlflow.exceptions.MlflowException:
+        version = None
+    if version is None:
+        version = mlflow.register_model(model_uri, name).version
+    client.set_registered_model_alias(name, alias, str(version))
+    return str(version)
+
+
+def pull(model_uri: str, out: Path) -> Path:
+    """Write model.keras, labels.json and config.json of model_uri into the folder out."""
+    import mlflow
+
+    out = Path(out)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp))
+        except mlflow.exceptions.MlflowException as exc:
+            raise UsageError(f"cannot download {model_uri}: {exc.message}") from None
+        source = _find_model_folder(local)
+        out.mkdir(parents=True, exist_ok=True)
+        for name in (MODEL_FILE, LABELS_FILE, CONFIG_FILE):
+            if (source / name).is_file():
+                shutil.copy2(source / name, out / name)
+    return out
+
+
+def _find_model_folder(root: Path) -> Path:
+    for candidate in [root, *root.rglob("*")]:
+        if candidate.is_dir() and (candidate / MODEL_FILE).is_file() \
+                and (candidate / LABELS_FILE).is_file():
+            return candidate
+    raise UsageError(f"{root} holds no {MODEL_FILE} with a {LABELS_FILE}: not a search model")
+
+
+def load(model: str):
+    """A folder (from `search pull`) or a models:/ URI → (keras model, vocab)."""
+    path = Path(model)
+    if path.is_dir():
+        return load_folder(_find_model_folder(path))
+    if "://" not in model and ":/" not in model:
+        raise UsageError(f"model {model!r} is neither a folder nor a models:/ URI")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pull(model, Path(tmp))
+        return load_folder(folder)
+
+
+def load_folder(folder: Path):
+    import keras
+
+    import search.backbones  # noqa: F401  registers custom layers for deserialisation
+    import search.preprocess  # noqa: F401
+
+    model = keras.models.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)
+    vocab = json.loads((Path(folder) / LABELS_FILE).read_text())
+    return model, {h: tuple(v) for h, v in vocab.items()}
+
+
+def predict_arrays(model, vocab: dict, images: Iterable[np.ndarray]) -> list[dict]:
+    """One dict per image: {head: {"label": str, "probability": float}}; any image sizes."""
+    images = list(images)
+    results: list[dict | None] = [None] * len(images)
+    by_shape: dict[tuple, list[int]] = {}
+    for i, img in enumerate(images):
+        by_shape.setdefault(np.asarray(img).shape, []).append(i)
+    for members in by_shape.values():
+        batch = np.stack([np.asarray(images[i], dtype=np.float32) for i in members])
+        probs = model.predict(batch, verbose=0)
+        for row, i in enumerate(members):
+            results[i] = {
+                head: {"label": vocab[head][int(np.argmax(p[row]))],
+                       "probability": round(float(np.max(p[row])), 4)}
+                for head, p in probs.items()
+            }
+    return results  # type: ignore[return-value]

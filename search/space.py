@@ -1,0 +1,325 @@
+"""Search spaces: YAML → validated Optuna distributions → a frozen `TrialConfig` per trial.
+
+A space file maps TrialConfig keys onto Optuna's own distribution fields (the same ones as
+`optuna.distributions.json_to_distribution`):
+
+    params:
+      backbone:   {type: categorical, choices: [separable, pretrained]}
+      family:     {type: categorical, choices: [mobilenet_v2, mobilenet], when: {backbone: pretrained}}
+      width:      {type: int, low: 16, high: 64, step: 16}
+      base_lr:    {type: float, low: 1.0e-4, high: 1.0e-2, log: true}
+      image_size: 48                      # a plain value pins the key
+
+`when` makes a parameter conditional: it is sampled only when the named parent (sampled
+first) has one of the given values; otherwise the TrialConfig default stands and nothing is
+suggested. `lr_ratio` is the one derived key: max_lr = base_lr * lr_ratio, so max > base always
+holds without a range that depends on another sample. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from search.config import TrialConfig
+from search.errors import ConfigError
+
+OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
+SAMPLERS = ("tpe", "random")
+PRUNERS = ("median", "hyperband", "none")
+CLR_BOUNDS = ("sample", "lr_find")
+DERIVED = ("lr_ratio",)
+CONFIG_KEYS = tuple(f.name for f in fields(TrialConfig))
+TOP_KEYS = ("name", "description", "objective", "sampler", "pruner", "clr_bounds", "params",
+            "enqueue", "include")
+# Enqueued configs (baselines) are stored on the trial under this user attr, not as params.
+FIXED_CONFIG_ATTR = "fixed_config"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One key of the space: a fixed value or an Optuna distribution, maybe conditional."""
+
+    name: str
+    value: Any = None  # fixed value when distribution is None
+    distribution: Any = None  # optuna.distributions.BaseDistribution
+    when: dict[str, tuple] = field(default_factory=dict)
+
+    def active(self, chosen: dict[str, Any]) -> bool:
+        return all(chosen.get(parent) in values for parent, values in self.when.items())
+
+
+@dataclass(frozen=True)
+class Space:
+    name: str
+    params: tuple[Param, ...]
+    objective: str = "mean_accuracy"
+    sampler: dict = field(default_factory=lambda: {"name": "tpe"})
+    pruner: dict = field(default_factory=lambda: {"name": "median"})
+    clr_bounds: str = "sample"
+    enqueue: tuple[dict, ...] = ()
+    source: dict = field(default_factory=dict, compare=False)
+
+    def sample(self, trial) -> TrialConfig:
+        """Suggest every active parameter on an Optuna trial and return the frozen config.
+
+        Works with `optuna.trial.FixedTrial` too. A trial enqueued with a whole config (a
+        baseline) returns that config and suggests nothing.
+        """
+        fixed = getattr(trial, "user_attrs", {}).get(FIXED_CONFIG_ATTR)
+        if fixed is not None:
+            return TrialConfig.from_dict(fixed)
+        chosen: dict[str, Any] = {}
+        for param in self.params:
+            if not param.active(chosen):
+                continue
+            if param.distribution is None:
+                chosen[param.name] = copy.deepcopy(param.value)
+            else:
+                chosen[param.name] = _suggest(trial, param)
+        return resolve(chosen)
+
+    def pin(self, **values: Any) -> "Space":
+        """Fix keys to values (CLI overrides such as --image-size); None values are ignored."""
+        pins = {k: v for k, v in values.items() if v is not None}
+        for key in pins:
+            if key not in CONFIG_KEYS and key not in DERIVED:
+                raise ConfigError(f"cannot pin unknown key {key!r}")
+        params = [p for p in self.params if p.name not in pins]
+        params += [Param(name=k, value=v) for k, v in pins.items()]
+        source = copy.deepcopy(self.source)
+        source.setdefault("params", {}).update(pins)
+        return _replace(self, params=_ordered(params), source=source,
+                        enqueue=tuple(_pin_enqueued(self.enqueue, pins)))
+
+    def fingerprint(self) -> str:
+        """A short hash of what the space samples, stored on the study to refuse mixing."""
+        keys = ("objective", "clr_bounds", "params")
+        data = {k: self.source.get(k) for k in keys}
+        blob = json.dumps(data, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Pins that change a baseline's budget apply to it; pins of its architecture drop it instead.
+BUDGET_KEYS = ("image_size", "epochs", "batch_size", "crop", "seed")
+IDENTITY_KEYS = ("backbone", "family")
+
+
+def _pin_enqueued(entries, pins: dict):
+    for entry in entries:
+        config = dict(entry["config"])
+        if any(k in pins and config.get(k) != pins[k] for k in IDENTITY_KEYS):
+            continue
+        config.update({k: v for k, v in pins.items() if k in BUDGET_KEYS})
+        if "weights" in pins and config.get("backbone") == "pretrained":
+            config["weights"] = pins["weights"]
+        yield {**entry, "config": TrialConfig.from_dict(config).to_dict()}
+
+
+def resolve(chosen: dict[str, Any]) -> TrialConfig:
+    """Turn sampled values (with derived keys such as lr_ratio) into a TrialConfig."""
+    values = dict(chosen)
+    ratio = values.pop("lr_ratio", None)
+    if ratio is not None:
+        values["max_lr"] = values.get("base_lr", TrialConfig.base_lr) * ratio
+    return TrialConfig.from_dict(values)
+
+
+def load(path: str | Path) -> Space:
+    """Read and validate a space YAML file; errors name the file and the key."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"search space {path} does not exist (see spaces/ for examples)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    try:
+        return parse(data, base_dir=path.parent, default_name=path.stem)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "space") -> Space:
+    if not isinstance(data, dict):
+        raise ConfigError("a search space must be a mapping with a 'params' key")
+    unknown = sorted(set(data) - set(TOP_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(TOP_KEYS)}")
+    objective = data.get("objective", "mean_accuracy")
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    sampler = _component("sampler", data.get("sampler", {"name": "tpe"}), SAMPLERS)
+    pruner = _component("pruner", data.get("pruner", {"name": "median"}), PRUNERS)
+    clr_bounds = data.get("clr_bounds", "sample")
+    if clr_bounds not in CLR_BOUNDS:
+        raise ConfigError(f"clr_bounds must be one of {', '.join(CLR_BOUNDS)}, got {clr_bounds!r}")
+    raw_params = data.get("params") or {}
+    if not isinstance(raw_params, dict):
+        raise ConfigError("params must be a mapping of key: spec")
+    params = [_param(name, spec) for name, spec in raw_params.items()]
+    names = {p.name for p in params}
+    for p in params:
+        for parent in p.when:
+            if parent not in names:
+                raise ConfigError(f"params.{p.name}.when names {parent!r}, which is not a param")
+    if clr_bounds == "lr_find":
+        clash = names & {"base_lr", "max_lr", "lr_ratio"}
+        if clash:
+            raise ConfigError(f"clr_bounds: lr_find derives the LR bounds; remove "
+                              f"{', '.join(sorted(clash))} from params")
+    enqueue = list(_enqueued(data, base_dir))
+    space = Space(name=str(data.get("name", default_name)), params=_ordered(params),
+                  objective=objective, sampler=sampler, pruner=pruner, clr_bounds=clr_bounds,
+                  enqueue=tuple(enqueue), source=copy.deepcopy(data))
+    _check_sample(space)
+    return space
+
+
+def _enqueued(data: dict, base_dir: Path | None):
+    """Whole configs to run first: `enqueue:` entries and those of `include:`d files."""
+    for include in _as_list(data.get("include")):
+        path = Path(include) if base_dir is None else base_dir / include
+        yield from load(path).enqueue
+    for i, entry in enumerate(_as_list(data.get("enqueue"))):
+        if not isinstance(entry, dict) or "config" not in entry:
+            raise ConfigError(f"enqueue[{i}] must be a mapping with 'name' and 'config'")
+        try:
+            config = resolve(entry["config"])
+        except ConfigError as exc:
+            raise ConfigError(f"enqueue[{i}] ({entry.get('name', '?')}): {exc}") from None
+        yield {"name": str(entry.get("name", f"enqueued-{i}")), "config": config.to_dict()}
+
+
+def _as_list(value) -> list:
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _component(kind: str, spec, names: tuple[str, ...]) -> dict:
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or spec.get("name") not in names:
+        raise ConfigError(f"{kind}.name must be one of {', '.join(names)}, got {spec!r}")
+    return dict(spec)
+
+
+def _param(name: str, spec) -> Param:
+    import optuna.distributions as od
+
+    if name not in CONFIG_KEYS and name not in DERIVED:
+        raise ConfigError(f"params.{name}: unknown key; known keys: "
+                          f"{', '.join(CONFIG_KEYS + DERIVED)}")
+    if not isinstance(spec, dict):
+        return Param(name=name, value=spec)
+    spec = dict(spec)
+    when = spec.pop("when", None) or {}
+    if not isinstance(when, dict):
+        raise ConfigError(f"params.{name}.when must map a param to a value or list of values")
+    when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
+    if "value" in spec:
+        extra = set(spec) - {"value"}
+        if extra:
+            raise ConfigError(f"params.{name}: 'value' cannot be combined with {sorted(extra)}")
+        return Param(name=name, value=spec["value"], when=when)
+    kind = spec.pop("type", "categorical" if "choices" in spec else None)
+    allowed = {"categorical": {"choices"}, "float": {"low", "high", "step", "log"},
+               "int": {"low", "high", "step", "log"}}
+    if kind not in allowed:
+        raise ConfigError(f"params.{name}.type must be one of float, int, categorical "
+                          f"(or give 'value' or 'choices'), got {kind!r}")
+    extra = set(spec) - allowed[kind]
+    if extra:
+        raise ConfigError(f"params.{name}: unknown field(s) {sorted(extra)} for type {kind}")
+    try:
+        if kind == "categorical":
+            choices = spec.get("choices")
+            if not isinstance(choices, list) or not choices:
+                raise ConfigError(f"params.{name}.choices must be a non-empty list")
+            dist = od.CategoricalDistribution(choices=[_hashable(c) for c in choices])
+        else:
+            if "low" not in spec or "high" not in spec:
+                raise ConfigError(f"params.{name}: type {kind} needs low and high")
+            cls = od.FloatDistribution if kind == "float" else od.IntDistribution
+            if kind == "int":
+                spec.setdefault("step", 1)
+            dist = cls(**spec)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"params.{name}: {exc}") from None
+    return Param(name=name, distribution=dist, when=when)
+
+
+def _hashable(choice):
+    """Optuna choices must be None/bool/int/float/str: lists (image sizes) become 'HxW'."""
+    if isinstance(choice, list):
+        return "x".join(str(c) for c in choice)
+    return choice
+
+
+def _suggest(trial, param: Param):
+    import optuna.distributions as od
+
+    d = param.distribution
+    if isinstance(d, od.CategoricalDistribution):
+        value = trial.suggest_categorical(param.name, d.choices)
+        if param.name == "image_size" and isinstance(value, str):
+            return [int(v) for v in value.split("x")]
+        if param.name == "convs_per_block" and isinstance(value, str):
+            return [int(v) for v in value.split("x")]
+        return value
+    if isinstance(d, od.IntDistribution):
+        return trial.suggest_int(param.name, d.low, d.high, step=d.step, log=d.log)
+    return trial.suggest_float(param.name, d.low, d.high, step=d.step, log=d.log)
+
+
+def _ordered(params: list[Param]) -> tuple[Param, ...]:
+    """Parents before children, so a condition always sees its parent's value."""
+    by_name = {p.name: p for p in params}
+    done: dict[str, Param] = {}
+
+    def visit(p: Param, trail: tuple[str, ...]) -> None:
+        if p.name in done:
+            return
+        if p.name in trail:
+            raise ConfigError(f"params.{p.name}: circular 'when' condition via {' -> '.join(trail)}")
+        for parent in p.when:
+            if parent in by_name:
+                visit(by_name[parent], trail + (p.name,))
+        done[p.name] = p
+
+    for p in params:
+        visit(p, ())
+    return tuple(done.values())
+
+
+def _check_sample(space: Space) -> None:
+    """Fail at load time, not in trial 1, if the space's corners make invalid configs."""
+    import optuna
+
+    for pick in (0, -1):
+        values = {}
+        for p in space.params:
+            if p.distribution is None:
+                values[p.name] = p.value
+            elif isinstance(p.distribution, optuna.distributions.CategoricalDistribution):
+                values[p.name] = p.distribution.choices[pick]
+            else:
+                values[p.name] = p.distribution.low if pick == 0 else p.distribution.high
+        try:
+            space.sample(optuna.trial.FixedTrial(values))
+        except ConfigError as exc:
+            raise ConfigError(f"the space can produce an invalid config: {exc}") from None
+
+
+def _replace(space: Space, **changes) -> Space:
+    from dataclasses import replace
+
+    return replace(space, **changes)

@@ -1,0 +1,135 @@
+"""MLflow logging: one parent run per study, one nested run per trial.
+
+Our own small module on the MLflow client, not Optuna's deprecated `MLflowCallback` (which
+logs final values only, marks failed trials FINISHED and has no parent run). The experiment is
+the study name; the parent run is found again by tag, so resumed studies and many workers all
+log under the same parent. Nothing here touches Optuna or Keras.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from search.settings import mask
+
+STUDY_TAG = "search.study"
+ROLE_TAG = "search.role"
+
+
+class Tracker:
+    """The MLflow side of a study."""
+
+    def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
+        import mlflow
+        from mlflow import MlflowClient
+
+        self.tracking_uri = tracking_uri
+        mlflow.set_tracking_uri(tracking_uri)
+        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.experiment_name = experiment
+        self.experiment_id = self._experiment(experiment, artifact_root)
+
+    def _experiment(self, name: str, artifact_root: Path | None) -> str:
+        from mlflow.exceptions import MlflowException
+
+        found = self.client.get_experiment_by_name(name)
+        if found is not None:
+            return found.experiment_id
+        location = None  # a tracking server chooses its own artifact store
+        if artifact_root is not None and not self.tracking_uri.startswith(("http:", "https:")):
+            location = (artifact_root / name).as_uri()
+        try:
+            return self.client.create_experiment(name, artifact_location=location)
+        except MlflowException:  # another worker created it first
+            return self.client.get_experiment_by_name(name).experiment_id
+
+    def study_run(self, study_name: str, params: dict[str, Any] | None = None) -> str:
+        """The parent run's id: found by tag, or created. Marked RUNNING while we work."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"tags.`{ROLE_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{study_name}'",
+            max_results=1, order_by=["attributes.start_time ASC"])
+        if runs:
+            run_id = runs[0].info.run_id
+            self.client.update_run(run_id, status="RUNNING")
+            return run_id
+        run = self.client.create_run(self.experiment_id, run_name=f"study-{study_name}",
+                                     tags={STUDY_TAG: study_name, ROLE_TAG: "study"})
+        for key, value in (params or {}).items():
+            self.client.log_param(run.info.run_id, key, mask(_short(value)))
+        return run.info.run_id
+
+    def finish_study_run(self, run_id: str, summary: dict[str, float] | None = None) -> None:
+        for key, value in (summary or {}).items():
+            if _finite(value):
+                self.client.log_metric(run_id, key, float(value))
+        self.client.set_terminated(run_id, status="FINISHED")
+
+    def start_trial(self, parent_id: str, study_name: str, number: int,
+                    tags: dict[str, str] | None = None) -> "TrialRun":
+        run = self.client.create_run(
+            self.experiment_id, run_name=f"trial-{number}",
+            tags={"mlflow.parentRunId": parent_id, STUDY_TAG: study_name, ROLE_TAG: "trial",
+                  "search.trial": str(number), **(tags or {})})
+        return TrialRun(self, run.info.run_id)
+
+
+class TrialRun:
+    """Logging for one trial's nested run; `end` records FINISHED, FAILED or KILLED."""
+
+    def __init__(self, tracker: Tracker, run_id: str):
+        self.tracker = tracker
+        self.client = tracker.client
+        self.run_id = run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, mask(_short(v))) for k, v in sorted(params.items())]
+        for start in range(0, len(items), 100):
+            self.client.log_batch(self.run_id, params=items[start:start + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        import time
+
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step or 0) for k, v in metrics.items() if _finite(v)]
+        for start in range(0, len(items), 500):
+            self.client.log_batch(self.run_id, metrics=items[start:start + 500])
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, mask(_short(value, 5000)))
+
+    def log_dict(self, data: dict, name: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(data, indent=2, default=str), name)
+
+    def log_file(self, path: str | Path, folder: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), folder)
+
+    def log_model(self, keras_path: Path, vocab: dict, config: dict) -> str:
+        """Log the saved Keras model + label vocabulary as one MLflow LoggedModel; its URI."""
+        from search.registry import log_model
+
+        return log_model(self.run_id, keras_path, vocab, config)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+
+def _short(value: Any, limit: int = 500) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
