@@ -6,16 +6,21 @@ per image. Written with plain tf ops instead of Keras preprocessing layers becau
 probability must mean what it says: `keras.layers.RandomErasing(factor=p)` samples the probability
 uniformly in `[0, p]`.
 
-Randomness: `seed=None` draws fresh randomness on every call. An int (or a shape-[2] integer
-tensor) makes `augment_batch` a pure function of its inputs (stateless ops). `make_augmenter(...,
-seed=int)` owns a `tf.random.Generator`, so each batch gets a different augmentation while the
-sequence is reproducible for a fresh augmenter (with `num_parallel_calls=1`; parallel maps may
-hand the draws to batches in a different order).
+Randomness. `augment_batch(seed=int or shape-[2] int tensor)` is a pure function of its inputs
+(stateless ops). `augment_batch(seed=None)` uses TF's stateful random ops; inside `Dataset.map`
+their state restarts with every new iterator, i.e. every Keras epoch repeats the same draws per
+batch position. Hence, for training, use `make_augmenter`: it owns a `tf.random.Generator`
+(created eagerly, outside the traced map function, where variables cannot be created), so every
+batch of every epoch gets fresh draws, and the sequence is reproducible from `seed`, or from
+Python's `random` (which `keras.utils.set_random_seed` seeds) when `seed=None`. With a parallel
+map the draws may reach the batches in a different order.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
+import random
 
 import tensorflow as tf
 
@@ -32,16 +37,18 @@ def _check(shift: float, cutout: float, cutout_area) -> tuple[float, float]:
     try:
         lo, hi = (float(v) for v in cutout_area)
     except (TypeError, ValueError):
-        raise ConfigError(f"augment cutout_area must be a pair (lo, hi), got {cutout_area!r}") from None
+        raise ConfigError(
+            f"augment cutout_area must be a pair (lo, hi), got {cutout_area!r}") from None
     if not 0.0 < lo <= hi <= 1.0:
-        raise ConfigError(f"augment cutout_area must satisfy 0 < lo <= hi <= 1, got {cutout_area!r}")
+        raise ConfigError(
+            f"augment cutout_area must satisfy 0 < lo <= hi <= 1, got {cutout_area!r}")
     return lo, hi
 
 
 def _seed_tensor(seed) -> tf.Tensor:
     if seed is None:
         return tf.random.uniform([2], maxval=2**31 - 1, dtype=tf.int64)
-    if isinstance(seed, int):
+    if isinstance(seed, numbers.Integral):
         return tf.constant([seed, 0], dtype=tf.int64)
     return tf.cast(tf.reshape(seed, [2]), tf.int64)
 
@@ -80,11 +87,15 @@ def _cutout(images, p, area, seed):
     shape = tf.shape(images)
     b, h, w = shape[0], shape[1], shape[2]
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
-    s_apply, s_area, s_aspect, s_y, s_x = tf.unstack(tf.random.experimental.stateless_split(seed, 5))
+    s_apply, s_area, s_aspect, s_y, s_x = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 5))
 
-    apply = tf.random.stateless_uniform([b], seed=s_apply) < p
-    target = tf.random.stateless_uniform([b], minval=area[0], maxval=area[1], seed=s_area) * hf * wf
-    aspect = tf.exp(tf.random.stateless_uniform([b], minval=_LOG_ASPECT[0], maxval=_LOG_ASPECT[1], seed=s_aspect))
+    def uniform(s, lo=0.0, hi=1.0):
+        return tf.random.stateless_uniform([b], minval=lo, maxval=hi, seed=s)
+
+    apply = uniform(s_apply) < p
+    target = uniform(s_area, *area) * hf * wf  # in pixels
+    aspect = tf.exp(uniform(s_aspect, *_LOG_ASPECT))
     eh = tf.clip_by_value(tf.sqrt(target * aspect), 1.0, hf)
     ew = tf.clip_by_value(target / eh, 1.0, wf)
     eh = tf.clip_by_value(target / ew, 1.0, hf)
@@ -103,9 +114,8 @@ def _cutout(images, p, area, seed):
     eh, ew = tf.where(w_first, eh1, eh2), tf.where(w_first, ew1, ew2)
 
     def start(size, extent, s):  # uniform integer in [0, size - extent]
-        u = tf.random.stateless_uniform([b], seed=s)
         room = tf.cast(size - extent + 1, tf.float32)
-        return tf.minimum(tf.cast(tf.floor(u * room), tf.int32), size - extent)
+        return tf.minimum(tf.cast(tf.floor(uniform(s) * room), tf.int32), size - extent)
 
     y0, x0 = start(h, eh, s_y), start(w, ew, s_x)
     r = tf.range(h)[None, :]
@@ -128,7 +138,8 @@ def augment_batch(images, *, flip: bool = True, shift: float = 0.1, cutout: floa
         return images
     images = tf.convert_to_tensor(images)
     static_shape = images.shape
-    s_flip, s_shift, s_cut = tf.unstack(tf.random.experimental.stateless_split(_seed_tensor(seed), 3))
+    s_flip, s_shift, s_cut = tf.unstack(
+        tf.random.experimental.stateless_split(_seed_tensor(seed), 3))
     if flip:
         images = _flip(images, s_flip)
     if shift > 0:
@@ -142,16 +153,15 @@ def augment_batch(images, *, flip: bool = True, shift: float = 0.1, cutout: floa
 def make_augmenter(flip: bool, shift: float, cutout: float, cutout_area=(0.02, 0.4), seed=None):
     """Return `fn(images, labels) -> (images, labels)` for `ds.map(fn)` on batched datasets.
 
-    With an int `seed`, a generator owned by the returned function gives every batch (and every
-    epoch) a different but reproducible draw.
+    Call it eagerly (not inside a traced function): the generator it creates gives every batch,
+    in every epoch, a different draw, reproducible from `seed` (default: Python's `random`).
     """
     _check(shift, cutout, cutout_area)
-    generator = tf.random.Generator.from_seed(seed) if seed is not None else None
+    generator = tf.random.Generator.from_seed(random.getrandbits(63) if seed is None else seed)
 
     def augment(images, labels):
-        batch_seed = generator.make_seeds(1)[:, 0] if generator is not None else None
         out = augment_batch(images, flip=flip, shift=shift, cutout=cutout,
-                            cutout_area=cutout_area, seed=batch_seed)
+                            cutout_area=cutout_area, seed=generator.make_seeds(1)[:, 0])
         return out, labels
 
     return augment

@@ -45,6 +45,9 @@ def _search_options(p: argparse.ArgumentParser) -> None:
                    help="validation share of the rows (default: %(default)s)")
     p.add_argument("--stratify", help="head to stratify the split on (default: plain seeded "
                                       "random split)")
+    p.add_argument("--on-bad-images", choices=["error", "skip"], default="error",
+                   help="missing, empty or corrupt image files: stop with a list (default), or "
+                        "skip those rows and say how many")
     g = p.add_argument_group("pin a space value (overrides the YAML)")
     g.add_argument("--image-size", type=int, help="square input size in px")
     g.add_argument("--epochs", type=int)
@@ -71,7 +74,7 @@ def _options(args, **extra):
     heads = tuple(h.strip() for h in args.heads.split(",")) if args.heads else DEFAULT_HEADS
     return Options(study=args.study, space=args.space, data=args.data, heads=heads,
                    seed=args.seed, val_fraction=args.val_fraction, stratify=args.stratify,
-                   pins=pins, **extra)
+                   on_bad_images=args.on_bad_images, pins=pins, **extra)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -118,6 +121,25 @@ def cmd_predict(args) -> int:
     from search.results import predict
 
     return predict(_settings(args), args.model, args.images)
+
+
+def cmd_eda(args) -> int:
+    """Look at an annotation CSV before searching: class balance, head-vs-head tables with
+    suspicious combinations, image sizes, black side padding, duplicate and unreadable images.
+    Prints a summary and writes one self-contained plotly HTML file."""
+    from pathlib import Path
+
+    from search import eda
+    from search.data import DEFAULT_HEADS
+    from search.settings import Settings
+
+    heads = tuple(h.strip() for h in args.heads.split(",")) if args.heads else DEFAULT_HEADS
+    report = eda.analyse(args.data, heads)
+    out = Path(args.out) if args.out else (Settings.resolve(args.runs_dir).runs_dir
+                                           / f"eda-{Path(args.data).stem}.html")
+    print(eda.summary_text(report))
+    print(f"report: {eda.render_html(report, out)}")
+    return 0
 
 
 def cmd_dashboard(args) -> int:
@@ -190,6 +212,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
     p.add_argument("images", nargs="+", help="image files")
     _common(p)
+
+    p = add("eda", cmd_eda, "summarise a dataset; write an HTML report")
+    p.add_argument("--data", required=True, help="annotation CSV with image_path and one column "
+                                                 "per head")
+    p.add_argument("--heads", help="comma-separated label columns (default: the 8 attributes)")
+    p.add_argument("--out", help="HTML file (default: runs/eda-<csv name>.html)")
+    p.add_argument("--runs-dir", help="local state folder (default: ./runs or $SEARCH_RUNS_DIR)")
 
     for name, func in (("dashboard", cmd_dashboard), ("mlflow-ui", cmd_mlflow_ui)):
         p = add(name, func, func.__doc__.splitlines()[0].lower().rstrip("."))

@@ -1,8 +1,9 @@
 """Annotation CSV + images → a validated `Table` → cached image arrays → tf.data pipelines.
 
-Owns: reading the CSV (`None` stays a label), the label vocabulary per head (sorted, so it is
-stable), the seeded train/validation split shared by every trial of a study, the decoded image
-cache (decode and resize once, reuse across trials and processes) and the tf.data pipelines.
+Owns: reading the CSV (checked first by `search.validate`; `None` stays a label), the label
+vocabulary per head (sorted, so it is stable), the seeded train/validation split shared by
+every trial of a study, the decoded image cache (decode and resize once, reuse across trials
+and processes) and the tf.data pipelines.
 It does not build models. TensorFlow is imported only by the functions that need it.
 """
 
@@ -18,12 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from search import validate
 from search.errors import DataError
+from search.validate import IMAGE_COLUMN  # noqa: F401 (re-exported: the path column)
 
 DEFAULT_HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear",
                  "emotion", "bodypose")
-IMAGE_COLUMN = "image_path"
-SHOW_ROWS = 5  # offending rows quoted in an error message
 
 
 @dataclass(frozen=True)
@@ -57,59 +58,20 @@ class Table:
         return hashlib.sha256(blob.to_numpy().tobytes()).hexdigest()[:16]
 
 
-def read_table(csv_path: str | os.PathLike, heads=DEFAULT_HEADS, vocab=None) -> Table:
-    """Read and validate an annotation CSV; raise DataError naming rows, columns and values."""
-    csv_path = Path(csv_path)
-    if not csv_path.is_file():
-        raise DataError(f"annotation file {csv_path} does not exist")
-    try:
-        frame = pd.read_csv(csv_path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise DataError(f"{csv_path} is not a readable CSV file: {exc}") from None
-    heads = tuple(heads)
-    missing = [c for c in (IMAGE_COLUMN, *heads) if c not in frame.columns]
-    if missing:
-        raise DataError(f"{csv_path}: missing column(s) {', '.join(missing)}; "
-                        f"found: {', '.join(frame.columns)}")
-    if frame.empty:
-        raise DataError(f"{csv_path} has a header but no rows")
-    for column in (IMAGE_COLUMN, *heads):
-        frame[column] = frame[column].str.strip()
-        _no_empty(frame, column, csv_path)
-    root = csv_path.resolve().parent
-    frame["path"] = [str(root / p) for p in frame[IMAGE_COLUMN]]
-    absent = ~frame["path"].map(os.path.isfile)
-    if absent.any():
-        raise DataError(_rows_message(csv_path, frame, absent, IMAGE_COLUMN,
-                                      "image file(s) do not exist"))
-    found = {h: tuple(sorted(frame[h].unique())) for h in heads}
-    if vocab is None:
-        vocab = found
-        single = [f"{h} ({found[h][0]!r})" for h in heads if len(found[h]) < 2]
-        if single:
-            raise DataError(f"{csv_path}: head(s) with a single class cannot be learned: "
-                            f"{', '.join(single)}; drop them with --heads")
-    else:
-        vocab = {h: tuple(vocab[h]) for h in heads}
-        for h in heads:
-            unknown = ~frame[h].isin(vocab[h])
-            if unknown.any():
-                raise DataError(_rows_message(csv_path, frame, unknown, h,
-                                              f"label(s) not in the vocabulary {list(vocab[h])}"))
-    return Table(csv_path=csv_path, frame=frame.reset_index(drop=True), heads=heads, vocab=vocab)
+def read_table(csv_path: str | os.PathLike, heads=DEFAULT_HEADS, vocab=None, *,
+               on_bad_images: str = "error", allow_outside: bool = False,
+               duplicates: str = "warn") -> Table:
+    """Read an annotation CSV, checked by `search.validate.check` before anything uses it.
 
-
-def _no_empty(frame: pd.DataFrame, column: str, csv_path: Path) -> None:
-    empty = frame[column] == ""
-    if empty.any():
-        raise DataError(_rows_message(csv_path, frame, empty, column, "empty cell(s)"))
-
-
-def _rows_message(csv_path: Path, frame: pd.DataFrame, mask, column: str, what: str) -> str:
-    bad = frame.index[np.asarray(mask)]
-    shown = ", ".join(f"row {i + 2}: {frame.at[i, column]!r}" for i in bad[:SHOW_ROWS])
-    more = f" (and {len(bad) - SHOW_ROWS} more)" if len(bad) > SHOW_ROWS else ""
-    return f"{csv_path}: {len(bad)} {what} in column {column!r}: {shown}{more}"
+    Cells are stripped of surrounding spaces and `None` stays a label. `vocab` ({head: labels},
+    e.g. a model's labels.json) makes an unknown label an error; `on_bad_images="skip"` drops
+    rows whose image is missing or unreadable instead of stopping; image paths must stay in the
+    CSV's folder unless `allow_outside`; repeated images warn, or fail with duplicates="error".
+    """
+    frame, vocab = validate.check(csv_path, heads, vocab, on_bad_images=on_bad_images,
+                                  allow_outside=allow_outside, duplicates=duplicates)
+    return Table(csv_path=Path(csv_path), frame=frame.reset_index(drop=True),
+                 heads=tuple(heads), vocab=vocab)
 
 
 def split(n: int, *, val_fraction: float = 0.2, seed: int = 0, strata=None):

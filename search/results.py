@@ -36,37 +36,34 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
     for head, acc in trial.user_attrs.get("head_accuracy", {}).items():
         print(f"  {head:<14}{acc:.3f}")
     if register:
-        import mlflow
-
         from search import registry
+        from search.tracking import using
 
         uri = trial.user_attrs.get("model_uri")
         run_id = trial.user_attrs.get("mlflow_run_id")
         if not uri:
             raise UsageError(f"trial #{trial.number} logged no model to MLflow")
-        mlflow.set_tracking_uri(settings.tracking_uri)
-        version = registry.register(uri, register, run_id)
+        with using(settings.tracking_uri):
+            version = registry.register(uri, register, run_id)
         print(f"registered {register} version {version}, alias "
               f"{registry.CHAMPION!r} → models:/{register}@{registry.CHAMPION}")
     return 0
 
 
 def pull(settings: Settings, model_uri: str, out: str) -> int:
-    import mlflow
-
     from search import registry
+    from search.tracking import using
 
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    folder = registry.pull(model_uri, Path(out))
+    with using(settings.tracking_uri):
+        folder = registry.pull(model_uri, Path(out))
     print(f"wrote {folder / registry.MODEL_FILE} and {folder / registry.LABELS_FILE}")
     return 0
 
 
 def predict(settings: Settings, model: str, images: list[str]) -> int:
-    import mlflow
-
     from search import registry
     from search.data import decode
+    from search.tracking import using
 
     missing = [p for p in images if not Path(p).is_file()]
     if missing:
@@ -77,8 +74,8 @@ def predict(settings: Settings, model: str, images: list[str]) -> int:
             arrays.append(decode(path))
         except Exception as exc:  # PIL raises many types for unreadable files
             raise UsageError(f"cannot read image {path}: {exc}") from None
-    mlflow.set_tracking_uri(settings.tracking_uri)
-    net, vocab = registry.load(model)
+    with using(settings.tracking_uri):
+        net, vocab = registry.load(model)
     for path, result in zip(images, registry.predict_arrays(net, vocab, arrays)):
         print(json.dumps({"image": path, **result}))
     return 0

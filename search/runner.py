@@ -36,6 +36,7 @@ class Options:
     verbose: int = 0
     max_failures: int = 5
     progress: bool = True
+    on_bad_images: str = "error"
 
 
 def resolve_data(settings: Settings, path: str | None) -> Path:
@@ -62,7 +63,8 @@ class Runner:
                                        source={**space.source, "objective": options.objective})
         self.space = space.pin(**(options.pins or {}))
         self.csv = resolve_data(settings, options.data)
-        self.table = data_lib.read_table(self.csv, options.heads)
+        self.table = data_lib.read_table(self.csv, options.heads,
+                                         on_bad_images=options.on_bad_images)
         strata = None
         if options.stratify:
             if options.stratify not in self.table.heads:

@@ -9,6 +9,7 @@ raises is recorded FAIL with its reason and the search goes on.
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -25,6 +26,7 @@ HEARTBEAT_SECONDS = 30
 
 def storage(url: str):
     """An Optuna storage for url: RDB with heartbeats (stale trials FAIL and are retried)."""
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
@@ -34,7 +36,8 @@ def storage(url: str):
         return optuna.storages.RDBStorage(
             url, engine_kwargs=engine, heartbeat_interval=HEARTBEAT_SECONDS,
             grace_period=HEARTBEAT_SECONDS * 4,
-            failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2))
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                max_retry=2))
     except Exception as exc:  # bad URL, server down, missing driver
         raise UsageError(f"cannot open study storage {mask(url)}: {exc}") from None
 

@@ -176,11 +176,16 @@ def _draw(rng: np.random.Generator, size: int, c: dict[str, int]) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def _sample_labels(rng: np.random.Generator, n: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """(labels, drawn): class indices per head; `drawn` differs from `labels` where noise hit."""
+def _sample_labels(rng: np.random.Generator, n: int):
+    """(labels, drawn): class indices per head; `drawn` differs from `labels` where noise hit.
+
+    One random row per class is set to that class, so even tiny datasets show every class.
+    """
     labels, drawn = {}, {}
     for head, vocab in HEADS.items():
         y = rng.choice(len(vocab), size=n, p=_FREQ[head])
+        if n >= len(vocab):
+            y[rng.choice(n, size=len(vocab), replace=False)] = np.arange(len(vocab))
         flip = rng.random(n) < _NOISE
         labels[head] = y
         drawn[head] = np.where(flip, rng.integers(len(vocab), size=n), y)
@@ -193,7 +198,8 @@ def _meta(n: int, size: int, seed: int) -> dict:
 
 def _is_complete(out_dir: Path, meta: dict) -> bool:
     try:
-        return (out_dir / CSV_NAME).is_file() and json.loads((out_dir / META_NAME).read_text()) == meta
+        meta_on_disk = json.loads((out_dir / META_NAME).read_text())
+        return (out_dir / CSV_NAME).is_file() and meta_on_disk == meta
     except (OSError, ValueError):
         return False
 
@@ -209,7 +215,8 @@ def _write(tmp: Path, n: int, size: int, seed: int) -> None:
             name = f"{i:06d}.png"
             img = _draw(rng, size, {h: int(drawn[h][i]) for h in HEADS})
             Image.fromarray(img, "RGB").save(tmp / "images" / name, compress_level=1)
-            writer.writerow([f"synthetic/{name}", *(HEADS[h][labels[h][i]] for h in HEADS), f"images/{name}"])
+            row = (HEADS[h][labels[h][i]] for h in HEADS)
+            writer.writerow([f"synthetic/{name}", *row, f"images/{name}"])
     (tmp / META_NAME).write_text(json.dumps(_meta(n, size, seed)))
 
 
@@ -221,6 +228,7 @@ def generate(out_dir, *, n: int = 3000, size: int = 48, seed: int = 0) -> Path:
     interrupted run leaves nothing half-written; an older synthetic dataset in `out_dir` is
     replaced, anything else there is refused.
     """
+    n, size, seed = int(n), int(size), int(seed)
     if n < 1 or size < 16:
         raise DataError(f"synthetic dataset needs n >= 1 and size >= 16, got n={n}, size={size}")
     out_dir = Path(out_dir)
@@ -228,9 +236,11 @@ def generate(out_dir, *, n: int = 3000, size: int = 48, seed: int = 0) -> Path:
     if _is_complete(out_dir, meta):
         return out_dir / CSV_NAME
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / META_NAME).exists():
-        raise DataError(f"{out_dir} exists and is not a synthetic dataset; remove it or choose another directory")
+        raise DataError(f"{out_dir} exists and is not a synthetic dataset; "
+                        "remove it or choose another directory")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp's 0700 would survive the rename
     try:
         _write(tmp, n, size, seed)
         if _is_complete(out_dir, meta):  # a concurrent run finished first

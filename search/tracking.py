@@ -8,9 +8,10 @@ log under the same parent. Nothing here touches Optuna or Keras.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
-import tempfile
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,26 @@ from search.settings import mask
 
 STUDY_TAG = "search.study"
 ROLE_TAG = "search.role"
+
+
+@contextlib.contextmanager
+def using(tracking_uri: str):
+    """Point MLflow's fluent API at tracking_uri for a block, then restore it.
+
+    `mlflow.set_tracking_uri` also writes MLFLOW_TRACKING_URI into the environment, which would
+    leak one study's store into the next command run in the same process.
+    """
+    import mlflow
+
+    before = os.environ.get("MLFLOW_TRACKING_URI")
+    mlflow.set_tracking_uri(tracking_uri)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("MLFLOW_TRACKING_URI", None)
+        else:
+            os.environ["MLFLOW_TRACKING_URI"] = before
 
 
 class Tracker:
@@ -28,7 +49,6 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
-        mlflow.set_tracking_uri(tracking_uri)
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment_name = experiment
         self.experiment_id = self._experiment(experiment, artifact_root)
@@ -117,7 +137,8 @@ class TrialRun:
         """Log the saved Keras model + label vocabulary as one MLflow LoggedModel; its URI."""
         from search.registry import log_model
 
-        return log_model(self.run_id, keras_path, vocab, config)
+        with using(self.tracker.tracking_uri):
+            return log_model(self.run_id, keras_path, vocab, config)
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)

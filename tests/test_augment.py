@@ -1,6 +1,7 @@
 """Batch augmentation with real TensorFlow on tiny images: probabilities, areas, shapes, tf.data."""
 
 import math
+import random
 
 import numpy as np
 import pytest
@@ -36,14 +37,14 @@ def test_cutout_probability_is_exactly_p(p):
 @pytest.mark.parametrize("h,w", [(32, 32), (24, 40)])
 def test_cutout_area_within_range_and_mean_near_uniform(h, w):
     lo, hi = 0.02, 0.4
-    frac = _erased_fraction(augment_batch(_white(h=h, w=w), flip=False, shift=0.0, cutout=1.0, seed=3))
+    out = augment_batch(_white(h=h, w=w), flip=False, shift=0.0, cutout=1.0, seed=3)
+    frac = _erased_fraction(out)
     assert frac.min() > 0
     slack = 0.5 / min(h, w) + 1e-6  # sides are whole pixels: off by at most half a row/column
     assert frac.min() >= lo - slack and frac.max() <= hi + slack, (frac.min(), frac.max())
     assert abs(frac.mean() - (lo + hi) / 2) < 0.015, frac.mean()
     # Erased pixels form one axis-aligned rectangle per image.
-    mask = tf.reduce_any(augment_batch(_white(8, h, w), flip=False, shift=0.0, cutout=1.0, seed=3) < 255, -1)
-    for m in mask.numpy():
+    for m in tf.reduce_any(out[:50] < 255, -1).numpy():
         rows, cols = np.where(m.any(1))[0], np.where(m.any(0))[0]
         assert m.sum() == len(rows) * len(cols)
         assert rows.max() - rows.min() + 1 == len(rows) and cols.max() - cols.min() + 1 == len(cols)
@@ -98,32 +99,50 @@ def test_works_in_dataset_map_on_batches():
     images = np.full((40, 24, 40, 3), 255.0, np.float32)
     labels = {"gender": np.arange(40) % 2}
 
-    def run(seed):
+    def run(seed, epochs=1):
         ds = tf.data.Dataset.from_tensor_slices((images, labels)).batch(8)
         ds = ds.map(make_augmenter(flip=True, shift=0.1, cutout=1.0, seed=seed))
-        return list(ds.as_numpy_iterator())
+        return [list(ds.as_numpy_iterator()) for _ in range(epochs)]
 
-    batches = run(4)
+    batches, epoch2 = run(4, epochs=2)
     assert len(batches) == 5
     for (x, y), start in zip(batches, range(0, 40, 8)):
         assert x.shape == (8, 24, 40, 3) and x.dtype == np.float32
         assert (x == 0).any(axis=(1, 2, 3)).all()  # cutout=1: every image erased
         np.testing.assert_array_equal(y["gender"], labels["gender"][start:start + 8])
-    # Batches differ from each other; a fresh augmenter with the same seed repeats the sequence.
+    # Batches differ from each other and from epoch to epoch (a new iterator does not restart
+    # the draws); a fresh augmenter with the same seed repeats the whole sequence.
     assert not np.array_equal(batches[0][0], batches[1][0])
-    again = run(4)
+    assert not np.array_equal(batches[0][0], epoch2[0][0])
+    (again,) = run(4)
     for (x1, _), (x2, _) in zip(batches, again):
         np.testing.assert_array_equal(x1, x2)
 
 
-def test_unseeded_augmenter_in_dataset_map():
-    ds = tf.data.Dataset.from_tensor_slices((np.ones((10, 8, 8, 3), np.float32), np.zeros(10))).batch(4)
-    out = list(ds.map(make_augmenter(flip=True, shift=0.2, cutout=0.5)).as_numpy_iterator())
-    assert [x.shape[0] for x, _ in out] == [4, 4, 2]
+def test_unseeded_augmenter_follows_python_random():
+    images = np.full((10, 8, 8, 3), 255.0, np.float32)
+    ds = tf.data.Dataset.from_tensor_slices((images, np.zeros(10))).batch(4)
+
+    def run(py_seed):
+        random.seed(py_seed)
+        aug = make_augmenter(flip=True, shift=0.2, cutout=0.5)
+        return [x for x, _ in ds.map(aug).as_numpy_iterator()]
+
+    a, b, c = run(0), run(0), run(1)
+    assert [x.shape[0] for x in a] == [4, 4, 2]
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not all(np.array_equal(x, y) for x, y in zip(a, c))
+
+
+def test_unseeded_augment_batch_works_in_graph_mode():
+    fn = tf.function(lambda x: augment_batch(x, flip=True, shift=0.0, cutout=0.5))
+    out = fn(_white(64, 8, 8))
+    assert out.shape == (64, 8, 8, 3) and 0 < (_erased_fraction(out) > 0).mean() < 1
 
 
 @pytest.mark.parametrize("kw", [dict(cutout=1.5), dict(cutout=-0.1), dict(shift=1.0),
-                                dict(cutout=0.5, cutout_area=(0.5, 0.1)), dict(cutout_area=(0.0, 0.2))])
+                                dict(cutout=0.5, cutout_area=(0.5, 0.1)),
+                                dict(cutout_area=(0.0, 0.2))])
 def test_rejects_bad_settings(kw):
     with pytest.raises(ConfigError):
         augment_batch(_white(1), **kw)

@@ -1,0 +1,299 @@
+"""`search eda`: a look at an annotation CSV and its images before searching.
+
+`analyse` returns numbers (a `Report`) that tests can check; `summary_text` and `render_html`
+only show them. It tolerates what `search.validate` refuses (unreadable or repeated images are
+reported, not fatal) and uses PIL + numpy only — no TensorFlow — so the 5,600 real images take
+seconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import io
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image, UnidentifiedImageError
+
+from search import validate
+
+BLACK = 16  # a column whose brightest pixel (0-255 luminance) is at most this is padding
+TOP_PAIRS = 6  # head pairs shown as cross tables, the most associated, besides RULES' pairs
+SHOW_LINES = 10  # CSV lines quoted per finding in the summary
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Rows with `head == value` whose `other` label is not in `expected` look mislabelled."""
+
+    head: str
+    value: str
+    other: str
+    expected: tuple[str, ...]
+    why: str
+
+
+RULES = (
+    Rule("bodypose", "Back", "emotion", ("Neutral",), "the face is not visible from the back"),
+)
+
+
+@dataclass(frozen=True)
+class Report:
+    csv_path: Path
+    frame: pd.DataFrame  # the CSV's label columns, index = CSV line
+    heads: tuple[str, ...]
+    images: pd.DataFrame  # image_stats(), same index
+    flags: list[tuple[Rule, list[int]]]  # each applicable rule and the CSV lines breaking it
+    seconds: float
+
+    def counts(self) -> dict[str, pd.Series]:
+        return class_counts(self.frame, self.heads)
+
+    def majority(self) -> dict[str, tuple[str, float]]:
+        return majority(self.frame, self.heads)
+
+    def association(self) -> pd.DataFrame:
+        return association(self.frame, self.heads)
+
+    def pairs(self) -> list[tuple[str, str]]:
+        return pick_pairs(self.association(), RULES)
+
+    def duplicates(self) -> list[list[int]]:
+        return duplicate_groups(self.images)
+
+    def unreadable(self) -> pd.Series:
+        """CSV line → problem (validate.MISSING, EMPTY, NOT_IMAGE or CORRUPT)."""
+        return self.images["problem"].dropna()
+
+
+def analyse(csv_path, heads) -> Report:
+    """Read the CSV (columns must exist) and every image once; no other check is fatal."""
+    start = time.perf_counter()
+    csv_path, heads = Path(csv_path), tuple(heads)
+    frame = validate.read_csv(csv_path)
+    validate.check_columns(frame, heads, csv_path)
+    paths = validate.resolve_paths(frame, csv_path, allow_outside=True)
+    images = image_stats(paths, index=frame.index)
+    return Report(csv_path=csv_path, frame=frame[list(heads)], heads=heads, images=images,
+                  flags=flag(frame, heads, RULES), seconds=time.perf_counter() - start)
+
+
+def class_counts(frame: pd.DataFrame, heads) -> dict[str, pd.Series]:
+    """Per head: rows per label, most frequent first."""
+    return {h: frame[h].value_counts() for h in heads}
+
+
+def majority(frame: pd.DataFrame, heads) -> dict[str, tuple[str, float]]:
+    """Per head: the most frequent label and its share, the accuracy of always guessing it."""
+    return {h: (str(c.index[0]), float(c.iloc[0] / c.sum()))
+            for h, c in class_counts(frame, heads).items()}
+
+
+def cross_table(frame: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    return pd.crosstab(frame[a], frame[b])
+
+
+def association(frame: pd.DataFrame, heads) -> pd.DataFrame:
+    """Cramér's V between every two heads: 0 independent, 1 one label decides the other."""
+    out = pd.DataFrame(np.eye(len(heads)), index=list(heads), columns=list(heads))
+    for i, a in enumerate(heads):
+        for b in heads[i + 1:]:
+            observed = cross_table(frame, a, b).to_numpy(dtype=float)
+            n, k = observed.sum(), min(observed.shape) - 1
+            expected = observed.sum(1, keepdims=True) * observed.sum(0, keepdims=True) / n
+            chi2 = ((observed - expected) ** 2 / expected).sum()
+            out.loc[a, b] = out.loc[b, a] = np.sqrt(chi2 / (n * k)) if k else 0.0
+    return out
+
+
+def pick_pairs(assoc: pd.DataFrame, rules=RULES, top: int = TOP_PAIRS) -> list[tuple[str, str]]:
+    """The pairs named by rules, then the `top` most associated ones."""
+    heads = list(assoc.index)
+    ruled = [(r.head, r.other) for r in rules if r.head in heads and r.other in heads]
+    ranked = sorted(((a, b) for i, a in enumerate(heads) for b in heads[i + 1:]),
+                    key=lambda p: -assoc.loc[p])
+    taken = {frozenset(p) for p in ruled}
+    return list(dict.fromkeys(ruled)) + [p for p in ranked if frozenset(p) not in taken][:top]
+
+
+def flag(frame: pd.DataFrame, heads, rules=RULES) -> list[tuple[Rule, list[int]]]:
+    """Each rule whose heads are present, with the CSV lines that break it."""
+    return [(r, frame.index[(frame[r.head] == r.value) & ~frame[r.other].isin(r.expected)].tolist())
+            for r in rules if r.head in heads and r.other in heads]
+
+
+def image_stats(paths: list[str], index=None) -> pd.DataFrame:
+    """Per image: width, height, mode, format, pad_left, pad_right (black columns at each
+    side), sha1 of the bytes, and problem (None, or a validate kind) — read in threads."""
+    with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) * 2) as pool:
+        rows = list(pool.map(inspect_image, paths))
+    columns = ["width", "height", "mode", "format", "pad_left", "pad_right", "sha1", "problem"]
+    return pd.DataFrame(rows, index=index, columns=columns)
+
+
+def inspect_image(path: str) -> dict:
+    try:
+        data = Path(path).read_bytes()
+    except OSError:
+        return {"problem": validate.MISSING}
+    if not data:
+        return {"problem": validate.EMPTY}
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            mode, fmt = im.mode, im.format
+            if fmt == "JPEG":
+                im.draft("L", im.size)  # decode luminance only
+            gray = np.asarray(im.convert("L"))
+    except UnidentifiedImageError:
+        return {"problem": validate.NOT_IMAGE}
+    except Exception:  # any decoder failure means unusable
+        return {"problem": validate.CORRUPT}
+    height, width = gray.shape
+    bright = np.flatnonzero(gray.max(axis=0) > BLACK)
+    left, right = (bright[0], width - 1 - bright[-1]) if bright.size else (width, width)
+    return {"width": width, "height": height, "mode": mode, "format": fmt, "pad_left": int(left),
+            "pad_right": int(right), "sha1": hashlib.sha1(data).hexdigest(), "problem": None}
+
+
+def duplicate_groups(images: pd.DataFrame) -> list[list[int]]:
+    """CSV lines whose image files have identical bytes, one list per image."""
+    readable = images[images["problem"].isna()]
+    groups = readable.groupby("sha1").groups.values()
+    return sorted(sorted(g) for g in groups if len(g) > 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Showing a report.
+
+
+def summary_text(report: Report) -> str:
+    counts, majorities = report.counts(), report.majority()
+    lines = [f"{report.csv_path}: {len(report.frame)} rows, {len(report.heads)} heads "
+             f"(read in {report.seconds:.1f} s)",
+             f"  {'head':<14}{'classes':>8}  majority baseline"]
+    for h in report.heads:
+        label, share = majorities[h]
+        lines.append(f"  {h:<14}{len(counts[h]):>8}  {share:.3f} ({label})")
+    assoc = report.association()
+    strongest = ", ".join(f"{a}×{b} {assoc.loc[a, b]:.2f}"
+                          for a, b in pick_pairs(assoc, rules=(), top=4))
+    lines.append(f"associated heads (Cramér's V): {strongest or 'n/a'}")
+    for rule, bad in report.flags:
+        lines.append(f"suspicious: {len(bad)} row(s) with {rule.head}={rule.value} and {rule.other} "
+                     f"not {'/'.join(rule.expected)} ({rule.why}){_lines(bad)}")
+    ok = report.images[report.images["problem"].isna()]
+    sizes = (ok["width"].astype(int).astype(str) + "×" + ok["height"].astype(int).astype(str))
+    lines.append(f"images: {len(ok)} readable; sizes " + ", ".join(
+        f"{s} ({n})" for s, n in sizes.value_counts().head(3).items()))
+    if len(ok):
+        lines.append(f"black side padding, median px: left {ok['pad_left'].median():.0f}, "
+                     f"right {ok['pad_right'].median():.0f}")
+    groups = report.duplicates()
+    lines.append(f"exact duplicate images: {len(groups)} group(s)"
+                 + "".join(f"; lines {'='.join(map(str, g))}" for g in groups[:3]))
+    bad = report.unreadable()
+    lines.append(f"unreadable images: {len(bad)}" + "".join(
+        f"; {n} {kind}{_lines(bad.index[bad == kind].tolist())}"
+        for kind, n in bad.value_counts().items()))
+    return "\n".join(lines)
+
+
+def _lines(lines: list[int]) -> str:
+    if not lines:
+        return ""
+    more = f" (and {len(lines) - SHOW_LINES} more)" if len(lines) > SHOW_LINES else ""
+    return f": lines {', '.join(map(str, lines[:SHOW_LINES]))}{more}"
+
+
+def render_html(report: Report, path) -> Path:
+    """One self-contained HTML file (plotly.js inlined, works offline)."""
+    import plotly.graph_objects as go
+    from plotly.offline import get_plotlyjs
+    from plotly.subplots import make_subplots
+
+    counts, majorities = report.counts(), report.majority()
+    cols = 4
+    rows = -(-len(report.heads) // cols)
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[
+        f"{h}: majority {majorities[h][1]:.2f}" for h in report.heads])
+    for i, h in enumerate(report.heads):
+        fig.add_bar(x=counts[h].index.tolist(), y=counts[h].tolist(), name=h,
+                    row=i // cols + 1, col=i % cols + 1)
+    fig.update_layout(title="Rows per class", showlegend=False, height=300 * rows)
+    parts = [_section("Class balance", fig)]
+
+    assoc = report.association()
+    parts.append(_section("How strongly heads go together (Cramér's V)", _heatmap(
+        assoc, assoc.round(2), zmin=0, zmax=1)))
+    for a, b in report.pairs():
+        parts.append(_section(f"{a} × {b}", _cross_figure(report, a, b)))
+    parts.append(_table("Suspicious combinations", ["rule", "rows", "CSV lines"], [
+        (f"{r.head}={r.value} → {r.other} in {'/'.join(r.expected)} ({r.why})", len(bad),
+         _lines(bad).lstrip(": ")) for r, bad in report.flags]))
+
+    ok = report.images[report.images["problem"].isna()]
+    sizes = (ok["width"].astype(int).astype(str) + "×" + ok["height"].astype(int).astype(str))
+    parts.append(_table("Image sizes, modes and formats", ["size / mode / format", "images"],
+                        [*sizes.value_counts().items(), *ok["mode"].value_counts().items(),
+                         *ok["format"].value_counts().items()]))
+    pad = go.Figure([go.Histogram(x=ok[side], name=side, opacity=0.6)
+                     for side in ("pad_left", "pad_right")])
+    pad.update_layout(barmode="overlay", xaxis_title=f"black columns (luminance ≤ {BLACK})",
+                      yaxis_title="images")
+    parts.append(_section("Black side padding per image", pad))
+    parts.append(_table("Exact duplicate images (same bytes)", ["CSV lines", "image"], [
+        (", ".join(map(str, g)), report.images.at[g[0], "sha1"][:12]) for g in
+        report.duplicates()]))
+    parts.append(_table("Unreadable images", ["CSV line", "problem"],
+                        list(report.unreadable().items())))
+
+    title = html.escape(f"EDA: {report.csv_path}")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
+            f"<body style='font-family:sans-serif'><h1>{title}</h1>"
+            f"<pre style='white-space:pre-wrap'>{html.escape(summary_text(report))}</pre>{''.join(parts)}</body></html>")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def _cross_figure(report: Report, a: str, b: str):
+    """Counts of a × b; cells a rule calls suspicious are marked ⚠."""
+    table = cross_table(report.frame, a, b)
+    text = table.astype(str)
+    for rule, _ in report.flags:
+        if (rule.head, rule.other) == (a, b) and rule.value in table.index:
+            for label in table.columns.difference(rule.expected):
+                text.loc[rule.value, label] += " ⚠"
+    return _heatmap(table, text, colorscale="Blues")
+
+
+def _heatmap(values: pd.DataFrame, text: pd.DataFrame, **style):
+    """A labelled grid, first row on top, each cell showing its text."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure(go.Heatmap(z=values.to_numpy(), x=values.columns.tolist(),
+                               y=values.index.tolist(), text=text.to_numpy(),
+                               texttemplate="%{text}", **style))
+    fig.update_layout(height=160 + 45 * len(values), yaxis_autorange="reversed",
+                      xaxis_title=values.columns.name, yaxis_title=values.index.name)
+    return fig
+
+
+def _section(title: str, fig) -> str:
+    return f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=False)
+
+
+def _table(title: str, header: list[str], rows: list) -> str:
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
+                   for row in rows) or f"<tr><td colspan='{len(header)}'>none</td></tr>"
+    return f"<h2>{html.escape(title)}</h2><table border='1' cellpadding='4'>{head}{body}</table>"

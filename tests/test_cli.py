@@ -1,0 +1,58 @@
+"""The CLI answers fast, without TensorFlow, and user mistakes exit 2 with one clear line."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from search import cli
+from conftest import ROOT, TINY_SPACE
+
+
+def test_import_and_help_do_not_import_tensorflow():
+    code = ("import sys, search.cli\n"
+            "try:\n    search.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'mlflow') if m in sys.modules]\n"
+            "assert not heavy, heavy\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "run" in result.stdout and "predict" in result.stdout
+
+
+def test_every_command_has_help(capsys):
+    for command in ("run", "lr-find", "best", "pull", "predict", "dashboard", "mlflow-ui"):
+        try:
+            cli.main([command, "--help"])
+        except SystemExit as exc:
+            assert exc.code == 0
+        assert "--storage" in capsys.readouterr().out
+
+
+def test_bad_space_is_one_line_exit_2_and_creates_nothing(tmp_path, tiny_csv, capsys):
+    space = tmp_path / "bad.yaml"
+    space.write_text("params:\n  widht: 3\n")
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "--space", str(space), "--data", str(tiny_csv),
+                     "--runs-dir", str(runs)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "widht" in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (runs / "optuna.db").exists() and not (runs / "mlflow.db").exists()
+
+
+def test_missing_data_and_unknown_study(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "--space", str(TINY_SPACE), "--data", str(tmp_path / "no.csv"),
+                     "--runs-dir", str(runs)])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+    assert not (runs / "optuna.db").exists()
+    assert cli.main(["best", "--study", "nope", "--runs-dir", str(runs)]) == 2
+    assert "search run" in capsys.readouterr().err
+
+
+def test_passwords_are_masked_in_errors(tmp_path, capsys):
+    code = cli.main(["best", "--runs-dir", str(tmp_path),
+                     "--storage", "postgresql+psycopg2://me:s3cret@127.0.0.1:1/db"])
+    err = capsys.readouterr().err
+    assert code == 2 and "s3cret" not in err and "me:***@" in err

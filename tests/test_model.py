@@ -1,0 +1,103 @@
+"""Backbones + heads: output names and shapes; the exported model takes raw images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.config import TrialConfig
+from search.errors import ConfigError
+
+VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45"),
+         "carryingbag": ("Daily/Office/Work Bag", "Grocery/Home/Plastic Bag", "None")}
+
+
+def test_separable_outputs_one_softmax_per_head():
+    from search import model
+
+    config = TrialConfig(width=8, depth=3, convs_per_block=(1, 2, 1), image_size=(32, 48),
+                         neck_units=16, head_units=8)
+    net = model.build(config, VOCAB)
+    out = net(np.random.rand(2, 32, 48, 3).astype("float32") * 255)
+    assert set(out) == set(VOCAB)
+    for head, labels in VOCAB.items():
+        assert out[head].shape == (2, len(labels))
+        assert np.allclose(out[head].numpy().sum(axis=1), 1.0, atol=1e-5)
+    names = {layer.name for layer in net.layers}
+    assert "gender" in names and "age_dense" in names
+    sep = net.get_layer("separable")
+    assert sum("sep" in layer.name for layer in sep.layers) == 4
+
+
+def test_unknown_backbone_lists_known_names():
+    from search import backbones
+
+    with pytest.raises(ConfigError, match="separable"):
+        backbones.create(TrialConfig(backbone="vit"))
+    with pytest.raises(ConfigError, match="mobilenet_v2"):
+        backbones.create(TrialConfig(backbone="pretrained", family="vgg99", weights="none"))
+
+
+def test_pretrained_mobilenet_v2_loads_local_imagenet_weights(weights_dir, monkeypatch):
+    from search import model
+
+    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(weights_dir))
+    config = TrialConfig(backbone="pretrained", family="mobilenet_v2", alpha=0.35,
+                         weights="imagenet", image_size=(48, 48), fine_tune_fraction=0.3)
+    net = model.build(config, VOCAB)
+    assert net.weights_source.endswith("0.35_224_no_top.h5")
+    base = net.get_layer("mobilenet_v2").get_layer("mobilenetv2_0.35_48")
+    trainable = [layer for layer in base.layers if layer.trainable_weights]
+    assert 0 < len(trainable) < len([l for l in base.layers if l.weights])  # top 30% only
+    out = net(np.zeros((1, 48, 48, 3), "float32"))
+    assert out["age"].shape == (1, 3)
+
+
+def test_auto_weights_fall_back_when_unavailable(monkeypatch, tmp_path):
+    from search import model
+
+    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(tmp_path))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    config = TrialConfig(backbone="pretrained", family="mobilenet", alpha=0.25, weights="auto",
+                         image_size=(32, 32))
+    try:
+        net = model.build(config, VOCAB)
+    except ConfigError:  # pragma: no cover
+        pytest.fail("auto must fall back to random init")
+    assert net.weights_source == "imagenet" or net.weights_source.startswith("none")
+
+
+def test_export_takes_raw_images_of_any_size_and_round_trips(tmp_path):
+    import keras
+
+    from search import model, registry
+
+    config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0,
+                         crop="auto")
+    net = model.build(config, VOCAB)
+    exported = model.export(net, config)
+    path = tmp_path / "m.keras"
+    exported.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    for shape in ((1, 224, 224, 3), (2, 60, 40, 3)):
+        raw = np.random.randint(0, 255, shape).astype("float32")
+        a, b = exported.predict(raw, verbose=0), loaded.predict(raw, verbose=0)
+        assert a["gender"].shape == (shape[0], 2)
+        np.testing.assert_allclose(a["age"], b["age"], rtol=1e-5, atol=1e-6)
+    result = registry.predict_arrays(loaded, VOCAB, [np.zeros((50, 30, 3), np.uint8),
+                                                     np.zeros((20, 20, 3), np.uint8)])
+    assert result[0]["carryingbag"]["label"] in VOCAB["carryingbag"]
+
+
+def test_auto_crop_trims_black_side_padding():
+    from search.preprocess import prepare
+
+    image = np.zeros((1, 20, 40, 3), np.float32)
+    image[:, :, 10:30] = 200.0  # content in the middle half, black padding each side
+    image[:, :, 10] = 50.0
+    cropped = prepare(image, (20, 20), "auto").numpy()
+    assert cropped.min() >= 49.0  # no black column survived
+    plain = prepare(image, (20, 20), "none").numpy()
+    assert plain.min() == 0.0
+    blank = prepare(np.zeros((1, 8, 8, 3)), (4, 4), "auto").numpy()
+    assert blank.shape == (1, 4, 4, 3)

@@ -1,0 +1,112 @@
+"""Space YAML → distributions → frozen config; validation errors name the key."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import optuna
+import pytest
+import yaml
+
+from search import space as space_lib
+from search.config import TrialConfig
+from search.errors import ConfigError
+from conftest import ROOT, TINY_SPACE
+
+
+def parse(text: str):
+    return space_lib.parse(yaml.safe_load(text))
+
+
+def test_fixed_trial_gives_frozen_config():
+    space = space_lib.load(TINY_SPACE)
+    config = space.sample(optuna.trial.FixedTrial({
+        "width": 16, "dropout": 0.1, "cutout": 0.25, "clr_mode": "triangular2",
+        "base_lr": 1e-3, "lr_ratio": 3.0}))
+    assert isinstance(config, TrialConfig)
+    assert config.width == 16 and config.image_size == (32, 32)
+    assert config.max_lr == pytest.approx(3e-3)  # derived: base_lr * lr_ratio > base_lr
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.width = 3  # type: ignore[misc]
+
+
+def test_conditional_param_is_sampled_only_when_active():
+    space = space_lib.load(TINY_SPACE)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = set()
+    for _ in range(12):
+        trial = study.ask()
+        config = space.sample(trial)
+        seen.add(config.clr_mode)
+        assert ("gamma" in trial.params) == (config.clr_mode == "exp_range")
+        study.tell(trial, 0.5)
+    assert "exp_range" in seen and len(seen) > 1
+
+
+@pytest.mark.parametrize("text, words", [
+    ("params: {widht: 3}", ["widht", "unknown key"]),
+    ("params: {width: {type: int, low: 1}}", ["width", "low and high"]),
+    ("params: {width: {type: integer, low: 1, high: 2}}", ["width.type"]),
+    ("params: {base_lr: {type: float, low: 0.1, high: 0.01}}", ["base_lr"]),
+    ("params: {gamma: {type: float, low: 0.9, high: 0.99, when: {mode: x}}}", ["gamma.when", "mode"]),
+    ("objective: accuracy\nparams: {}", ["objective"]),
+    ("pruner: {name: sometimes}\nparams: {}", ["pruner.name"]),
+    ("params: {base_lr: 0.01, max_lr: 0.001}", ["max_lr", "base_lr"]),
+    ("clr_bounds: lr_find\nparams: {base_lr: 0.01}", ["lr_find", "base_lr"]),
+    ("params: {image_size: 8}", ["image_size"]),
+    ("params: {backbone: {choices: [separable, transformer]}}", ["backbone", "transformer"]),
+    ("bogus: 1\nparams: {}", ["bogus"]),
+])
+def test_invalid_space_names_the_key(text, words):
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    for word in words:
+        assert word in str(err.value)
+
+
+def test_load_names_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("params: {width: [1, 2}")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        space_lib.load(bad)
+    with pytest.raises(ConfigError, match="does not exist"):
+        space_lib.load(tmp_path / "missing.yaml")
+
+
+def test_shipped_spaces_load_with_baselines():
+    default = space_lib.load(ROOT / "spaces" / "default.yaml")
+    names = [e["name"] for e in default.enqueue]
+    assert names == ["model-1-separable", "model-2-resnet50-clr"]
+    model1 = TrialConfig.from_dict(default.enqueue[0]["config"])
+    assert model1.convs_per_block == (1, 1, 1, 3, 3) and model1.neck == "flatten"
+    assert model1.optimizer == "sgd" and model1.cutout == 0.0
+    model2 = TrialConfig.from_dict(default.enqueue[1]["config"])
+    assert (model2.family, model2.clr_mode, model2.gamma) == ("resnet50", "exp_range", 0.99994)
+    sampled = {p.name for p in default.params if p.distribution is not None}
+    for key in ("backbone", "width", "depth", "dropout", "cutout", "clr_mode", "base_lr",
+                "lr_ratio", "step_size_epochs", "gamma", "batch_size", "epochs", "image_size"):
+        assert key in sampled
+
+
+def test_pin_overrides_space_and_baseline_budget():
+    default = space_lib.load(ROOT / "spaces" / "default.yaml")
+    pinned = default.pin(image_size=32, epochs=1, backbone="separable")
+    config = pinned.sample(optuna.trial.FixedTrial({
+        "width": 16, "depth": 3, "convs_per_block": 1, "dropout": 0.0, "neck_units": 0,
+        "neck_dropout": 0.0, "head_units": 0, "head_dropout": 0.0, "class_weighting": "none",
+        "cutout": 0.0, "shift": 0.0, "optimizer": "adam", "clr_mode": "constant",
+        "base_lr": 1e-3, "lr_ratio": 2.0, "step_size_epochs": 1.0, "batch_size": 32}))
+    assert config.image_size == (32, 32) and config.epochs == 1 and config.backbone == "separable"
+    # the separable baseline keeps its architecture but takes the budget; ResNet50 is dropped
+    assert [e["name"] for e in pinned.enqueue] == ["model-1-separable"]
+    assert pinned.enqueue[0]["config"]["image_size"] == [32, 32]
+    assert pinned.fingerprint() != default.fingerprint()
+    assert default.fingerprint() == space_lib.load(ROOT / "spaces" / "default.yaml").fingerprint()
+
+
+def test_config_rejects_unknown_and_mistyped_keys():
+    with pytest.raises(ConfigError, match="colour"):
+        TrialConfig.from_dict({"colour": 1})
+    with pytest.raises(ConfigError, match="epochs"):
+        TrialConfig.from_dict({"epochs": "three"})
+    assert TrialConfig.from_dict({"image_size": [40, 64]}).image_size == (40, 64)

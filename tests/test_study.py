@@ -1,0 +1,132 @@
+"""A real 2-trial study end to end: Optuna trials, MLflow runs, registry, pull, predict."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from search import cli
+from conftest import TINY_SPACE
+
+HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
+         "bodypose")
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory, tiny_csv):
+    runs = tmp_path_factory.mktemp("runs")
+    code = cli.main(["run", "--trials", "2", "--space", str(TINY_SPACE), "--data", str(tiny_csv),
+                     "--study", "tiny", "--runs-dir", str(runs), "--no-progress"])
+    assert code == 0
+    return runs
+
+
+def _study(runs):
+    return optuna.load_study(study_name="tiny", storage=f"sqlite:///{runs / 'optuna.db'}")
+
+
+def _client(runs):
+    return mlflow.MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+
+
+def test_trials_are_stored_with_per_head_results(study_dir):
+    trials = _study(study_dir).get_trials(states=(TrialState.COMPLETE,))
+    assert len(trials) == 2
+    for t in trials:
+        assert set(t.user_attrs["head_accuracy"]) == set(HEADS)
+        assert 0.0 <= t.value <= 1.0
+        assert t.user_attrs["mlflow_run_id"] and t.user_attrs["model_uri"]
+        assert t.intermediate_values  # reported per epoch for the pruner
+
+
+def test_mlflow_has_parent_and_nested_trial_runs(study_dir):
+    client = _client(study_dir)
+    exp = client.get_experiment_by_name("tiny")
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if r.data.tags.get("search.role") == "study"]
+    children = [r for r in runs if r.data.tags.get("search.role") == "trial"]
+    assert len(parents) == 1 and len(children) == 2
+    parent_id = parents[0].info.run_id
+    for child in children:
+        assert child.data.tags["mlflow.parentRunId"] == parent_id
+        assert child.info.status == "FINISHED"
+        m = child.data.metrics
+        for head in HEADS:
+            for key in ("accuracy", "balanced_accuracy", "majority", "loss"):
+                assert f"final_{head}_{key}" in m
+        assert m["params_count"] > 0 and m["train_images_per_second"] > 0
+        history = client.get_metric_history(child.info.run_id, "val_gender_accuracy")
+        assert [h.step for h in history] == [1]
+        assert child.data.params["clr_mode"] in ("triangular", "triangular2", "exp_range")
+
+
+def test_same_command_resumes_the_same_study(study_dir, tiny_csv, capsys):
+    args = ["run", "--space", str(TINY_SPACE), "--data", str(tiny_csv), "--study", "tiny",
+            "--runs-dir", str(study_dir), "--no-progress"]
+    assert cli.main(args + ["--trials", "2"]) == 0
+    assert "nothing to do" in capsys.readouterr().out
+    assert cli.main(args + ["--trials", "3"]) == 0
+    assert len(_study(study_dir).get_trials(states=(TrialState.COMPLETE,))) == 3
+    runs = _client(study_dir).search_runs(
+        [_client(study_dir).get_experiment_by_name("tiny").experiment_id])
+    assert sum(r.data.tags.get("search.role") == "study" for r in runs) == 1
+
+
+def test_other_space_in_same_study_is_refused(study_dir, tiny_csv, capsys):
+    code = cli.main(["run", "--trials", "5", "--space", str(TINY_SPACE), "--data", str(tiny_csv),
+                     "--study", "tiny", "--runs-dir", str(study_dir), "--epochs", "2"])
+    assert code == 2
+    assert "different setup" in capsys.readouterr().err
+
+
+def test_best_register_pull_predict(study_dir, tiny_csv, tmp_path, capsys):
+    base = ["--runs-dir", str(study_dir)]
+    assert cli.main(["best", "--study", "tiny", "--register", "tiny-model", *base]) == 0
+    assert cli.main(["best", "--study", "tiny", "--register", "tiny-model", *base]) == 0
+    client = _client(study_dir)
+    versions = client.search_model_versions("name = 'tiny-model'")
+    assert len(versions) == 1  # the same trial is not registered twice
+    champion = client.get_model_version_by_alias("tiny-model", "champion")
+    best = _study(study_dir).best_trial
+    assert champion.run_id == best.user_attrs["mlflow_run_id"]
+
+    out = tmp_path / "pulled"
+    assert cli.main(["pull", "models:/tiny-model@champion", "--out", str(out), *base]) == 0
+    assert (out / "model.keras").is_file()
+    vocab = json.loads((out / "labels.json").read_text())
+    assert set(vocab) == set(HEADS) and "None" in vocab["carryingbag"]
+
+    images = sorted((tiny_csv.parent / "images").glob("*.png"))[:2]
+    capsys.readouterr()
+    for model in (str(out), "models:/tiny-model@champion"):
+        assert cli.main(["predict", "--model", model, *map(str, images), *base]) == 0
+        lines = capsys.readouterr().out.strip().splitlines()
+        assert len(lines) == 2
+        for line in lines:
+            row = json.loads(line)
+            for head in HEADS:
+                assert row[head]["label"] in vocab[head]
+                assert 0.0 <= row[head]["probability"] <= 1.0
+
+
+def test_failing_trials_are_recorded_and_the_search_stops(tmp_path, tiny_csv, capsys):
+    space = tmp_path / "nan.yaml"
+    space.write_text(TINY_SPACE.read_text().replace(
+        "base_lr: {type: float, low: 1.0e-3, high: 3.0e-3, log: true}",
+        "base_lr: 1.0e+6\n  optimizer: sgd"))
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "--trials", "3", "--space", str(space), "--data", str(tiny_csv),
+                     "--study", "nan", "--runs-dir", str(runs), "--no-progress",
+                     "--max-failures", "2"])
+    assert code == 1
+    assert "2 trials in a row failed" in capsys.readouterr().err
+    trials = optuna.load_study(study_name="nan", storage=f"sqlite:///{runs / 'optuna.db'}").trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.FAIL]
+    assert "NonFiniteLoss" in trials[0].user_attrs["fail_reason"]
+    run = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}").get_run(
+        trials[0].user_attrs["mlflow_run_id"])
+    assert run.info.status == "FAILED" and "NonFiniteLoss" in run.data.tags["search.reason"]
