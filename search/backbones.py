@@ -11,7 +11,9 @@ input size, and only then lets Keras download it.
 
 from __future__ import annotations
 
+import functools
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -122,31 +124,38 @@ def pretrained(config: TrialConfig) -> keras.Model:
     kwargs = {"alpha": config.alpha} if family.has_alpha else {}
     weights = resolve_weights(config.weights, family, config.alpha, config.family)
     source = weights or "none"
-    try:
-        base = family.build(include_top=False, weights=weights, input_shape=(h, w, 3), **kwargs)
-    except ValueError as exc:
-        raise ConfigError(f"{config.family}: {exc}") from None
-    except Exception as exc:  # Keras raises a bare Exception when the download fails
-        if weights != "imagenet":
-            raise
-        reason = str(exc).split(" -- ")[-1][:200]
-        if config.weights != "auto":
-            raise ConfigError(
-                f"cannot download ImageNet weights for {config.family} (alpha {config.alpha}): "
-                f"{reason}. Offline? Put the Keras *_no_top.h5 file in a folder named by "
-                f"SEARCH_WEIGHTS_DIR, pass a file path as weights, or use weights: auto/none"
-            ) from None
-        base = family.build(include_top=False, weights=None, input_shape=(h, w, 3), **kwargs)
-        source = f"none (imagenet unavailable: {reason})"
-    base.trainable = config.fine_tune_fraction > 0
-    if base.trainable:
+    what = f"{config.family} (alpha {config.alpha})" if family.has_alpha else config.family
+    build = functools.partial(family.build, include_top=False, input_shape=(h, w, 3), **kwargs)
+    with warnings.catch_warnings():  # "weights for (224, 224) will be loaded": intended
+        warnings.filterwarnings("ignore", message=".*will be loaded as the default", category=UserWarning)
+        try:
+            base = build(weights=weights)
+        except ValueError as exc:
+            raise ConfigError(f"{what}: {exc}") from None
+        except Exception as exc:  # Keras raises a bare Exception when the download fails
+            if weights != "imagenet":
+                raise
+            reason = str(exc).split(" -- ")[-1][:200]
+            if config.weights != "auto":
+                raise ConfigError(
+                    f"cannot download ImageNet weights for {what}: {reason}. Offline? Put the "
+                    f"Keras *_no_top.h5 file in a folder named by SEARCH_WEIGHTS_DIR, pass a "
+                    f"file path as weights, or use weights: auto/none") from None
+            base = build(weights=None)
+            source = f"none (imagenet unavailable: {reason})"
+    scratch = weights is None or source.startswith("none")
+    if scratch:  # random features are useless frozen: train everything, BatchNorm included
+        base.trainable = True
+    else:
+        base.trainable = config.fine_tune_fraction > 0
         first = int(round(len(base.layers) * (1 - config.fine_tune_fraction)))
         for i, layer in enumerate(base.layers):
             # BatchNorm stays frozen: its statistics come from ImageNet, not our small batches.
-            layer.trainable = i >= first and not isinstance(layer, keras.layers.BatchNormalization)
+            layer.trainable = base.trainable and i >= first and \
+                not isinstance(layer, keras.layers.BatchNormalization)
     inputs = keras.Input((h, w, 3), name="image")
     x = FamilyPreprocess(config.family, name="preprocess_input")(inputs)
-    x = base(x, training=False)
+    x = base(x) if scratch else base(x, training=False)
     model = keras.Model(inputs, x, name=f"{config.family}")
     model.weights_source = source  # logged with the trial: what `auto` resolved to
     return model

@@ -26,6 +26,7 @@ def choose(precision: str = "auto", xla: str = "auto") -> DeviceChoice:
     import keras
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # retracing notes for each new trial model are expected
     gpus = tf.config.list_physical_devices("GPU")
     for gpu in gpus:
         try:

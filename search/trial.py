@@ -105,7 +105,7 @@ def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_) -> TrialR
 
     from search import callbacks as cb
     from search import clr, metrics, model as model_lib
-    from search.augment import augment_batch
+    from search.augment import make_augmenter
     from search.data import balanced_weights, eval_dataset, train_dataset
 
     keras.backend.clear_session()
@@ -116,8 +116,11 @@ def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_) -> TrialR
     weights = balanced_weights(train_y, table.vocab) if config.class_weighting == "balanced" \
         else None
 
+    # One generator for the whole fit: fresh draws every epoch, reproducible from the seed.
+    augmenter = make_augmenter(config.flip, config.shift, config.cutout, seed=config.seed)
+
     def augment(x):
-        return augment_batch(x, flip=config.flip, shift=config.shift, cutout=config.cutout)
+        return augmenter(x, None)[0]
 
     train_ds = train_dataset(train_x, train_y, batch_size=config.batch_size, seed=config.seed,
                              augment=augment, sample_weights=weights)
