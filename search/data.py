@@ -21,7 +21,6 @@ import pandas as pd
 
 from search import validate
 from search.errors import DataError
-from search.validate import IMAGE_COLUMN  # noqa: F401 (re-exported: the path column)
 
 DEFAULT_HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear",
                  "emotion", "bodypose")

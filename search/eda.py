@@ -46,6 +46,8 @@ RULES = (
 
 @dataclass(frozen=True)
 class Report:
+    """What `analyse` read; the methods derive the numbers shown."""
+
     csv_path: Path
     frame: pd.DataFrame  # the CSV's label columns, index = CSV line
     heads: tuple[str, ...]
@@ -67,6 +69,9 @@ class Report:
 
     def duplicates(self) -> list[list[int]]:
         return duplicate_groups(self.images)
+
+    def readable(self) -> pd.DataFrame:
+        return self.images[self.images["problem"].isna()]
 
     def unreadable(self) -> pd.Series:
         """CSV line → problem (validate.MISSING, EMPTY, NOT_IMAGE or CORRUPT)."""
@@ -162,10 +167,15 @@ def inspect_image(path: str) -> dict:
             "pad_right": int(right), "sha1": hashlib.sha1(data).hexdigest(), "problem": None}
 
 
+def size_counts(images: pd.DataFrame) -> pd.Series:
+    """'W×H' → images of that size, most common first (readable images only)."""
+    width, height = (images[c].astype(int).astype(str) for c in ("width", "height"))
+    return (width + "×" + height).value_counts()
+
+
 def duplicate_groups(images: pd.DataFrame) -> list[list[int]]:
     """CSV lines whose image files have identical bytes, one list per image."""
-    readable = images[images["problem"].isna()]
-    groups = readable.groupby("sha1").groups.values()
+    groups = images[images["problem"].isna()].groupby("sha1").groups.values()
     return sorted(sorted(g) for g in groups if len(g) > 1)
 
 
@@ -186,12 +196,11 @@ def summary_text(report: Report) -> str:
                           for a, b in pick_pairs(assoc, rules=(), top=4))
     lines.append(f"associated heads (Cramér's V): {strongest or 'n/a'}")
     for rule, bad in report.flags:
-        lines.append(f"suspicious: {len(bad)} row(s) with {rule.head}={rule.value} and {rule.other} "
-                     f"not {'/'.join(rule.expected)} ({rule.why}){_lines(bad)}")
-    ok = report.images[report.images["problem"].isna()]
-    sizes = (ok["width"].astype(int).astype(str) + "×" + ok["height"].astype(int).astype(str))
+        lines.append(f"suspicious: {len(bad)} row(s) with {rule.head}={rule.value} and "
+                     f"{rule.other} not {'/'.join(rule.expected)} ({rule.why}){_lines(bad)}")
+    ok = report.readable()
     lines.append(f"images: {len(ok)} readable; sizes " + ", ".join(
-        f"{s} ({n})" for s, n in sizes.value_counts().head(3).items()))
+        f"{s} ({n})" for s, n in size_counts(ok).head(3).items()))
     if len(ok):
         lines.append(f"black side padding, median px: left {ok['pad_left'].median():.0f}, "
                      f"right {ok['pad_right'].median():.0f}")
@@ -238,10 +247,9 @@ def render_html(report: Report, path) -> Path:
         (f"{r.head}={r.value} → {r.other} in {'/'.join(r.expected)} ({r.why})", len(bad),
          _lines(bad).lstrip(": ")) for r, bad in report.flags]))
 
-    ok = report.images[report.images["problem"].isna()]
-    sizes = (ok["width"].astype(int).astype(str) + "×" + ok["height"].astype(int).astype(str))
+    ok = report.readable()
     parts.append(_table("Image sizes, modes and formats", ["size / mode / format", "images"],
-                        [*sizes.value_counts().items(), *ok["mode"].value_counts().items(),
+                        [*size_counts(ok).items(), *ok["mode"].value_counts().items(),
                          *ok["format"].value_counts().items()]))
     pad = go.Figure([go.Histogram(x=ok[side], name=side, opacity=0.6)
                      for side in ("pad_left", "pad_right")])
@@ -258,7 +266,8 @@ def render_html(report: Report, path) -> Path:
     page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
             f"<body style='font-family:sans-serif'><h1>{title}</h1>"
-            f"<pre style='white-space:pre-wrap'>{html.escape(summary_text(report))}</pre>{''.join(parts)}</body></html>")
+            f"<pre style='white-space:pre-wrap'>{html.escape(summary_text(report))}</pre>"
+            f"{''.join(parts)}</body></html>")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(page, encoding="utf-8")

@@ -71,10 +71,12 @@ def read_csv(csv_path: Path) -> pd.DataFrame:
         raise DataError(f"annotation file {csv_path} {what}; pass the annotation CSV with --data")
     raw = csv_path.read_bytes()
     try:
+        if b"\x00" in raw:
+            raise ValueError("it contains NUL bytes")
         lines = csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=None))
         rows = [(lines.line_num, cells) for cells in
                 ([cell.strip() for cell in row] for row in lines) if any(cells)]
-    except (UnicodeDecodeError, csv.Error) as exc:
+    except (ValueError, csv.Error) as exc:  # UnicodeDecodeError is a ValueError
         kind = next((k for magic, k in _MAGIC.items() if raw.startswith(magic)), None)
         looks = f"it looks like {kind}" if kind else f"{exc}"
         raise DataError(f"{csv_path} is not a UTF-8 CSV file ({looks}); pass the annotation "
@@ -119,8 +121,8 @@ def _no_empty_cells(frame: pd.DataFrame, csv_path: Path) -> None:
     cells = [(line, column, "") for column in frame.columns
              for line in frame.index[frame[column] == ""]]
     if cells:
-        raise DataError(_cells_message(csv_path, sorted(cells), "empty cell(s)",
-                                       "fill them in or delete those rows"))
+        raise DataError(f"{csv_path}: " + _cells_message(sorted(cells), "empty cell(s)",
+                                                         "fill them in or delete those rows"))
 
 
 def resolve_paths(frame: pd.DataFrame, csv_path: Path, allow_outside: bool) -> list[str]:
@@ -133,8 +135,8 @@ def resolve_paths(frame: pd.DataFrame, csv_path: Path, allow_outside: bool) -> l
                    in zip(frame.index, frame[IMAGE_COLUMN], paths)
                    if os.path.isabs(value) or os.path.commonpath([root, path]) != root]
         if outside:
-            raise DataError(_cells_message(
-                csv_path, outside, f"image path(s) are absolute or lead outside the CSV's folder {root}",
+            raise DataError(f"{csv_path}: " + _cells_message(
+                outside, f"image path(s) are absolute or lead outside the CSV's folder {root}",
                 "write them relative to that folder and keep the images in or below it"))
     return paths
 
@@ -149,8 +151,8 @@ def _check_vocab(frame, heads, vocab: dict, csv_path: Path) -> dict[str, tuple[s
                    for line, value in frame[h][~frame[h].isin(vocab[h])].items())
     if cells:
         known = "; ".join(f"{h}: {', '.join(vocab[h])}" for h in dict.fromkeys(c[1] for c in cells))
-        raise DataError(_cells_message(csv_path, cells, "label(s) not in the vocabulary",
-                                       f"the known labels are {known}"))
+        raise DataError(f"{csv_path}: " + _cells_message(cells, "label(s) not in the vocabulary",
+                                                         f"the known labels are {known}"))
     return vocab
 
 
@@ -172,9 +174,10 @@ def _check_duplicates(frame: pd.DataFrame, csv_path: Path, duplicates: str) -> N
                in zip(frame.index, frame[IMAGE_COLUMN], frame["path"]) if first[path] != line]
     if not repeats:
         return
-    message = _cells_message(csv_path, repeats, "row(s) repeat an earlier image",
-                             "a repeated image can land in both the training and the validation "
-                             "split; delete the repeats")
+    message = f"{csv_path}: " + _cells_message(
+        repeats, "row(s) repeat an earlier image",
+        "a repeated image can land in both the training and the validation split; delete the "
+        "repeats")
     if duplicates == "error":
         raise DataError(message)
     print(f"warning: {message}", file=sys.stderr)
@@ -185,16 +188,16 @@ def _check_images(frame: pd.DataFrame, csv_path: Path, on_bad_images: str) -> pd
     bad = problems.notna()
     if not bad.any():
         return frame
-    kinds = [_cells_message(csv_path, [(line, IMAGE_COLUMN, frame.at[line, IMAGE_COLUMN])
-                                       for line in problems.index[problems == kind]],
-                            f"image file(s) {kind}")
-             for kind in (MISSING, EMPTY, NOT_IMAGE, CORRUPT) if (problems == kind).any()]
+    kinds = "; ".join(
+        _cells_message([(line, IMAGE_COLUMN, frame.at[line, IMAGE_COLUMN])
+                        for line in problems.index[problems == kind]], f"image file(s) {kind}")
+        for kind in (MISSING, EMPTY, NOT_IMAGE, CORRUPT) if (problems == kind).any())
     if on_bad_images == "error" or bad.all():
         fix = ("every row is unreadable; check the image folder" if bad.all() else
                "fix or delete those rows, or drop them with --on-bad-images skip")
-        raise DataError(f"{'; '.join(kinds)}; {fix}")
-    print(f"skipping {bad.sum()} of {len(frame)} rows with unreadable images: {'; '.join(kinds)}",
-          file=sys.stderr)
+        raise DataError(f"{csv_path}: {kinds}; {fix}")
+    print(f"{csv_path}: skipping {bad.sum()} of {len(frame)} rows with unreadable images: "
+          f"{kinds}", file=sys.stderr)
     return frame[~bad]
 
 
@@ -251,13 +254,12 @@ def load_vocab(path) -> dict[str, tuple[str, ...]]:
     return vocab
 
 
-def _cells_message(csv_path: Path, cells: list, what: str, fix: str = "") -> str:
-    """'<csv>: N <what>: line 3 column='value', ... (and K more); <fix>'. A cell is
+def _cells_message(cells: list, what: str, fix: str = "") -> str:
+    """'N <what>: line 3 column='value', ... (and K more); <fix>'. A cell is
     (line, column, value) with an optional note appended."""
     shown = ", ".join(f"line {line} {column}={value!r}{''.join(note)}"
                       for line, column, value, *note in cells[:SHOW_ROWS])
-    return (f"{csv_path}: {len(cells)} {what}: {shown}{_more(len(cells))}"
-            + (f"; {fix}" if fix else ""))
+    return f"{len(cells)} {what}: {shown}{_more(len(cells))}" + (f"; {fix}" if fix else "")
 
 
 def _more(n: int) -> str:
