@@ -53,39 +53,24 @@ def _seed_tensor(seed) -> tf.Tensor:
     return tf.cast(tf.reshape(seed, [2]), tf.int64)
 
 
-def _flip(images, seed):
-    do = tf.random.stateless_uniform([tf.shape(images)[0]], seed=seed) < 0.5
-    return tf.where(do[:, None, None, None], tf.reverse(images, axis=[2]), images)
+def _flip_cols(cols, w, seed):
+    """Column indices [B, W] read right to left for a random half of the images."""
+    do = tf.random.stateless_uniform([tf.shape(cols)[0]], seed=seed) < 0.5
+    return tf.where(do[:, None], w - 1 - cols, cols)
 
 
-def _shift(images, shift, seed):
-    """Integer translation by up to `shift`*H rows and `shift`*W columns; vacated pixels are 0."""
-    shape = tf.shape(images)
-    b, h, w = shape[0], shape[1], shape[2]
-    sy, sx = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
-
-    def offsets(size, s):
-        size_f = tf.cast(size, tf.float32)
-        u = tf.random.stateless_uniform([b], minval=-shift, maxval=shift, seed=s)
-        return tf.cast(tf.round(u * size_f), tf.int32)
-
-    # Output pixel (r, c) reads input pixel (r - dy, c - dx); out-of-range reads become 0.
-    rows = tf.range(h)[None, :] - offsets(h, sy)[:, None]  # [B, H]
-    cols = tf.range(w)[None, :] - offsets(w, sx)[:, None]  # [B, W]
-    out = tf.gather(images, tf.clip_by_value(rows, 0, h - 1), axis=1, batch_dims=1)
-    out = tf.gather(out, tf.clip_by_value(cols, 0, w - 1), axis=2, batch_dims=1)
-    valid = ((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :]
-    return tf.where(valid[..., None], out, tf.zeros_like(out))
+def _shift_offsets(b, size, shift, seed):
+    """Per-image integer offsets in [-shift*size, shift*size]."""
+    u = tf.random.stateless_uniform([b], minval=-shift, maxval=shift, seed=seed)
+    return tf.cast(tf.round(u * tf.cast(size, tf.float32)), tf.int32)
 
 
-def _cutout(images, p, area, seed):
-    """Each image, with probability exactly `p`, gets one rectangle of zeros.
+def _cutout_mask(b, h, w, p, area, seed):
+    """[B, H, W] bool: each image, with probability exactly `p`, one rectangle to erase.
 
     The rectangle's area is uniform in `area` (fraction of the image); its aspect ratio is
     log-uniform, then the sides are clipped to the image while keeping the area where possible.
     """
-    shape = tf.shape(images)
-    b, h, w = shape[0], shape[1], shape[2]
     hf, wf = tf.cast(h, tf.float32), tf.cast(w, tf.float32)
     s_apply, s_area, s_aspect, s_y, s_x = tf.unstack(
         tf.random.experimental.stateless_split(seed, 5))
@@ -122,8 +107,7 @@ def _cutout(images, p, area, seed):
     c = tf.range(w)[None, :]
     in_rows = (r >= y0[:, None]) & (r < (y0 + eh)[:, None])  # [B, H]
     in_cols = (c >= x0[:, None]) & (c < (x0 + ew)[:, None])  # [B, W]
-    mask = in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]
-    return tf.where(mask[..., None], tf.zeros_like(images), images)
+    return in_rows[:, :, None] & in_cols[:, None, :] & apply[:, None, None]
 
 
 def augment_batch(images, *, flip: bool = True, shift: float = 0.1, cutout: float = 0.0,
@@ -140,12 +124,31 @@ def augment_batch(images, *, flip: bool = True, shift: float = 0.1, cutout: floa
     static_shape = images.shape
     s_flip, s_shift, s_cut = tf.unstack(
         tf.random.experimental.stateless_split(_seed_tensor(seed), 3))
+    shape = tf.shape(images)
+    b, h, w = shape[0], shape[1], shape[2]
+    # Flip and shift are one gather per axis (output pixel reads a computed source pixel);
+    # the shift's vacated border and the cutout rectangle are one multiplicative mask. Fewer
+    # passes over the pixels than flip, shift and erase applied one after the other.
+    rows = tf.tile(tf.range(h)[None, :], [b, 1])
+    cols = tf.tile(tf.range(w)[None, :], [b, 1])
+    keep = None
     if flip:
-        images = _flip(images, s_flip)
+        cols = _flip_cols(cols, w, s_flip)
     if shift > 0:
-        images = _shift(images, float(shift), s_shift)
+        s_rows, s_cols = tf.unstack(tf.random.experimental.stateless_split(s_shift, 2))
+        rows = rows - _shift_offsets(b, h, float(shift), s_rows)[:, None]
+        cols = cols - _shift_offsets(b, w, float(shift), s_cols)[:, None]
+        keep = (((rows >= 0) & (rows < h))[:, :, None] & ((cols >= 0) & (cols < w))[:, None, :])
+        rows = tf.clip_by_value(rows, 0, h - 1)
+        cols = tf.clip_by_value(cols, 0, w - 1)
+        images = tf.gather(images, rows, axis=1, batch_dims=1)
+    if flip or shift > 0:
+        images = tf.gather(images, cols, axis=2, batch_dims=1)
     if cutout > 0:
-        images = _cutout(images, float(cutout), area, s_cut)
+        erase = _cutout_mask(b, h, w, float(cutout), area, s_cut)
+        keep = ~erase if keep is None else keep & ~erase
+    if keep is not None:
+        images = images * tf.cast(keep, images.dtype)[..., None]
     images.set_shape(static_shape)
     return images
 

@@ -65,6 +65,38 @@ def _default_space() -> str:
                         "spaces", "default.yaml")
 
 
+def _trial_options(p: argparse.ArgumentParser) -> None:
+    """The flags `run` and `worker` share: how many trials, and how each one runs."""
+    p.add_argument("--trials", type=int, default=10,
+                   help="finished trials the study should hold, over all workers "
+                        "(default: %(default)s)")
+    p.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
+    p.add_argument("--objective", choices=["mean_accuracy", "mean_balanced_accuracy"],
+                   help="override the space's objective")
+    p.add_argument("--no-baselines", action="store_true",
+                   help="do not enqueue the space's baseline configs first")
+    p.add_argument("--precision", default="auto",
+                   choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
+    p.add_argument("--xla", default="auto", choices=["auto", "on", "off"])
+    p.add_argument("--max-failures", type=int, default=5,
+                   help="stop after this many failed trials in a row (default: %(default)s)")
+    p.add_argument("--keras-progress", action="store_true", help="show Keras progress per epoch")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--isolate", action="store_true",
+                   help="train each trial in a fresh process (frees all its memory, GPU "
+                        "included; costs a TensorFlow start per trial)")
+
+
+def _run_options(args, **extra):
+    if args.trials < 1:
+        raise UsageError("--trials must be at least 1")
+    return _options(args, trials=args.trials, timeout=args.timeout,
+                    objective=args.objective, baselines=not args.no_baselines,
+                    precision=args.precision, xla=args.xla, verbose=1 if args.keras_progress
+                    else 0, max_failures=args.max_failures, progress=not args.no_progress,
+                    isolate=args.isolate, **extra)
+
+
 def _options(args, **extra):
     from search.data import DEFAULT_HEADS
     from search.runner import Options
@@ -85,13 +117,28 @@ def cmd_run(args) -> int:
     """Run (or resume) a search until the study has --trials finished trials."""
     from search.runner import Runner
 
-    if args.trials < 1:
-        raise UsageError("--trials must be at least 1")
-    options = _options(args, trials=args.trials, timeout=args.timeout,
-                       objective=args.objective, baselines=not args.no_baselines,
-                       precision=args.precision, xla=args.xla, verbose=1 if args.keras_progress
-                       else 0, max_failures=args.max_failures, progress=not args.no_progress)
+    options = _run_options(args, workers=args.workers, gpus=args.gpus)
+    if args.engine == "keras-tuner":
+        from search import tuner
+
+        extra = [flag for flag, used in (("--workers", args.workers not in (None, 1)),
+                                          ("--gpus", args.gpus), ("--isolate", args.isolate))
+                 if used]
+        if extra:
+            raise UsageError(f"--engine keras-tuner runs its trials in this one process; "
+                             f"{', '.join(extra)} work with --engine optuna only")
+        return tuner.run(Runner(_settings(args), options), args.tuner)
     return Runner(_settings(args), options).run()
+
+
+def cmd_worker(args) -> int:
+    """Join a study that `search run` started, from this or another machine, with the same
+    --study, storage, tracking URI, data, space and pin flags. All workers share the trials
+    until the study holds --trials finished ones. Put the storage URL in $SEARCH_STORAGE
+    rather than --storage to keep its password out of `ps`."""
+    from search.runner import Runner
+
+    return Runner(_settings(args), _run_options(args)).work()
 
 
 def cmd_lr_find(args) -> int:
@@ -107,6 +154,23 @@ def cmd_best(args) -> int:
     from search.results import best
 
     return best(_settings(args), args.study, args.register)
+
+
+def cmd_pareto(args) -> int:
+    """The trials no other trial beats on every head: a table of the non-dominated COMPLETE
+    trials by per-head validation accuracy (works while the study is still running)."""
+    from search.pareto import pareto
+
+    return pareto(_settings(args), args.study, args.heads, args.json)
+
+
+def cmd_report(args) -> int:
+    """Write one self-contained HTML report of a study: Pareto set, head trade-offs, parameters
+    against per-head accuracy, baselines, progress, importances, the best trial's learning-rate
+    schedule and confusion matrices."""
+    from search.report import report
+
+    return report(_settings(args), args.study, out=args.out, pair=args.pair)
 
 
 def cmd_pull(args) -> int:
@@ -142,6 +206,25 @@ def cmd_eda(args) -> int:
     return 0
 
 
+def cmd_evaluate(args) -> int:
+    """Score a model on a labelled CSV: per-head accuracy, balanced accuracy and majority
+    baseline with 95% bootstrap intervals; the model's own label vocabulary is enforced."""
+    from search.evaluate import evaluate
+
+    return evaluate(_settings(args), args.model, args.data, rounds=args.bootstrap,
+                    json_out=args.json, on_bad_images=args.on_bad_images)
+
+
+def cmd_train(args) -> int:
+    """Retrain one trial's exact config outside the search (longer, other data, all rows),
+    log it to MLflow and optionally register it."""
+    from search.retrain import retrain
+
+    return retrain(_settings(args), args.from_trial, data=args.data, epochs=args.epochs,
+                   all_data=args.all_data, register=args.register, alias=args.alias,
+                   seed=args.seed, val_fraction=args.val_fraction)
+
+
 def cmd_dashboard(args) -> int:
     """Start optuna-dashboard on the study storage (loopback by default)."""
     from search.servers import dashboard
@@ -174,20 +257,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("run", cmd_run, "run or resume a search")
     _search_options(p)
-    p.add_argument("--trials", type=int, default=10,
-                   help="finished trials the study should hold (default: %(default)s)")
-    p.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
-    p.add_argument("--objective", choices=["mean_accuracy", "mean_balanced_accuracy"],
-                   help="override the space's objective")
-    p.add_argument("--no-baselines", action="store_true",
-                   help="do not enqueue the space's baseline configs first")
-    p.add_argument("--precision", default="auto",
-                   choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
-    p.add_argument("--xla", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--max-failures", type=int, default=5,
-                   help="stop after this many failed trials in a row (default: %(default)s)")
-    p.add_argument("--keras-progress", action="store_true", help="show Keras progress per epoch")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _trial_options(p)
+    p.add_argument("--workers", type=int, default=1,
+                   help="worker processes on this machine (default: %(default)s)")
+    p.add_argument("--gpus", metavar="0,1,...|all",
+                   help="one worker per GPU, each seeing only its own (no GPU: CPU workers)")
+    p.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna",
+                   help="who proposes trials (default: %(default)s); keras-tuner keeps its "
+                        "state in runs/keras-tuner/STUDY and needs --no-baselines")
+    p.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default="hyperband",
+                   help="keras-tuner oracle (default: %(default)s); hyperband's max_epochs is "
+                        "the space's epochs upper bound")
+    _common(p)
+
+    p = add("worker", cmd_worker, "join a running study from this or another machine")
+    _search_options(p)
+    _trial_options(p)
     _common(p)
 
     p = add("lr-find", cmd_lr_find, "LR range test for a config of the space")
@@ -203,6 +288,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--register", metavar="NAME", help="registered model name")
     _common(p)
 
+    p = add("pareto", cmd_pareto, "the Pareto-optimal trials across heads")
+    p.add_argument("--study", default="default")
+    p.add_argument("--heads", help="comma-separated heads to compare (default: all heads)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _common(p)
+
+    p = add("report", cmd_report, "write an HTML report of a study")
+    p.add_argument("--study", default="default")
+    p.add_argument("--out", help="HTML file (default: runs/report-<study>.html)")
+    p.add_argument("--pair", metavar="HEAD1,HEAD2", help="heads of the 2-D Pareto plot "
+                   "(default: the two with the widest accuracy spread)")
+    _common(p)
+
     p = add("pull", cmd_pull, "download a registered model")
     p.add_argument("model_uri", help="e.g. models:/NAME@champion")
     p.add_argument("--out", required=True, help="folder to write model.keras and labels.json")
@@ -211,6 +309,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", cmd_predict, "predict images with a model")
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
     p.add_argument("images", nargs="+", help="image files")
+    _common(p)
+
+    p = add("evaluate", cmd_evaluate, "score a model on labelled data")
+    p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
+    p.add_argument("--data", required=True, help="annotation CSV with the model's heads")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap rounds (default: 1000)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--on-bad-images", choices=["error", "skip"], default="error")
+    _common(p)
+
+    p = add("train", cmd_train, "retrain one trial's config")
+    p.add_argument("--from-trial", required=True, metavar="STUDY:NUMBER")
+    p.add_argument("--data", help="annotation CSV (default: the study's)")
+    p.add_argument("--epochs", type=int, help="override the trial's epochs")
+    p.add_argument("--all-data", action="store_true",
+                   help="train on every row (validation scores then include seen rows)")
+    p.add_argument("--seed", type=int, default=0, help="split seed (default: 0, as run)")
+    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--register", metavar="NAME", help="register the retrained model")
+    p.add_argument("--alias", default="retrained", help="alias for --register")
     _common(p)
 
     p = add("eda", cmd_eda, "summarise a dataset; write an HTML report")

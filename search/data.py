@@ -154,23 +154,28 @@ def train_dataset(images, labels: dict, *, batch_size: int, seed: int, augment=N
                   sample_weights: dict | None = None):
     """Shuffled, batched, augmented-on-batches, prefetched training pipeline.
 
-    Images stay uint8 in memory; the cast to float32 and augmentation run on whole batches in
+    The uint8 images are held once as a tensor; each step gathers a shuffled batch of rows
+    (one copy per batch, instead of passing every image through a shuffle buffer),
+    augments it while still uint8 (a quarter of the bytes), then casts to float32 — all in
     TensorFlow, in parallel with training. No per-item Python in the hot path.
     """
     import tensorflow as tf
 
-    parts = (images, labels) if sample_weights is None else (images, labels, sample_weights)
-    ds = tf.data.Dataset.from_tensor_slices(parts)
-    ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=len(images) >= batch_size)
+    n = len(images)
+    pool = tf.constant(np.asarray(images))
+    columns = (labels,) if sample_weights is None else (labels, sample_weights)
+    columns = tuple({k: tf.constant(v) for k, v in part.items()} for part in columns)
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    order = order.batch(batch_size, drop_remainder=n >= batch_size)
 
-    def to_float(x, *rest):
-        x = tf.cast(x, tf.float32)
+    def take(rows):
+        x = tf.gather(pool, rows)
         if augment is not None:
             x = augment(x)
-        return (x, *rest)
+        rest = tuple({k: tf.gather(v, rows) for k, v in part.items()} for part in columns)
+        return (tf.cast(x, tf.float32), *rest)
 
-    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return order.map(take, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(images, *, batch_size: int):

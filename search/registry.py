@@ -57,8 +57,9 @@ def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
     return info.model_uri
 
 
-def register(model_uri: str, name: str, run_id: str, alias: str = CHAMPION) -> str:
-    """Register model_uri under name (once per run) and point alias at it; the version."""
+def register(model_uri: str, name: str, run_id: str, aliases: Iterable[str] = (CHAMPION,)) -> str:
+    """Register model_uri under name (once per run: a trial is never registered twice) and
+    point each alias at that version; returns the version."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -69,12 +70,18 @@ def register(model_uri: str, name: str, run_id: str, alias: str = CHAMPION) -> s
             if mv.run_id == run_id:
                 version = mv.version
                 break
-    except mlflow.exceptions.MlflowException:
+    except mlflow.exceptions.MlflowException:  # the registered model does not exist yet
         version = None
     if version is None:
         version = mlflow.register_model(model_uri, name).version
-    client.set_registered_model_alias(name, alias, str(version))
+    for alias in aliases:
+        client.set_registered_model_alias(name, alias, str(version))
     return str(version)
+
+
+def head_alias(head: str) -> str:
+    """MLflow aliases allow letters, digits, '-' and '_': best-carryingbag, best-age."""
+    return "best-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in head)
 
 
 def pull(model_uri: str, out: Path) -> Path:
@@ -126,20 +133,26 @@ def load_folder(folder: Path):
     return model, {h: tuple(v) for h, v in vocab.items()}
 
 
-def predict_arrays(model, vocab: dict, images: Iterable[np.ndarray]) -> list[dict]:
-    """One dict per image: {head: {"label": str, "probability": float}}; any image sizes."""
-    images = list(images)
-    results: list[dict | None] = [None] * len(images)
+def predict_probs(model, images: list[np.ndarray], batch_size: int = 64) -> dict[str, np.ndarray]:
+    """{head: [N, k] probabilities} for raw images of any sizes (same-size images batched)."""
+    probs: dict[str, np.ndarray] = {}
     by_shape: dict[tuple, list[int]] = {}
     for i, img in enumerate(images):
         by_shape.setdefault(np.asarray(img).shape, []).append(i)
     for members in by_shape.values():
-        batch = np.stack([np.asarray(images[i], dtype=np.float32) for i in members])
-        probs = model.predict(batch, verbose=0)
-        for row, i in enumerate(members):
-            results[i] = {
-                head: {"label": vocab[head][int(np.argmax(p[row]))],
-                       "probability": round(float(np.max(p[row])), 4)}
-                for head, p in probs.items()
-            }
-    return results  # type: ignore[return-value]
+        for start in range(0, len(members), batch_size):
+            chunk = members[start:start + batch_size]
+            batch = np.stack([np.asarray(images[i], dtype=np.float32) for i in chunk])
+            for head, p in model.predict(batch, verbose=0).items():
+                out = probs.setdefault(head, np.zeros((len(images), p.shape[1]), np.float32))
+                out[chunk] = p
+    return probs
+
+
+def predict_arrays(model, vocab: dict, images: Iterable[np.ndarray]) -> list[dict]:
+    """One dict per image: {head: {"label": str, "probability": float}}; any image sizes."""
+    images = list(images)
+    probs = predict_probs(model, images)
+    return [{head: {"label": vocab[head][int(np.argmax(p[i]))],
+                    "probability": round(float(np.max(p[i])), 4)}
+             for head, p in probs.items()} for i in range(len(images))]

@@ -9,16 +9,21 @@ from search.errors import UsageError
 from search.settings import Settings
 
 
+def require_storage(settings: Settings) -> None:
+    """A local SQLite study file must exist: reading must not create an empty one."""
+    if settings.storage.startswith("sqlite:///"):
+        db = Path(settings.storage.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise UsageError(f"no study storage at {db}: run `search run` first or pass --storage")
+
+
 def load_study(settings: Settings, name: str):
     import optuna
 
     from search.study import storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    if settings.storage.startswith("sqlite:///"):
-        db = Path(settings.storage.removeprefix("sqlite:///"))
-        if not db.is_file():
-            raise UsageError(f"no study storage at {db}: run `search run` first or pass --storage")
+    require_storage(settings)
     try:
         return optuna.load_study(study_name=name, storage=storage(settings.storage))
     except KeyError:
@@ -27,26 +32,44 @@ def load_study(settings: Settings, name: str):
 
 
 def best(settings: Settings, study_name: str, register: str | None) -> int:
-    study = load_study(settings, study_name)
-    try:
-        trial = study.best_trial
-    except ValueError:
-        raise UsageError(f"study {study_name!r} has no completed trial yet") from None
-    print(f"best trial #{trial.number}: value {trial.value:.4f}")
-    for head, acc in trial.user_attrs.get("head_accuracy", {}).items():
-        print(f"  {head:<14}{acc:.3f}")
-    if register:
-        from search import registry
-        from search.tracking import using
+    """Print the best trial; with register, alias `champion` → the objective-best trial's
+    model and `best-<head>` → the model best on each head (re-pointed as better ones appear)."""
+    from optuna.trial import TrialState
 
-        uri = trial.user_attrs.get("model_uri")
-        run_id = trial.user_attrs.get("mlflow_run_id")
-        if not uri:
-            raise UsageError(f"trial #{trial.number} logged no model to MLflow")
-        with using(settings.tracking_uri):
-            version = registry.register(uri, register, run_id)
-        print(f"registered {register} version {version}, alias "
-              f"{registry.CHAMPION!r} → models:/{register}@{registry.CHAMPION}")
+    study = load_study(settings, study_name)
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.user_attrs.get("head_accuracy")]
+    if not complete:
+        raise UsageError(f"study {study_name!r} has no completed trial yet")
+    champion = max(complete, key=lambda t: t.value)
+    heads = list(champion.user_attrs["head_accuracy"])
+    per_head = {h: max(complete, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
+                for h in heads}
+    print(f"best trial #{champion.number}: value {champion.value:.4f}")
+    print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial")
+    for h in heads:
+        top = per_head[h]
+        print(f"  {h:<14}{champion.user_attrs['head_accuracy'][h]:>9.3f}"
+              f"{top.user_attrs['head_accuracy'][h]:>8.3f}  #{top.number}")
+    if not register:
+        return 0
+    from search import registry
+    from search.tracking import using
+
+    aliases: dict[int, list[str]] = {champion.number: [registry.CHAMPION]}
+    for h, t in per_head.items():
+        aliases.setdefault(t.number, []).append(registry.head_alias(h))
+    by_number = {t.number: t for t in complete}
+    with using(settings.tracking_uri):
+        for number, names in aliases.items():
+            trial = by_number[number]
+            uri = trial.user_attrs.get("model_uri")
+            if not uri:
+                raise UsageError(f"trial #{number} logged no model to MLflow")
+            version = registry.register(uri, register, trial.user_attrs.get("mlflow_run_id"),
+                                        names)
+            print(f"{register} version {version} (trial #{number}): {', '.join(names)}")
+    print(f"use it: search predict --model models:/{register}@{registry.CHAMPION} IMAGE...")
     return 0
 
 

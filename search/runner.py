@@ -7,6 +7,7 @@ and `worker` commands are thin layers over this.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ class Options:
     max_failures: int = 5
     progress: bool = True
     on_bad_images: str = "error"
+    workers: int = 1  # local worker processes (search.workers)
+    gpus: str | None = None  # "0,1" or "all": one worker per GPU
+    isolate: bool = False  # each trial in a fresh process
 
 
 def resolve_data(settings: Settings, path: str | None) -> Path:
@@ -53,6 +57,7 @@ class Runner:
     def __init__(self, settings: Settings, options: Options):
         self.settings = settings
         self.options = options
+        self.trial_hooks: list = []  # f(study, frozen) after each trial of this process
         space = space_lib.load(options.space)
         if not options.baselines:
             space = space_lib._replace(space, enqueue=())
@@ -81,19 +86,27 @@ class Runner:
                          f"{self.options.stratify or 'plain'}",
                 "heads": ",".join(self.table.heads)}
 
-    def run(self) -> int:
-        """Run the study to options.trials finished trials; returns the process exit code."""
-        import optuna
-
-        from search import device, study as study_lib
-        from search.tracking import Tracker
+    def workbench(self, tracker, parent_run_id: str, device_choice):
+        """What every trial shares, for `run`, its workers and engines that drive
+        `search.trial.run` themselves (search.tuner)."""
+        from search import artifacts
         from search.trial import Workbench
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return Workbench(table=self.table, train_rows=self.train_rows, val_rows=self.val_rows,
+                         settings=self.settings, objective=self.space.objective,
+                         clr_bounds=self.space.clr_bounds, tracker=tracker,
+                         parent_run_id=parent_run_id, study_name=self.options.study,
+                         verbose=self.options.verbose, device=device_choice,
+                         artifact_store=artifacts.store(self.settings.runs_dir))
+
+    def run(self) -> int:
+        """Run the study to options.trials finished trials, in this process or in --workers
+        processes; returns the process exit code."""
+        from search import study as study_lib, workers
+
         opts = self.options
-        self.settings.ensure()
-        study = study_lib.open_study(self.settings.storage, opts.study, self.space,
-                                     seed=opts.seed, identity=self.identity())
+        launch = workers.wanted(opts)
+        study = self.open_study(create=True)
         done = study_lib.finished(study)
         print(f"study {opts.study!r} on {mask(self.settings.storage)}: {done} finished trial(s), "
               f"target {opts.trials}; data {self.csv} ({len(self.train_rows)} train / "
@@ -104,25 +117,17 @@ class Runner:
                   f"(raise --trials to search further)")
             self._summary(study)
             return 0
-        tracker = Tracker(self.settings.tracking_uri, opts.study, self.settings.artifact_root)
-        parent = tracker.study_run(opts.study, {
-            "space": opts.space, "data": str(self.csv), "storage": self.settings.storage,
-            "objective": self.space.objective, "seed": opts.seed})
-        study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
-        study.set_user_attr("mlflow_parent_run_id", parent)
-        bench = Workbench(table=self.table, train_rows=self.train_rows, val_rows=self.val_rows,
-                          settings=self.settings, objective=self.space.objective,
-                          clr_bounds=self.space.clr_bounds, tracker=tracker,
-                          parent_run_id=parent, study_name=opts.study, verbose=opts.verbose,
-                          device=device.choose(opts.precision, opts.xla))
+        tracker, parent = self.tracking(study, create=True)
         outcome = None
         try:
-            outcome = study_lib.optimize(
-                study, self.objective(bench), n_trials=opts.trials, timeout=opts.timeout,
-                max_failures=opts.max_failures, on_trial=_report_trial, progress=opts.progress)
+            if launch:
+                outcome = workers.launch(self, study, tracker)
+            else:
+                outcome = self._work(study, tracker, parent)
         except KeyboardInterrupt:
-            print(f"\ninterrupted: the study is saved. Resume with the same command "
-                  f"(study {opts.study!r}).", file=sys.stderr)
+            print(f"\ninterrupted: running trials are marked FAIL and the study is saved "
+                  f"({study_lib.finished(study)} finished). Resume with: {_resume_hint(opts)}",
+                  file=sys.stderr)
             return 130
         finally:
             best = _best(study)
@@ -132,21 +137,117 @@ class Runner:
         self._summary(study)
         return 1 if outcome.stopped and outcome.finished == 0 else 0
 
+    def work(self) -> int:
+        """Join a study that `search run` started (the `search worker` command, and each of
+        the processes of `search run --workers`); returns the process exit code."""
+        from search import study as study_lib
+
+        study = self.open_study(create=False)
+        tracker, parent = self.tracking(study, create=False)
+        study.sampler.reseed_rng()  # else every worker would draw the same "random" trials
+        print(f"worker {study_lib.worker_name()} joined study {self.options.study!r} on "
+              f"{mask(self.settings.storage)}: {study_lib.finished(study)} of "
+              f"{self.options.trials} finished", flush=True)
+        try:
+            outcome = self._work(study, tracker, parent)
+        except KeyboardInterrupt:
+            print(f"worker {study_lib.worker_name()} interrupted: its running trial is marked "
+                  f"FAIL", file=sys.stderr)
+            return 130
+        if outcome.stopped:
+            print(f"worker {study_lib.worker_name()} stopped: {outcome.stopped}",
+                  file=sys.stderr)
+            return 1
+        return 0
+
+    def open_study(self, *, create: bool):
+        import optuna
+
+        from search import study as study_lib
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        self.settings.ensure()
+        return study_lib.open_study(self.settings.storage, self.options.study, self.space,
+                                    seed=self.options.seed, identity=self.identity(),
+                                    create=create)
+
+    def tracking(self, study, *, create: bool):
+        """The MLflow tracker and the study's parent run id. `search run` finds or creates the
+        parent before any worker starts (so K workers never race to create two) and stores its
+        id on the study; workers read it from there."""
+        from mlflow.exceptions import MlflowException
+
+        from search.tracking import Tracker
+
+        opts = self.options
+        tracker = Tracker(self.settings.tracking_uri, opts.study, self.settings.artifact_root)
+        if create:
+            parent = tracker.study_run(opts.study, {
+                "space": opts.space, "data": str(self.csv), "storage": self.settings.storage,
+                "objective": self.space.objective, "seed": opts.seed})
+            study.set_user_attr("mlflow_experiment_id", tracker.experiment_id)
+            study.set_user_attr("mlflow_parent_run_id", parent)
+            return tracker, parent
+        parent = study.user_attrs.get("mlflow_parent_run_id")
+        try:
+            tracker.client.get_run(parent or "none")
+        except MlflowException:
+            raise UsageError(f"study {opts.study!r} has no MLflow parent run {parent} in "
+                             f"{mask(self.settings.tracking_uri)}: pass the --tracking-uri "
+                             f"(or MLFLOW_TRACKING_URI) of the `search run` that started it"
+                             ) from None
+        return tracker, parent
+
+    def _work(self, study, tracker, parent):
+        """This process's share of the trials; closes runs that dead workers left open."""
+        from search import device, study as study_lib, workers
+
+        opts = self.options
+        workers.close_orphan_runs(study, tracker)
+        bench = None if opts.isolate else self.workbench(
+            tracker, parent, device.choose(opts.precision, opts.xla))
+
+        def after_trial(study_, frozen, bar) -> None:
+            _report_trial(study_, frozen, bar)
+            workers.close_orphan_runs(study_, tracker)
+            for hook in self.trial_hooks:
+                hook(study_, frozen)
+
+        try:
+            return study_lib.optimize(
+                study, self.objective(bench), n_trials=opts.trials, timeout=opts.timeout,
+                max_failures=opts.max_failures, on_trial=after_trial, progress=opts.progress)
+        finally:
+            workers.close_orphan_runs(study, tracker)
+
     def objective(self, bench):
-        from search import trial as trial_lib
+        """Sample a config, train it, record why it failed. bench is None with --isolate."""
 
         def objective(trial) -> float:
             try:
-                config = self.space.sample(trial)
-                tags = {"search.baseline": trial.user_attrs["baseline"]} \
-                    if "baseline" in trial.user_attrs else None
-                return trial_lib.run(config, bench, trial=trial, number=trial.number,
-                                     tags=tags).value
+                return self.train(self.space.sample(trial), bench, trial)
             except Exception as exc:
                 if type(exc).__name__ != "TrialPruned":
-                    trial.set_user_attr("fail_reason", f"{type(exc).__name__}: {exc}"[:2000])
+                    trial.set_user_attr("fail_reason", _reason(exc)[:2000])
                 raise
         return objective
+
+    def train(self, config, bench, trial) -> float:
+        """Train one sampled config here, or with --isolate in a fresh process (which frees
+        all of its memory, GPU included, when the trial ends)."""
+        if self.options.isolate:
+            from search import workers
+
+            return workers.train_isolated(self, config, trial)
+        from search import trial as trial_lib
+
+        tags = {"search.baseline": trial.user_attrs["baseline"]} \
+            if "baseline" in trial.user_attrs else None
+        try:
+            return trial_lib.run(config, bench, trial=trial, number=trial.number,
+                                 tags=tags).value
+        finally:
+            _free_trial_graphs()
 
     def _summary(self, study) -> None:
         best = _best(study)
@@ -172,13 +273,46 @@ def _best(study):
         return None
 
 
+def _free_trial_graphs() -> None:
+    """Let a finished trial's TensorFlow graphs go. TensorFlow keeps every graph-mode
+    `custom_gradient` in a global registry for ever (Keras' optimizer all-reduces gradients
+    through one), and each entry pins the whole traced train step: about 35 MB per trial with
+    8 heads (tensorflow/tensorflow#80895). Nothing traced by the finished trial runs again, so
+    its entries can go; clearing the Keras session then frees the graphs."""
+    import keras
+    from tensorflow.python.framework import ops
+
+    registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", {})
+    for name in [n for n in registry if n.startswith("CustomGradient-")]:
+        del registry[name]
+    keras.backend.clear_session()  # and gc.collect()
+
+
+def _reason(exc: Exception) -> str:
+    from search.workers import TrialProcessError
+
+    return str(exc) if isinstance(exc, TrialProcessError) else f"{type(exc).__name__}: {exc}"
+
+
+def _resume_hint(opts: Options) -> str:
+    """This command line (passwords masked) when it is one; else a description of it."""
+    args = sys.argv[1:]
+    if args[:1] == ["run"]:
+        return "search " + shlex.join(mask(a) for a in args)
+    return f"the same `search run` command (study {opts.study!r}, --trials {opts.trials})"
+
+
 def _report_trial(study, frozen, bar) -> None:
     from optuna.trial import TrialState
+
+    from search.study import is_surplus
 
     if frozen.state == TrialState.COMPLETE:
         what = f"{frozen.value:.4f}"
     elif frozen.state == TrialState.PRUNED:
         what = "pruned"
+    elif is_surplus(frozen):
+        what = "surplus, not trained (the study's slots were taken by other workers)"
     else:
         what = f"FAILED: {frozen.user_attrs.get('fail_reason', '?')}"
     seconds = (frozen.duration.total_seconds() if frozen.duration else 0.0)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import sys
 
 from search.settings import Settings, mask
@@ -11,15 +11,14 @@ from search.settings import Settings, mask
 def dashboard(settings: Settings, host: str, port: int) -> int:
     from optuna_dashboard import run_server
 
-    from search.results import load_study  # noqa: F401  (validates the storage exists)
+    from search import artifacts
+    from search.results import require_storage
     from search.study import storage
 
-    artifacts = settings.runs_dir / "optuna-artifacts"
+    require_storage(settings)
     artifact_store = None
-    if artifacts.is_dir():
-        from optuna.artifacts import FileSystemArtifactStore
-
-        artifact_store = FileSystemArtifactStore(str(artifacts))
+    if (settings.runs_dir / artifacts.STORE_DIR).is_dir():
+        artifact_store = artifacts.store(settings.runs_dir)
     print(f"optuna-dashboard on {mask(settings.storage)}: http://{host}:{port}/  (Ctrl-C stops)",
           flush=True)
     run_server(storage(settings.storage), host=host, port=port, artifact_store=artifact_store)
@@ -27,8 +26,12 @@ def dashboard(settings: Settings, host: str, port: int) -> int:
 
 
 def mlflow_ui(settings: Settings, host: str, port: int) -> int:
+    """Replace this process with `mlflow ui`, so Ctrl-C and SIGTERM reach the server itself
+    (and its workers) instead of orphaning them. One worker and no background job runner:
+    a UI for one person, not a team server (see README for `mlflow server`)."""
     cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
-           "--host", host, "--port", str(port)]
+           "--host", host, "--port", str(port), "--workers", "1"]
     print(f"MLflow UI on {mask(settings.tracking_uri)}: http://{host}:{port}/  (Ctrl-C stops)",
           flush=True)
-    return subprocess.call(cmd)
+    os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+    os.execv(sys.executable, cmd)

@@ -36,7 +36,8 @@ PRUNERS = ("median", "hyperband", "none")
 CLR_BOUNDS = ("sample", "lr_find")
 DERIVED = ("lr_ratio",)
 CONFIG_KEYS = tuple(f.name for f in fields(TrialConfig))
-TOP_KEYS = ("name", "description", "objective", "sampler", "pruner", "clr_bounds", "params",
+TOP_KEYS = ("name", "description", "objective", "objectives", "sampler", "pruner", "clr_bounds",
+            "params",
             "enqueue", "include")
 # Enqueued configs (baselines) are stored on the trial under this user attr, not as params.
 FIXED_CONFIG_ATTR = "fixed_config"
@@ -60,6 +61,9 @@ class Space:
     name: str
     params: tuple[Param, ...]
     objective: str = "mean_accuracy"
+    # Multi-objective mode: (metric, direction) pairs; metric is mean_accuracy,
+    # mean_balanced_accuracy, params, train_seconds or a head name (its accuracy).
+    objectives: tuple[tuple[str, str], ...] = ()
     sampler: dict = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict = field(default_factory=lambda: {"name": "median"})
     clr_bounds: str = "sample"
@@ -100,7 +104,7 @@ class Space:
 
     def fingerprint(self) -> str:
         """A short hash of what the space samples, stored on the study to refuse mixing."""
-        keys = ("objective", "clr_bounds", "params")
+        keys = ("objective", "objectives", "clr_bounds", "params")
         data = {k: self.source.get(k) for k in keys}
         blob = json.dumps(data, sort_keys=True, default=str).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
@@ -156,6 +160,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     objective = data.get("objective", "mean_accuracy")
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
+    objectives = _objectives(data.get("objectives"))
     sampler = _component("sampler", data.get("sampler", {"name": "tpe"}), SAMPLERS)
     pruner = _component("pruner", data.get("pruner", {"name": "median"}), PRUNERS)
     clr_bounds = data.get("clr_bounds", "sample")
@@ -177,10 +182,32 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
                               f"{', '.join(sorted(clash))} from params")
     enqueue = list(_enqueued(data, base_dir))
     space = Space(name=str(data.get("name", default_name)), params=_ordered(params),
-                  objective=objective, sampler=sampler, pruner=pruner, clr_bounds=clr_bounds,
+                  objective=objective, objectives=objectives, sampler=sampler, pruner=pruner,
+                  clr_bounds=clr_bounds,
                   enqueue=tuple(enqueue), source=copy.deepcopy(data))
     _check_sample(space)
     return space
+
+
+MINIMISED = ("params", "train_seconds")  # metrics whose natural direction is down
+
+
+def _objectives(spec) -> tuple[tuple[str, str], ...]:
+    """`objectives: [mean_accuracy:max, params:min]` or a list of heads → (name, direction)."""
+    if spec is None:
+        return ()
+    if not isinstance(spec, list) or len(spec) < 2:
+        raise ConfigError("objectives must be a list of at least two metrics, e.g. "
+                          "[mean_accuracy:max, params:min] or [gender, age]")
+    out = []
+    for item in spec:
+        name, _, direction = str(item).partition(":")
+        direction = direction or ("min" if name in MINIMISED else "max")
+        if direction not in ("max", "min"):
+            raise ConfigError(f"objectives: direction of {name!r} must be max or min, "
+                              f"got {direction!r}")
+        out.append((name, direction))
+    return tuple(out)
 
 
 def _enqueued(data: dict, base_dir: Path | None):

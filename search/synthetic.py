@@ -6,7 +6,7 @@ background padded left and right like the real crops. Deterministic by seed; num
 it imports fast.
 
 Every head has its own visual cue, of varying difficulty (easy -> hard):
-  weight        torso width: underweight 8, normal 12, slightly-overweight 16, over-weight 20 px
+  weight        torso width: underweight 6, normal 12, slightly-overweight 20, over-weight 26 px
   gender        torso (and sleeve) colour: male blue/green hues, female red/pink/purple hues
   carryingbag   None: no bag; Daily/Office/Work: dark rectangle at the hip with a shoulder
                 strap; Grocery/Home/Plastic: light rectangle at hand height; random side
@@ -17,7 +17,7 @@ Every head has its own visual cue, of varying difficulty (easy -> hard):
   imagequality  Good: sharp, little noise; Average: blurred, more noise, a bit darker;
                 Bad: more blur, heavy noise, dark and low contrast
   emotion       a few pixels on the face: Neutral thin mouth; Happy wide white mouth; Angry/Serious
-                dark brows; Sad low mouth and a blue tear. Invisible on Back-pose images (the face
+                dark brows; Sad low mouth and blue tears. Invisible on Back-pose images (the face
                 is hidden), so this head is the hardest.
 (Sizes are for 48 px images and scale with `size`.) Labels are sampled independently per head with
 imbalanced class frequencies resembling the real data, and with probability `_NOISE` a head's
@@ -54,7 +54,7 @@ HEADS: dict[str, tuple[str, ...]] = {
 COLUMNS = ("filename", *HEADS, "image_path")
 CSV_NAME = "annotations.csv"
 META_NAME = ".synthetic.json"
-VERSION = 1  # bump when the images or labels change, so cached datasets are regenerated
+VERSION = 3  # bump when the images or labels change, so cached datasets are regenerated
 
 # Class frequencies, in HEADS order, roughly those of the real data.
 _FREQ = {
@@ -68,7 +68,7 @@ _FREQ = {
     "bodypose": (0.60, 0.17, 0.23),
 }
 _NOISE = 0.05
-_TORSO_W = (12, 16, 20, 8)  # per weight class
+_TORSO_W = (12, 20, 26, 6)  # per weight class
 _HAIR = (35, 85, 135, 185, 235)  # per age class
 _QUALITY = {  # class -> (box-blur passes, noise sigma, brightness gain, haze)
     0: (1, 9.0, 0.85, 0.0),
@@ -137,14 +137,15 @@ def _draw(rng: np.random.Generator, size: int, c: dict[str, int]) -> np.ndarray:
         box(top + 5, top + 6, cx + 2, cx + 3, (20, 20, 20))
         e = c["emotion"]
         if e == 1:  # Happy: wide white mouth
-            box(top + 8, top + 10, cx - 3, cx + 3, (250, 250, 245))
+            box(top + 7, top + 10, cx - 4, cx + 4, (250, 250, 245))
         elif e == 3:  # Sad: low mouth and a blue tear
             box(top + 10, top + 11, cx - 2, cx + 2, (60, 20, 20))
-            box(top + 6, top + 8, cx - 3, cx - 2, (60, 120, 255))
+            box(top + 6, top + 9, cx - 4, cx - 2, (60, 120, 255))
+            box(top + 6, top + 9, cx + 2, cx + 4, (60, 120, 255))
         else:  # Neutral / Angry: thin mouth; Angry adds dark brows
             box(top + 8, top + 9, cx - 2, cx + 2, (90, 30, 30))
             if e == 2:
-                box(top + 3, top + 5, cx - 4, cx + 4, (10, 10, 10))
+                box(top + 3, top + 5, cx - 5, cx + 5, (10, 10, 10))
 
     # Bag, over the torso's edge and arm on a random side (kept clear of the black padding).
     bag = c["carryingbag"]

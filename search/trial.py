@@ -17,6 +17,7 @@ import numpy as np
 
 from search.config import TrialConfig
 from search.data import Table
+from search.errors import ConfigError
 from search.settings import Settings
 
 
@@ -29,6 +30,7 @@ class Workbench:
     val_rows: np.ndarray
     settings: Settings
     objective: str = "mean_accuracy"
+    objectives: tuple = ()  # multi-objective mode: ((metric, direction), ...); no pruning
     clr_bounds: str = "sample"
     tracker: object | None = None  # search.tracking.Tracker
     parent_run_id: str | None = None
@@ -36,6 +38,7 @@ class Workbench:
     verbose: int = 0
     device: object | None = None  # search.device.DeviceChoice
     log_models: bool = True
+    artifact_store: object | None = None  # optuna artifact store for dashboard files
     _images: dict = field(default_factory=dict, repr=False)
 
     def images(self, config: TrialConfig):
@@ -65,23 +68,48 @@ class TrialResult:
     params_count: int
     train_seconds: float
     images_per_second: float
+    steps_per_epoch: int = 0
     run_id: str | None = None
     model_uri: str | None = None
     history: dict = field(default_factory=dict)
 
 
+def objective_values(result: TrialResult, objectives) -> tuple[float, ...]:
+    """The values of a multi-objective trial, in the order of the space's `objectives`."""
+    extra = {"params": float(result.params_count), "train_seconds": result.train_seconds}
+    values = []
+    for name, _direction in objectives:
+        if name in result.summary:
+            values.append(result.summary[name])
+        elif name in extra:
+            values.append(extra[name])
+        elif name in result.scores:
+            values.append(result.scores[name]["accuracy"])
+        else:
+            raise ConfigError(f"objectives: unknown metric {name!r}; use mean_accuracy, "
+                              f"mean_balanced_accuracy, params, train_seconds or a head "
+                              f"({', '.join(result.scores)})")
+    return tuple(values)
+
+
 def run(config: TrialConfig, bench: Workbench, *, trial=None, number: int = 0,
-        tags: dict | None = None) -> TrialResult:
+        tags: dict | None = None, find_lr: bool | None = None) -> TrialResult:
     """Train and score one config. `trial` (Optuna) enables pruning; exceptions propagate
-    after the MLflow run is closed as FAILED (or KILLED when pruned) with the reason."""
+    after the MLflow run is closed as FAILED (or KILLED when pruned) with the reason.
+    `find_lr` (default: the space's `clr_bounds: lr_find`) replaces the config's LR bounds
+    with an LR range test's; baselines pass False to keep their own."""
     run_ = None
+    if trial is not None:
+        trial.set_user_attr("config", config.to_dict())  # `search train --from-trial` reads it
     if bench.tracker is not None:
         run_ = bench.tracker.start_trial(bench.parent_run_id, bench.study_name, number, tags)
         run_.log_params({**config.to_dict(), **_device_params(bench)})
         if trial is not None:
             trial.set_user_attr("mlflow_run_id", run_.run_id)
     try:
-        result = _fit_and_score(config, bench, trial, run_)
+        if find_lr is None:
+            find_lr = bench.clr_bounds == "lr_find"
+        result = _fit_and_score(config, bench, trial, run_, find_lr)
     except BaseException as exc:
         if run_ is not None:
             pruned = type(exc).__name__ == "TrialPruned"
@@ -100,7 +128,8 @@ def _device_params(bench: Workbench) -> dict:
     return bench.device.as_params() if bench.device is not None else {}
 
 
-def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_) -> TrialResult:
+def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_,
+                   find_lr: bool) -> TrialResult:
     import keras
 
     from search import callbacks as cb
@@ -135,7 +164,7 @@ def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_) -> TrialR
     losses = {h: "sparse_categorical_crossentropy" for h in table.heads}
     head_metrics = {h: ["accuracy"] for h in table.heads}
 
-    if bench.clr_bounds == "lr_find":
+    if find_lr:
         net.compile(optimizer=_optimizer(config, config.base_lr), loss=losses, jit_compile=jit)
         found = clr.lr_range_test(net, train_ds, num_steps=min(100, 2 * steps_per_epoch))
         config = config.replace(base_lr=found.suggested_base_lr, max_lr=found.suggested_max_lr)
@@ -157,7 +186,7 @@ def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_) -> TrialR
     evaluator = cb.HeadEvaluator(val_ds, val_y, train_y)
     expected = [f"val_{h}_accuracy" for h in table.heads] + [bench.objective_key]
     callbacks = [timer, evaluator, cb.StopOnNonFinite(), cb.EpochLogger(run_, expected)]
-    if trial is not None:
+    if trial is not None and not bench.objectives:  # Optuna cannot prune multi-objective
         callbacks.append(cb.PruningReporter(trial, bench.objective_key))
     history = net.fit(train_ds, epochs=config.epochs, callbacks=callbacks,
                       verbose=bench.verbose, shuffle=False)  # the dataset shuffles itself
@@ -170,10 +199,15 @@ def _fit_and_score(config: TrialConfig, bench: Workbench, trial, run_) -> TrialR
     images_per_second = len(train_x) * timer.epochs / max(timer.seconds, 1e-9)
     result = TrialResult(value=value, config=config, scores=scores, summary=summary,
                          params_count=params_count, train_seconds=timer.seconds,
-                         images_per_second=images_per_second,
+                         images_per_second=images_per_second, steps_per_epoch=steps_per_epoch,
                          history={k: [float(v) for v in vs] for k, vs in history.history.items()})
     if run_ is not None:
         _log_final(run_, result, evaluator, bench, net, config)
+    if trial is not None and bench.artifact_store is not None:
+        from search import artifacts
+
+        artifacts.upload(bench.artifact_store, trial, config=config.to_dict(),
+                         history=result.history, confusion=_confusions(bench, evaluator))
     if trial is not None:
         trial.set_user_attr("head_accuracy", {h: s["accuracy"] for h, s in scores.items()})
         trial.set_user_attr("head_balanced_accuracy",
@@ -195,22 +229,30 @@ def _optimizer(config: TrialConfig, learning_rate):
     return keras.optimizers.Adam(learning_rate=learning_rate)
 
 
+def _confusions(bench: Workbench, evaluator) -> dict:
+    """{"labels": {head: [...]}, "confusion": {head: k×k counts, rows = true class}}."""
+    from search import metrics
+
+    vocab = bench.table.vocab
+    val_y = bench.table.labels(bench.val_rows)
+    return {"labels": {h: list(v) for h, v in vocab.items()},
+            "confusion": {h: metrics.confusion(val_y[h], np.asarray(evaluator.probs[h]).argmax(1),
+                                               len(vocab[h])).tolist() for h in vocab}}
+
+
 def _log_final(run_, result: TrialResult, evaluator, bench: Workbench, net, config) -> None:
-    from search import metrics, model as model_lib
+    from search import model as model_lib
 
     final = {"params_count": result.params_count, "train_seconds": result.train_seconds,
              "train_images_per_second": result.images_per_second,
+             "steps_per_epoch": result.steps_per_epoch,
              **{f"final_{k}": v for k, v in result.summary.items()}}
     for head, s in result.scores.items():
         for key, value in s.items():
             final[f"final_{head}_{key}"] = value
     run_.log_metrics(final)
     vocab = bench.table.vocab
-    val_y = bench.table.labels(bench.val_rows)
-    confusions = {h: metrics.confusion(val_y[h], np.asarray(evaluator.probs[h]).argmax(1),
-                                       len(vocab[h])).tolist() for h in vocab}
-    run_.log_dict({"labels": {h: list(v) for h, v in vocab.items()}, "confusion": confusions},
-                  "confusion.json")
+    run_.log_dict(_confusions(bench, evaluator), "confusion.json")
     run_.log_dict(config.to_dict(), "config.json")
     if bench.log_models:
         with tempfile.TemporaryDirectory() as tmp:

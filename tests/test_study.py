@@ -88,11 +88,19 @@ def test_best_register_pull_predict(study_dir, tiny_csv, tmp_path, capsys):
     assert cli.main(["best", "--study", "tiny", "--register", "tiny-model", *base]) == 0
     assert cli.main(["best", "--study", "tiny", "--register", "tiny-model", *base]) == 0
     client = _client(study_dir)
-    versions = client.search_model_versions("name = 'tiny-model'")
-    assert len(versions) == 1  # the same trial is not registered twice
     champion = client.get_model_version_by_alias("tiny-model", "champion")
-    best = _study(study_dir).best_trial
+    study = _study(study_dir)
+    best = study.best_trial
     assert champion.run_id == best.user_attrs["mlflow_run_id"]
+    complete = study.get_trials(states=(TrialState.COMPLETE,))
+    aliased_trials = {best.number} | {
+        max(complete, key=lambda t: t.user_attrs["head_accuracy"][h]).number for h in HEADS}
+    versions = client.search_model_versions("name = 'tiny-model'")
+    assert len(versions) == len(aliased_trials)  # registered twice, no duplicate versions
+    for head in HEADS:
+        top = max(complete, key=lambda t: t.user_attrs["head_accuracy"][head])
+        aliased = client.get_model_version_by_alias("tiny-model", f"best-{head}")
+        assert aliased.run_id == top.user_attrs["mlflow_run_id"]
 
     out = tmp_path / "pulled"
     assert cli.main(["pull", "models:/tiny-model@champion", "--out", str(out), *base]) == 0
@@ -130,3 +138,122 @@ def test_failing_trials_are_recorded_and_the_search_stops(tmp_path, tiny_csv, ca
     run = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}").get_run(
         trials[0].user_attrs["mlflow_run_id"])
     assert run.info.status == "FAILED" and "NonFiniteLoss" in run.data.tags["search.reason"]
+
+
+def test_evaluate_matches_a_hand_count(study_dir, tiny_csv, tmp_path, capsys):
+    import numpy as np
+    import pandas as pd
+
+    from search import registry
+    from search.data import decode
+
+    base = ["--runs-dir", str(study_dir)]
+    assert cli.main(["best", "--study", "tiny", "--register", "eval-model", *base]) == 0
+    rows = pd.read_csv(tiny_csv, keep_default_na=False).head(24)
+    small = tiny_csv.parent / "small.csv"
+    rows.to_csv(small, index=False)
+    out = tmp_path / "eval.json"
+    assert cli.main(["evaluate", "--model", "models:/eval-model@champion", "--data", str(small),
+                     "--bootstrap", "200", "--json", str(out), *base]) == 0
+    result = json.loads(out.read_text())["heads"]
+
+    pulled = tmp_path / "m"
+    cli.main(["pull", "models:/eval-model@champion", "--out", str(pulled), *base])
+    net, vocab = registry.load(str(pulled))
+    images = [decode(str(tiny_csv.parent / p)) for p in rows["image_path"]]
+    probs = registry.predict_probs(net, images)
+    for head in HEADS:
+        predicted = [vocab[head][i] for i in probs[head].argmax(1)]
+        hits = sum(p == t for p, t in zip(predicted, rows[head]))
+        assert result[head]["accuracy"] == pytest.approx(hits / len(rows))
+        majority = rows[head].value_counts().iloc[0] / len(rows)
+        assert result[head]["majority"] == pytest.approx(majority)
+        low, high = result[head]["accuracy_ci"]
+        assert low <= result[head]["accuracy"] <= high
+        low, high = result[head]["balanced_accuracy_ci"]
+        assert low <= result[head]["balanced_accuracy"] <= high
+    assert result["gender"]["n"] == 24
+
+    rows.loc[3, "emotion"] = "Bored"
+    rows.to_csv(small, index=False)
+    capsys.readouterr()
+    assert cli.main(["evaluate", "--model", str(pulled), "--data", str(small), *base]) == 2
+    err = capsys.readouterr().err
+    assert "Bored" in err and "emotion" in err and "Traceback" not in err
+
+
+def test_train_from_trial_retrains_the_same_config(study_dir, tiny_csv, capsys):
+    study = _study(study_dir)
+    number = study.best_trial.number
+    base = ["--runs-dir", str(study_dir)]
+    assert cli.main(["train", "--from-trial", f"tiny:{number}", "--epochs", "2",
+                     "--register", "tiny-retrained", *base]) == 0
+    client = _client(study_dir)
+    version = client.get_model_version_by_alias("tiny-retrained", "retrained")
+    run = client.get_run(version.run_id)
+    assert run.data.tags["search.retrained_from"] == f"tiny:{number}"
+    assert run.data.params["epochs"] == "2"
+    original = study.best_trial.user_attrs["config"]
+    assert run.data.params["width"] == str(original["width"])
+    assert len(client.get_metric_history(run.info.run_id, "val_mean_accuracy")) == 2
+    assert cli.main(["train", "--from-trial", "tiny", *base]) == 2
+    assert "STUDY:NUMBER" in capsys.readouterr().err
+
+
+def test_lr_find_prints_bounds_and_writes_the_curve(tmp_path, tiny_csv, capsys):
+    out = tmp_path / "curve.html"
+    assert cli.main(["lr-find", "--space", str(TINY_SPACE), "--data", str(tiny_csv),
+                     "--runs-dir", str(tmp_path / "runs"), "--steps", "12", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "suggested base_lr" in text and "max_lr" in text
+    html = out.read_text()
+    assert "plotly" in html and "smoothed" in html
+    assert not (tmp_path / "runs" / "optuna.db").exists()  # a range test creates no study
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("command, path, expect", [
+    ("dashboard", "/api/studies", "tiny"),
+    ("mlflow-ui", "/ajax-api/2.0/mlflow/experiments/search?max_results=10", "tiny"),
+])
+def test_servers_answer_on_loopback(study_dir, command, path, expect):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "search.cli", command, "--port", str(port),
+                             "--runs-dir", str(study_dir)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    try:
+        body = None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and body is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+                    body = r.read().decode()
+            except OSError:
+                if proc.poll() is not None:
+                    break
+                time.sleep(0.5)
+        assert body is not None, proc.stdout.read() if proc.poll() is not None else "no answer"
+        assert expect in body
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)  # the server and any worker it started
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    first_line = proc.stdout.readline()
+    assert f"http://127.0.0.1:{port}/" in first_line

@@ -1,0 +1,130 @@
+"""`search pareto`: the trials no other trial beats on every head at once.
+
+The objective averages the heads, so one number hides trade-offs (a model best on age but weak
+on gender). The Pareto set keeps every trial that is best for some weighting of the heads.
+Reads COMPLETE trials only, so it works on a study that is still running. No TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+from search.errors import UsageError
+
+
+def dominates(a: dict[str, float], b: dict[str, float], heads) -> bool:
+    """a is at least as good as b on every head and better on one (all maximised)."""
+    return all(a[h] >= b[h] for h in heads) and any(a[h] > b[h] for h in heads)
+
+
+def pareto_front(points: dict[int, dict[str, float]]) -> list[int]:
+    """Trial numbers of the non-dominated points, ascending. Points equal on every head do not
+    dominate each other, so ties stay together in the front.
+
+    Sorted best-first (by sum, then lexicographically), a dominator always comes before what it
+    dominates, so each point only needs checking against the front found so far.
+    """
+    if not points:
+        return []
+    heads = sorted(next(iter(points.values())))
+    order = sorted(points, key=lambda n: (sum(points[n][h] for h in heads),
+                                          [points[n][h] for h in heads]), reverse=True)
+    front: list[int] = []
+    for n in order:
+        if not any(dominates(points[f], points[n], heads) for f in front):
+            front.append(n)
+    return sorted(front)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One COMPLETE trial as the Pareto table shows it."""
+
+    trial: int
+    run_id: str | None
+    head_accuracy: dict[str, float]
+    params_count: int | None
+    mean_accuracy: float | None
+    value: float
+
+    @property
+    def mean(self) -> float:
+        """Mean accuracy over all heads (the objective value when not recorded)."""
+        return self.value if self.mean_accuracy is None else self.mean_accuracy
+
+
+def complete_rows(study) -> list[Row]:
+    """Every COMPLETE trial that recorded per-head accuracy."""
+    from optuna.trial import TrialState
+
+    return [Row(t.number, t.user_attrs.get("mlflow_run_id"), dict(t.user_attrs["head_accuracy"]),
+                t.user_attrs.get("params_count"), t.user_attrs.get("mean_accuracy"), t.value)
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("head_accuracy")]
+
+
+def choose_heads(rows: list[Row], wanted: str | None, flag: str = "--heads") -> list[str]:
+    """The heads to compare: `wanted` (comma-separated) or every head all rows have, in the
+    order the trials list them. Unknown or repeated heads are a usage error naming `flag`."""
+    known = [h for h in (rows[0].head_accuracy if rows else ())
+             if all(h in r.head_accuracy for r in rows)]
+    if not wanted:
+        return known
+    heads = [h.strip() for h in wanted.split(",")]
+    unknown = [h for h in heads if h not in known]
+    if unknown:
+        raise UsageError(f"{flag}: unknown head(s) {', '.join(map(repr, unknown))}; the trials "
+                         f"have: {', '.join(known)}")
+    if len(set(heads)) != len(heads):
+        raise UsageError(f"{flag}: a head is listed twice in {wanted!r}")
+    return heads
+
+
+def front_rows(rows: list[Row], heads: list[str]) -> list[Row]:
+    """The Pareto set over `heads`, best mean accuracy first."""
+    front = set(pareto_front({r.trial: {h: r.head_accuracy[h] for h in heads} for r in rows}))
+    chosen = [r for r in rows if r.trial in front]
+    return sorted(chosen, key=lambda r: (-r.mean, r.trial))
+
+
+def require_rows(study) -> list[Row]:
+    """`complete_rows`, or a usage error when there are none yet."""
+    rows = complete_rows(study)
+    if not rows:
+        raise UsageError(f"study {study.study_name!r} has no completed trial with per-head "
+                         f"accuracy yet")
+    return rows
+
+
+def table(rows: list[Row], heads: list[str]) -> str:
+    """A fixed-width text table: trial, MLflow run id, one column per head, params, mean."""
+    widths = [max(len(h), 5) for h in heads]
+    head = (f"{'trial':>5}  {'mlflow run id':<32}  "
+            + "  ".join(f"{h:>{w}}" for h, w in zip(heads, widths))
+            + f"  {'params':>9}  {'mean':>6}")
+    lines = [head]
+    for r in rows:
+        lines.append(f"{r.trial:>5}  {r.run_id or '-':<32}  "
+                     + "  ".join(f"{r.head_accuracy[h]:>{w}.3f}" for h, w in zip(heads, widths))
+                     + f"  {r.params_count if r.params_count is not None else '-':>9}  "
+                     + f"{r.mean:>6.3f}")
+    return "\n".join(lines)
+
+
+def pareto(settings, study_name: str, heads: str | None, as_json: bool) -> int:
+    """Print the Pareto set of a study (table, or one JSON object per line)."""
+    from search.results import load_study
+
+    rows = require_rows(load_study(settings, study_name))
+    chosen = choose_heads(rows, heads)
+    front = front_rows(rows, chosen)
+    if as_json:
+        for r in front:
+            print(json.dumps({**asdict(r), "head_accuracy": {h: r.head_accuracy[h]
+                                                             for h in chosen}}))
+        return 0
+    print(f"study {study_name!r}: {len(front)} of {len(rows)} completed trial(s) are Pareto-"
+          f"optimal over {len(chosen)} head(s) (validation accuracy, higher is better)")
+    print(table(front, chosen))
+    return 0

@@ -1,0 +1,341 @@
+"""`search report`: one self-contained HTML page about a study, readable offline and shareable
+as a single file (plotly.js is inlined once).
+
+This module gathers numbers from the Optuna study (COMPLETE trials, so a running study works)
+and from the best trial's MLflow run (config.json, confusion.json, lr_find.html);
+`search.figures` draws them. Whatever cannot be read becomes a note in its section, never an
+error. TensorFlow is imported only to draw the learning-rate schedule (`search.clr`).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from search import figures
+from search.config import TrialConfig
+from search.errors import ConfigError, UsageError
+from search.pareto import Row, choose_heads, front_rows, require_rows
+from search.settings import Settings, mask
+
+TOP = 5  # best trials compared with the baselines
+
+
+@dataclass
+class Section:
+    id: str
+    title: str
+    figures: list
+    text: str = ""
+
+
+@dataclass
+class RunFiles:
+    """What the report reads from the best trial's MLflow run; `problem` says why not."""
+
+    config: dict | None = None
+    confusion: dict | None = None
+    lr_find_html: str | None = None
+    metrics: dict = field(default_factory=dict)
+    problem: str | None = None
+
+
+def report(settings: Settings, study_name: str, *, out: str | None = None,
+           pair: str | None = None) -> int:
+    """Write the report (default runs/report-<study>.html) and print its path."""
+    from search.results import load_study
+
+    study = load_study(settings, study_name)
+    rows = require_rows(study)
+    heads = choose_heads(rows, None)
+    chosen = choose_pair(rows, heads, pair)
+    path = Path(out) if out else default_out(settings, study_name)
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    best = trials[max(rows, key=lambda r: r.value).trial]
+    run = run_files(settings, best.user_attrs.get("mlflow_run_id"))
+    objective = objective_name(best)
+    sections = [
+        pareto_set(rows, heads),
+        pair_section(rows, chosen, best.user_attrs.get("majority")),
+        parameters(rows, trials, objective),
+        baselines(rows, trials, heads),
+        progress(study, objective),
+        importance(study, len(rows), objective),
+        schedule(best, run),
+        confusions(best, run, heads),
+    ]
+    write(path, header(study, settings, best, objective), sections, f"Study {study_name}")
+    print(f"report: {path}")
+    return 0
+
+
+def default_out(settings: Settings, study_name: str) -> Path:
+    return settings.runs_dir / f"report-{study_name}.html"
+
+
+def choose_pair(rows: list[Row], heads: list[str], wanted: str | None) -> tuple[str, str] | None:
+    """--pair, or the two heads whose accuracy varies most across trials (None: one head)."""
+    if wanted:
+        pair = choose_heads(rows, wanted, flag="--pair")
+        if len(pair) != 2:
+            raise UsageError(f"--pair needs exactly two heads, e.g. --pair {','.join(heads[:2])}")
+        return pair[0], pair[1]
+    if len(heads) < 2:
+        return None
+    spread = {h: max(r.head_accuracy[h] for r in rows) - min(r.head_accuracy[h] for r in rows)
+              for h in heads}
+    first, second = sorted(heads, key=lambda h: -spread[h])[:2]
+    return first, second
+
+
+def objective_name(trial) -> str:
+    """Which recorded mean the objective value is (the study does not store its name)."""
+    for key in ("mean_accuracy", "mean_balanced_accuracy"):
+        if trial.user_attrs.get(key) == trial.value:
+            return key
+    return "objective"
+
+
+def run_files(settings: Settings, run_id: str | None) -> RunFiles:
+    """config.json, confusion.json, lr_find.html and the metrics of one MLflow run."""
+    if not run_id:
+        return RunFiles(problem="the best trial has no MLflow run")
+    local = settings.tracking_uri.removeprefix("sqlite:///")
+    if settings.tracking_uri.startswith("sqlite:///") and not Path(local).is_file():
+        return RunFiles(problem=f"no MLflow store at {local} (pass --tracking-uri)")
+    from mlflow import MlflowClient
+
+    try:
+        client = MlflowClient(tracking_uri=settings.tracking_uri)
+        names = {a.path for a in client.list_artifacts(run_id)}
+        texts = {}
+        with tempfile.TemporaryDirectory() as tmp:
+            for name in ("config.json", "confusion.json", "lr_find.html"):
+                if name in names:
+                    texts[name] = Path(client.download_artifacts(run_id, name, tmp)).read_text()
+        return RunFiles(config=_json(texts.get("config.json")),
+                        confusion=_json(texts.get("confusion.json")),
+                        lr_find_html=texts.get("lr_find.html"),
+                        metrics=client.get_run(run_id).data.metrics)
+    except Exception as exc:  # server down, run deleted, no permission: show it, go on
+        return RunFiles(problem=mask(f"cannot read MLflow run {run_id}: {exc}"))
+
+
+def _json(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Sections, in page order
+
+
+def pareto_set(rows: list[Row], heads: list[str]) -> Section:
+    front = front_rows(rows, heads)
+    return Section("pareto-set", "Pareto set", [figures.pareto_table(front, heads)],
+                   f"{len(front)} of {len(rows)} completed trial(s) are Pareto-optimal over the "
+                   f"{len(heads)} heads' validation accuracy: no other trial is at least as "
+                   f"accurate on every head and more accurate on one. Best mean first.")
+
+
+def pair_section(rows: list[Row], pair: tuple[str, str] | None,
+                 majority: dict | None) -> Section:
+    if pair is None:
+        return Section("pareto-pair", "Trade-off between two heads",
+                       [figures.note("the trials have a single head")])
+    return Section("pareto-pair", f"Trade-off: {pair[0]} vs {pair[1]}",
+                   [figures.pareto_scatter(rows, pair, majority)],
+                   "Red: the trials no other trial beats on both heads. The default pair is the "
+                   "two heads whose accuracy varies most; choose with --pair.")
+
+
+def parameters(rows: list[Row], trials: dict, objective: str) -> Section:
+    kinds = param_kinds([trials[r.trial] for r in rows])
+    title = "Parameters against per-head accuracy"
+    if not kinds:
+        return Section("parameters", title, [figures.note("no trial sampled any parameter")])
+    fig = figures.parallel_coordinates(
+        [trials[r.trial].params for r in rows], [r.head_accuracy for r in rows],
+        [r.value for r in rows], kinds, objective)
+    return Section("parameters", title, [fig],
+                   "One line per completed trial, coloured by the objective; drag along an axis "
+                   "to filter. Categorical parameters are evenly spaced ticks, log-scaled ones "
+                   "are on a log axis, and 'unset' marks parameters a trial did not sample "
+                   "(conditional ones and enqueued baselines).")
+
+
+def param_kinds(trials) -> dict[str, str]:
+    """categorical, log or linear for every parameter any of the trials sampled."""
+    from optuna.distributions import CategoricalDistribution
+
+    kinds: dict[str, str] = {}
+    for t in trials:
+        for name, dist in t.distributions.items():
+            kinds.setdefault(name, "categorical" if isinstance(dist, CategoricalDistribution)
+                             else "log" if getattr(dist, "log", False) else "linear")
+    return kinds
+
+
+def baselines(rows: list[Row], trials: dict, heads: list[str]) -> Section:
+    top = sorted(rows, key=lambda r: (-r.value, r.trial))[:TOP]
+    marked = [r for r in rows if "baseline" in trials[r.trial].user_attrs and r not in top]
+    groups = [(_label(r, trials[r.trial]), r.head_accuracy, None) for r in top + marked]
+    majority = trials[top[0].trial].user_attrs.get("majority")
+    if majority:
+        groups.append(("majority class", majority, figures.OTHERS))
+    return Section("baselines", "Best trials against the baselines",
+                   [figures.grouped_bars(groups, heads)],
+                   f"The top {len(top)} trials by objective, every completed enqueued baseline "
+                   f"trial and the majority-class accuracy (always predicting the commonest "
+                   f"training label).")
+
+
+def _label(row: Row, trial) -> str:
+    name = trial.user_attrs.get("baseline")
+    return f"#{row.trial}{f' {name}' if name else ''} ({row.value:.3f})"
+
+
+def progress(study, objective: str) -> Section:
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    pruned = [(t.number, t.intermediate_values[max(t.intermediate_values)])
+              for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+              if t.intermediate_values]
+    return Section("history", "Objective over time",
+                   [figures.history([(t.number, t.value) for t in done], pruned, objective)])
+
+
+def importance(study, complete: int, objective: str) -> Section:
+    title = "Parameter importances"
+    if complete < 2:
+        return Section("importance", title, [figures.note(
+            f"importances need at least 2 completed trials; this study has {complete}")])
+    import warnings
+
+    import optuna
+
+    try:
+        with warnings.catch_warnings():  # "fewer than 2 trials in a regime": expected early on
+            warnings.simplefilter("ignore", UserWarning)
+            values = optuna.importance.get_param_importances(study)
+    except Exception as exc:  # too few or identical trials, a dynamic space: say so, go on
+        return Section("importance", title, [figures.note(
+            f"importances could not be computed: {exc}")])
+    if not values:
+        return Section("importance", title, [figures.note("no parameter to assess")])
+    return Section("importance", title, [figures.importances(values, objective)],
+                   "How much each parameter explains the objective "
+                   "(optuna.importance.get_param_importances, its default evaluator).")
+
+
+def schedule(best, run: RunFiles) -> Section:
+    title = f"Learning rate of the best trial (#{best.number})"
+    try:
+        config = TrialConfig.from_dict(run.config) if run.config is not None else None
+    except ConfigError as exc:  # written by another version of search
+        run.problem = f"its config.json does not read: {exc}"
+        config = None
+    if config is None:
+        return Section("lr-schedule", title, [figures.note(
+            run.problem or "the best trial's MLflow run has no config.json")])
+    from search import clr  # TensorFlow: only here
+
+    spe, known = steps_per_epoch(config, run.metrics)
+    step_size = clr.steps_from_epochs(config.step_size_epochs, spe)
+    trained = config.epochs * spe
+    fig = clr.schedule_figure(config.base_lr, config.max_lr, step_size, config.clr_mode,
+                              config.gamma, total_steps=max(trained, 2 * step_size))
+    fig.add_vline(x=trained, line_dash="dot",
+                  annotation_text=f"end of training ({config.epochs} epoch(s))")
+    fig.update_layout(height=400)
+    text = (f"{config.clr_mode} from {config.base_lr:.2e} to {config.max_lr:.2e}, half cycle "
+            f"{config.step_size_epochs:g} epoch(s) = {step_size} step(s)"
+            f"{'' if known else ' (steps per epoch not logged: 100 assumed)'}. ")
+    if best.user_attrs.get("lr_find"):
+        text += "The bounds came from an LR range test. "
+    figs = [fig]
+    if not run.lr_find_html:
+        text += "No LR range test curve was logged (trials run one with clr_bounds: lr_find)."
+    else:
+        try:
+            figs.append(figures.from_html(run.lr_find_html))
+            text += "Below: the LR range test curve."
+        except (ValueError, IndexError) as exc:
+            text += f"Its LR range test curve (lr_find.html) could not be read: {exc}."
+    return Section("lr-schedule", title, figs, text)
+
+
+def steps_per_epoch(config: TrialConfig, metrics: dict) -> tuple[int, bool]:
+    """Optimizer steps per epoch as the trial trained: logged by the trial, or else its
+    training images (images/s × seconds ÷ epochs) over the batch size; (100, False) if unknown."""
+    if metrics.get("steps_per_epoch"):
+        return int(metrics["steps_per_epoch"]), True
+    ips, seconds = metrics.get("train_images_per_second"), metrics.get("train_seconds")
+    if not ips or not seconds:
+        return 100, False
+    images = round(ips * seconds / config.epochs)
+    return max(1, images // config.batch_size), True
+
+
+def confusions(best, run: RunFiles, heads: list[str]) -> Section:
+    title = f"Confusion matrices of the best trial (#{best.number})"
+    data = run.confusion
+    if data is None:
+        return Section("confusion", title, [figures.note(
+            run.problem or "the best trial's MLflow run has no confusion.json")])
+    accuracy = best.user_attrs.get("head_accuracy", {})
+    shown = [h for h in heads if h in data["confusion"]]
+    return Section("confusion", title, [
+        figures.confusion(h, data["labels"][h], data["confusion"][h], accuracy.get(h))
+        for h in shown], "Validation images; rows are the true class, colour is the share of "
+                         "the row, the number is the image count.")
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+
+def header(study, settings: Settings, best, objective: str) -> str:
+    states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
+    counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(states.items()))
+    return (f"<p>storage <code>{html.escape(mask(settings.storage))}</code> · MLflow "
+            f"<code>{html.escape(mask(settings.tracking_uri))}</code></p>"
+            f"<p>{sum(states.values())} trial(s): {html.escape(counts)} · best trial "
+            f"#{best.number}: {html.escape(objective)} = {best.value:.4f}</p>")
+
+
+STYLE = """body{font-family:system-ui,sans-serif;margin:0 2em 3em;color:#222}
+header{border-bottom:1px solid #ccc;margin-bottom:1em}nav a{margin-right:1em}
+section{margin-top:2em}.figs{display:grid;gap:8px}
+#confusion .figs{grid-template-columns:repeat(auto-fill,minmax(420px,1fr))}
+code{background:#f3f3f3;padding:0 .3em}"""
+
+
+def render(title: str, head_html: str, sections: list[Section]) -> str:
+    """The HTML page: plotly.js once in <head>, then one <section id=…> with an <h2> each."""
+    from plotly.offline import get_plotlyjs
+
+    nav = "".join(f"<a href='#{s.id}'>{i}. {html.escape(s.title)}</a>"
+                  for i, s in enumerate(sections, 1))
+    body = []
+    for i, s in enumerate(sections, 1):
+        plots = "".join(f"<div>{f.to_html(full_html=False, include_plotlyjs=False)}</div>"
+                        for f in s.figures)
+        text = f"<p>{html.escape(s.text)}</p>" if s.text else ""
+        body.append(f"<section id='{s.id}'><h2>{i}. {html.escape(s.title)}</h2>{text}"
+                    f"<div class='figs'>{plots}</div></section>")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title><style>{STYLE}</style>"
+            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
+            f"<header><h1>{html.escape(title)}</h1>{head_html}<nav>{nav}</nav></header>"
+            f"{''.join(body)}</body></html>")
+
+
+def write(path: Path, head_html: str, sections: list[Section], title: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(render(title, head_html, sections), encoding="utf-8")
+    return path
