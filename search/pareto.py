@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from search.errors import UsageError
+from search.study import score
 
 
 def dominates(a: dict[str, float], b: dict[str, float], heads) -> bool:
@@ -59,7 +60,7 @@ def complete_rows(study) -> list[Row]:
     from optuna.trial import TrialState
 
     return [Row(t.number, t.user_attrs.get("mlflow_run_id"), dict(t.user_attrs["head_accuracy"]),
-                t.user_attrs.get("params_count"), t.user_attrs.get("mean_accuracy"), t.value)
+                t.user_attrs.get("params_count"), t.user_attrs.get("mean_accuracy"), score(t))
             for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if t.user_attrs.get("head_accuracy")]
 

@@ -21,6 +21,7 @@ from search.config import TrialConfig
 from search.errors import ConfigError, UsageError
 from search.pareto import Row, choose_heads, front_rows, require_rows
 from search.settings import Settings, mask
+from search.study import score
 
 TOP = 5  # best trials compared with the baselines
 
@@ -95,7 +96,7 @@ def choose_pair(rows: list[Row], heads: list[str], wanted: str | None) -> tuple[
 def objective_name(trial) -> str:
     """Which recorded mean the objective value is (the study does not store its name)."""
     for key in ("mean_accuracy", "mean_balanced_accuracy"):
-        if trial.user_attrs.get(key) == trial.value:
+        if trial.user_attrs.get(key) == score(trial):
             return key
     return "objective"
 
@@ -206,7 +207,7 @@ def progress(study, objective: str) -> Section:
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
               if t.intermediate_values]
     return Section("history", "Objective over time",
-                   [figures.history([(t.number, t.value) for t in done], pruned, objective)])
+                   [figures.history([(t.number, score(t)) for t in done], pruned, objective)])
 
 
 def importance(study, complete: int, objective: str) -> Section:
@@ -305,7 +306,7 @@ def header(study, settings: Settings, best, objective: str) -> str:
     return (f"<p>storage <code>{html.escape(mask(settings.storage))}</code> · MLflow "
             f"<code>{html.escape(mask(settings.tracking_uri))}</code></p>"
             f"<p>{sum(states.values())} trial(s): {html.escape(counts)} · best trial "
-            f"#{best.number}: {html.escape(objective)} = {best.value:.4f}</p>")
+            f"#{best.number}: {html.escape(objective)} = {score(best):.4f}</p>")
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:0 2em 3em;color:#222}

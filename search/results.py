@@ -36,16 +36,18 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
     model and `best-<head>` → the model best on each head (re-pointed as better ones appear)."""
     from optuna.trial import TrialState
 
+    from search.study import score
+
     study = load_study(settings, study_name)
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.user_attrs.get("head_accuracy")]
     if not complete:
         raise UsageError(f"study {study_name!r} has no completed trial yet")
-    champion = max(complete, key=lambda t: t.value)
+    champion = max(complete, key=score)
     heads = list(champion.user_attrs["head_accuracy"])
     per_head = {h: max(complete, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
                 for h in heads}
-    print(f"best trial #{champion.number}: value {champion.value:.4f}")
+    print(f"best trial #{champion.number}: value {score(champion):.4f}")
     print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial")
     for h in heads:
         top = per_head[h]

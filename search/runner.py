@@ -67,6 +67,9 @@ class Runner:
             space = space_lib._replace(space, objective=options.objective,
                                        source={**space.source, "objective": options.objective})
         self.space = space.pin(**(options.pins or {}))
+        if self.space.objectives and options.isolate:
+            raise UsageError("--isolate does not support multi-objective spaces yet; "
+                             "drop --isolate or the space's `objectives`")
         self.csv = resolve_data(settings, options.data)
         self.table = data_lib.read_table(self.csv, options.heads,
                                          on_bad_images=options.on_bad_images)
@@ -94,6 +97,7 @@ class Runner:
 
         return Workbench(table=self.table, train_rows=self.train_rows, val_rows=self.val_rows,
                          settings=self.settings, objective=self.space.objective,
+                         objectives=self.space.objectives,
                          clr_bounds=self.space.clr_bounds, tracker=tracker,
                          parent_run_id=parent_run_id, study_name=self.options.study,
                          verbose=self.options.verbose, device=device_choice,
@@ -112,6 +116,10 @@ class Runner:
               f"target {opts.trials}; data {self.csv} ({len(self.train_rows)} train / "
               f"{len(self.val_rows)} validation images, heads: {', '.join(self.table.heads)})",
               flush=True)
+        if self.space.objectives:
+            print("multi-objective study ("
+                  + ", ".join(f"{m}:{d}" for m, d in self.space.objectives)
+                  + "): pruning is off, Optuna cannot prune multi-objective trials", flush=True)
         if done >= opts.trials:
             print(f"nothing to do: the study already has {done} finished trials "
                   f"(raise --trials to search further)")
@@ -131,7 +139,7 @@ class Runner:
             return 130
         finally:
             best = _best(study)
-            tracker.finish_study_run(parent, {"best_value": best.value} if best else None)
+            tracker.finish_study_run(parent, {"best_value": study_lib.score(best)} if best else None)
         if outcome.stopped:
             print(f"stopped: {outcome.stopped}", file=sys.stderr)
         self._summary(study)
@@ -244,8 +252,11 @@ class Runner:
         tags = {"search.baseline": trial.user_attrs["baseline"]} \
             if "baseline" in trial.user_attrs else None
         try:
-            return trial_lib.run(config, bench, trial=trial, number=trial.number,
-                                 tags=tags).value
+            result = trial_lib.run(config, bench, trial=trial, number=trial.number, tags=tags,
+                                   find_lr=False if tags else None)  # baselines keep their LR
+            if self.space.objectives:
+                return trial_lib.objective_values(result, self.space.objectives)
+            return result.value
         finally:
             _free_trial_graphs()
 
@@ -257,7 +268,14 @@ class Runner:
         acc = best.user_attrs.get("head_accuracy", {})
         bal = best.user_attrs.get("head_balanced_accuracy", {})
         maj = best.user_attrs.get("majority", {})
-        print(f"best trial #{best.number}: {self.space.objective} = {best.value:.4f}")
+        from search.study import score
+
+        if self.space.objectives:
+            front = len(study.best_trials)
+            print(f"multi-objective study: {front} trial(s) on the Pareto front of "
+                  f"{', '.join(f'{m}:{d}' for m, d in self.space.objectives)} "
+                  f"(search pareto --study {self.options.study}); by mean accuracy:")
+        print(f"best trial #{best.number}: {self.space.objective} = {score(best):.4f}")
         print(f"  {'head':<14}{'accuracy':>9}{'balanced':>9}{'majority':>9}")
         for head in acc:
             print(f"  {head:<14}{acc[head]:>9.3f}{bal.get(head, float('nan')):>9.3f}"
@@ -267,10 +285,9 @@ class Runner:
 
 
 def _best(study):
-    try:
-        return study.best_trial
-    except ValueError:
-        return None
+    from search.study import best
+
+    return best(study)
 
 
 def _free_trial_graphs() -> None:
@@ -308,7 +325,7 @@ def _report_trial(study, frozen, bar) -> None:
     from search.study import is_surplus
 
     if frozen.state == TrialState.COMPLETE:
-        what = f"{frozen.value:.4f}"
+        what = ", ".join(f"{v:.4g}" for v in frozen.values)
     elif frozen.state == TrialState.PRUNED:
         what = "pruned"
     elif is_surplus(frozen):

@@ -131,6 +131,8 @@ def sampler(space: Space, seed: int | None):
 def pruner(space: Space):
     spec = {k: v for k, v in space.pruner.items() if k != "name"}
     name = space.pruner["name"]
+    if space.objectives:  # Optuna cannot prune multi-objective trials
+        return optuna.pruners.NopPruner()
     if name == "hyperband":
         return optuna.pruners.HyperbandPruner(**spec)
     if name == "none":
@@ -148,9 +150,13 @@ def open_study(url: str, name: str, space: Space, *, seed: int | None,
         except KeyError:
             raise UsageError(f"no study {name!r} in {mask(url)}: start it with `search run "
                              f"--study {name}` (same storage and flags), then join") from None
-    study = optuna.create_study(storage=storage(url), study_name=name, direction="maximize",
+    directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
+        or ["maximize"]
+    study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,
                                 sampler=sampler(space, seed), pruner=pruner(space),
                                 load_if_exists=True)
+    if space.objectives and study.metric_names is None:
+        study.set_metric_names([metric for metric, _ in space.objectives])
     stored = {k: study.user_attrs.get(k) for k in identity}
     if not any(v is not None for v in stored.values()):
         for key, value in identity.items():
@@ -166,6 +172,20 @@ def open_study(url: str, name: str, space: Space, *, seed: int | None,
         raise UsageError(f"study {name!r} was started with a different setup ({detail}). "
                          f"Use another --study name, or the same space, data and flags.")
     return study
+
+
+def score(trial) -> float:
+    """The number that ranks a trial: its value, or in a multi-objective study (several
+    values, no single best) its mean validation accuracy."""
+    if trial.values is not None and len(trial.values) == 1:
+        return trial.values[0]
+    return trial.user_attrs.get("mean_accuracy", float("nan"))
+
+
+def best(study: optuna.Study):
+    """The top trial by `score`, or None before any trial completed."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=score) if complete else None
 
 
 def finished(study: optuna.Study) -> int:
@@ -275,7 +295,6 @@ def _wait_for_others(study: optuna.Study) -> None:
 
 
 def _best_postfix(study: optuna.Study, bar) -> None:
-    try:
-        bar.set_postfix(best=f"{study.best_value:.4f}", refresh=True)
-    except ValueError:  # no completed trial yet
-        pass
+    top = best(study)
+    if top is not None:
+        bar.set_postfix(best=f"{score(top):.4f}", refresh=True)

@@ -257,3 +257,26 @@ def test_servers_answer_on_loopback(study_dir, command, path, expect):
             os.killpg(proc.pid, signal.SIGKILL)
     first_line = proc.stdout.readline()
     assert f"http://127.0.0.1:{port}/" in first_line
+
+
+def test_multi_objective_study_has_named_directions_and_no_pruning(tmp_path, tiny_csv, capsys):
+    space = tmp_path / "multi.yaml"
+    space.write_text(TINY_SPACE.read_text().replace(
+        "pruner: {name: none}", "pruner: {name: median, n_startup_trials: 0}\n"
+                                "objectives: [mean_accuracy, params, gender:max]"))
+    runs = tmp_path / "runs"
+    assert cli.main(["run", "--trials", "2", "--space", str(space), "--data", str(tiny_csv),
+                     "--study", "multi", "--runs-dir", str(runs), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "pruning is off" in out and "Pareto front" in out
+    study = optuna.load_study(study_name="multi", storage=f"sqlite:///{runs / 'optuna.db'}")
+    assert study.metric_names == ["mean_accuracy", "params", "gender"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MAXIMIZE"]
+    for t in study.get_trials(states=(TrialState.COMPLETE,)):
+        assert t.values[0] == pytest.approx(t.user_attrs["mean_accuracy"])
+        assert t.values[1] == t.user_attrs["params_count"]
+        assert t.values[2] == pytest.approx(t.user_attrs["head_accuracy"]["gender"])
+        assert not t.intermediate_values  # never reported, never pruned
+    assert cli.main(["best", "--study", "multi", "--register", "multi-model",
+                     "--runs-dir", str(runs)]) == 0
+    assert cli.main(["pareto", "--study", "multi", "--runs-dir", str(runs)]) == 0
