@@ -173,7 +173,9 @@ class Runner:
 
         from search import study as study_lib
 
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        # ERROR: a failed trial is reported once, as one line with its reason (kept in the
+        # trial's user attrs and its MLflow run), not as Optuna's WARNING traceback.
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.settings.ensure()
         return study_lib.open_study(self.settings.storage, self.options.study, self.space,
                                     seed=self.options.seed, identity=self.identity(),

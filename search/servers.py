@@ -29,8 +29,10 @@ def mlflow_ui(settings: Settings, host: str, port: int) -> int:
     """Replace this process with `mlflow ui`, so Ctrl-C and SIGTERM reach the server itself
     (and its workers) instead of orphaning them. One worker and no background job runner:
     a UI for one person, not a team server (see README for `mlflow server`)."""
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", settings.tracking_uri,
-           "--host", host, "--port", str(port), "--workers", "1"]
+    # The store URI travels in the environment, not argv, so a password in it stays out of `ps`.
+    os.environ["MLFLOW_BACKEND_STORE_URI"] = settings.tracking_uri
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port),
+           "--workers", "1"]
     print(f"MLflow UI on {mask(settings.tracking_uri)}: http://{host}:{port}/  (Ctrl-C stops)",
           flush=True)
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")

@@ -92,7 +92,7 @@ def test_pin_overrides_space_and_baseline_budget():
     default = space_lib.load(ROOT / "spaces" / "default.yaml")
     pinned = default.pin(image_size=32, epochs=1, backbone="separable")
     config = pinned.sample(optuna.trial.FixedTrial({
-        "width": 16, "depth": 3, "convs_per_block": 1, "dropout": 0.0, "neck_units": 0,
+        "width": 24, "depth": 4, "convs_per_block": 1, "dropout": 0.0, "neck_units": 0,
         "neck_dropout": 0.0, "head_units": 0, "head_dropout": 0.0, "class_weighting": "none",
         "flip": True, "cutout": 0.0, "shift": 0.0, "optimizer": "adam", "clr_mode": "constant",
         "base_lr": 1e-3, "lr_ratio": 2.0, "step_size_epochs": 1.0, "batch_size": 32}))

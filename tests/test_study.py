@@ -41,6 +41,11 @@ def test_trials_are_stored_with_per_head_results(study_dir):
         assert 0.0 <= t.value <= 1.0
         assert t.user_attrs["mlflow_run_id"] and t.user_attrs["model_uri"]
         assert t.intermediate_values  # reported per epoch for the pruner
+        from optuna.artifacts import get_all_artifact_meta
+
+        names = {m.filename for m in get_all_artifact_meta(t, storage=_study(study_dir)._storage)}
+        assert {"config.yaml", "learning_curves.json", "confusion.json",
+                "learning_curves.html"} <= names  # shown in optuna-dashboard's trial view
 
 
 def test_mlflow_has_parent_and_nested_trial_runs(study_dir):
