@@ -8,7 +8,6 @@ caught in `main`: one line on stderr, exit code 2; `--debug` shows the traceback
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
