@@ -7,6 +7,7 @@ and `worker` commands are thin layers over this.
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 import sys
 from dataclasses import dataclass
@@ -60,11 +61,11 @@ class Runner:
         self.trial_hooks: list = []  # f(study, frozen) after each trial of this process
         space = space_lib.load(options.space)
         if not options.baselines:
-            space = space_lib._replace(space, enqueue=())
+            space = dataclasses.replace(space, enqueue=())
         if options.objective:
             if options.objective not in space_lib.OBJECTIVES:
                 raise UsageError(f"--objective must be one of {', '.join(space_lib.OBJECTIVES)}")
-            space = space_lib._replace(space, objective=options.objective,
+            space = dataclasses.replace(space, objective=options.objective,
                                        source={**space.source, "objective": options.objective})
         self.space = space.pin(**(options.pins or {}))
         if self.space.objectives and options.isolate:

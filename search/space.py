@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +99,7 @@ class Space:
         params += [Param(name=k, value=v) for k, v in pins.items()]
         source = copy.deepcopy(self.source)
         source.setdefault("params", {}).update(pins)
-        return _replace(self, params=_ordered(params), source=source,
+        return replace(self, params=_ordered(params), source=source,
                         enqueue=tuple(_pin_enqueued(self.enqueue, pins)))
 
     def fingerprint(self) -> str:
@@ -344,9 +344,3 @@ def _check_sample(space: Space) -> None:
             space.sample(optuna.trial.FixedTrial(values))
         except ConfigError as exc:
             raise ConfigError(f"the space can produce an invalid config: {exc}") from None
-
-
-def _replace(space: Space, **changes) -> Space:
-    from dataclasses import replace
-
-    return replace(space, **changes)

@@ -45,7 +45,6 @@ class Tracker:
     """The MLflow side of a study."""
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_root: Path | None = None):
-        import mlflow
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri

@@ -146,7 +146,6 @@ def test_failing_trials_are_recorded_and_the_search_stops(tmp_path, tiny_csv, ca
 
 
 def test_evaluate_matches_a_hand_count(study_dir, tiny_csv, tmp_path, capsys):
-    import numpy as np
     import pandas as pd
 
     from search import registry
