@@ -126,6 +126,7 @@ def load_folder(folder: Path):
     import keras
 
     import search.backbones  # noqa: F401  registers custom layers for deserialisation
+    import search.clr  # noqa: F401  models saved before export dropped the optimizer carry it
     import search.preprocess  # noqa: F401
 
     model = keras.models.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)

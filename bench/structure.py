@@ -1,0 +1,208 @@
+"""How readable the package's structure is, by the measures a reviewer takes by hand.
+
+- import cycles between modules of `search/` (each is two rooms leaning on each other);
+- modules over 300 lines;
+- repeated code: 6-line windows (stripped, blank and comment lines dropped) that occur in more
+  than one place;
+- the path of one trial: the `search` modules on the call stack when a real `search run`
+  (tiny synthetic data, 1 trial) first enters the function that trains a trial, how many there
+  are, and how often the path climbs back up the import layers (a call into a module that sits
+  above the caller in the import graph).
+
+    .venv/bin/python bench/structure.py [--no-record] [--label before]
+
+No baseline run: the record is compared with an earlier record of the same script (the
+"before" of a refactor) in RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import os
+import sys
+import tempfile
+import traceback
+from collections import defaultdict
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "search"
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).parent))
+
+WINDOW = 6
+LIMIT = 300
+# The function that trains one trial; the first one found is traced.
+TRIAL_ENTRY = (("search.trial", "run"),)
+
+
+def modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = path
+    return out
+
+
+def import_graph(mods: dict[str, Path]) -> dict[str, set[str]]:
+    """module → package modules it imports (anywhere in the file, lazy imports included)."""
+    edges: dict[str, set[str]] = {m: set() for m in mods}
+    for name, path in mods.items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = []
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                targets = [node.module] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            edges[name] |= {t for t in targets if t in mods and t != name}
+    return edges
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index, low, stack, on, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in edges[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                out.append(sorted(group))
+
+    sys.setrecursionlimit(10000)
+    for v in edges:
+        if v not in index:
+            visit(v)
+    return out
+
+
+def layers(edges: dict[str, set[str]]) -> dict[str, int]:
+    """Import depth: 0 for modules importing nothing of the package, else 1 + the deepest
+    import (modules of a cycle share the cycle's depth)."""
+    depth: dict[str, int] = {}
+
+    def visit(v, trail):
+        if v in depth:
+            return depth[v]
+        if v in trail:
+            return 0
+        d = 1 + max((visit(w, trail | {v}) for w in edges[v]), default=-1)
+        depth[v] = d
+        return d
+
+    for v in edges:
+        visit(v, frozenset())
+    return depth
+
+
+def long_modules(mods: dict[str, Path]) -> list[tuple[str, int]]:
+    sizes = [(m, len(p.read_text().splitlines())) for m, p in mods.items()]
+    return sorted([(m, n) for m, n in sizes if n > LIMIT], key=lambda x: -x[1])
+
+
+def repeated_windows(mods: dict[str, Path]) -> tuple[int, list[str]]:
+    """(windows seen in more than one place, a few examples as file:line pairs)."""
+    seen = defaultdict(list)
+    for name, path in mods.items():
+        lines = [(i + 1, line.strip()) for i, line in enumerate(path.read_text().splitlines())]
+        code = [(n, s) for n, s in lines if s and not s.startswith("#")]
+        for k in range(len(code) - WINDOW + 1):
+            block = tuple(s for _, s in code[k:k + WINDOW])
+            if sum(len(s) > 12 for s in block) < WINDOW - 1:
+                continue  # mostly brackets and short lines: not a meaningful repeat
+            seen[block].append(f"{path.relative_to(ROOT)}:{code[k][0]}")
+    repeats = {b: places for b, places in seen.items() if len(places) > 1}
+    examples = [" = ".join(places[:2]) for places in list(repeats.values())[:5]]
+    return len(repeats), examples
+
+
+def trial_path(edges: dict[str, set[str]]) -> list[str]:
+    """The search modules on the stack (outermost first) when a trial first trains."""
+    from search import cli, synthetic
+
+    captured: list[list[str]] = []
+    entries = {(m, f) for m, f in TRIAL_ENTRY}
+
+    def profile(frame, event, arg):
+        if event != "call" or captured:
+            return
+        module = frame.f_globals.get("__name__", "")
+        if (module, frame.f_code.co_name) in entries:
+            stack = traceback.extract_stack(frame)
+            names = []
+            for entry in stack:
+                path = Path(entry.filename).resolve()
+                if PACKAGE in path.parents:
+                    mod = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+                    mod = mod.removesuffix(".__init__")
+                    if not names or names[-1] != mod:
+                        names.append(mod)
+            captured.append(names)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        csv = synthetic.generate(Path(tmp) / "data", n=64, size=32, seed=1)
+        space = ROOT / "tests" / "tiny_space.yaml"
+        sys.setprofile(profile)
+        try:
+            cli.main(["run", "--trials", "1", "--space", str(space), "--data", str(csv),
+                      "--runs-dir", str(Path(tmp) / "runs"), "--no-progress",
+                      "--no-baselines"])
+        finally:
+            sys.setprofile(None)
+    return captured[0] if captured else []
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--no-record", action="store_true")
+    ap.add_argument("--label", default="", help="a word for the record, e.g. before/after")
+    ap.add_argument("--no-trace", action="store_true", help="skip the traced trial")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+    mods = modules()
+    edges = import_graph(mods)
+    found = cycles(edges)
+    longs = long_modules(mods)
+    repeats, examples = repeated_windows(mods)
+    depth = layers(edges)
+    path = [] if args.no_trace else trial_path(edges)
+    climbs = sum(depth.get(b, 0) > depth.get(a, 0) for a, b in zip(path, path[1:]))
+
+    lines = [
+        f"modules: {len(mods)}, lines: {sum(len(p.read_text().splitlines()) for p in mods.values())}",
+        f"import cycles: {len(found)}" + "".join(f"\n  {' <-> '.join(c)}" for c in found),
+        f"modules over {LIMIT} lines: {len(longs)}"
+        + "".join(f"\n  {m} ({n})" for m, n in longs),
+        f"repeated {WINDOW}-line windows: {repeats}" + "".join(f"\n  {e}" for e in examples),
+    ]
+    if path:
+        lines.append(f"trial path: {len(set(path))} modules, {climbs} climb(s) up the import "
+                     f"layers\n  " + " -> ".join(f"{m}[{depth.get(m, 0)}]" for m in path))
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_record:
+        from benchlib import record
+
+        record(f"structure{' (' + args.label + ')' if args.label else ''}",
+               ["```", text, "```"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
