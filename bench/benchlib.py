@@ -99,31 +99,22 @@ def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "n/a"
 
 
-# The training side of a trial without the search around it (what `search.trial` builds before
-# `fit`), for baselines that call model.fit themselves.
+# Sessions for benchmarks that call `search.trial.run` or `search.training` without a study.
 
 
-def trial_pipeline(config, images, labels: dict):
-    """search.data.train_dataset with the augmenter a trial of `config` uses."""
-    from search.augment import make_augmenter
-    from search.data import train_dataset
+def session(csv, runs_dir, *, study: str = "bench", tracking: bool = False,
+            log_models: bool = True, val_fraction: float = 0.2):
+    """A `search.session.Session` on csv (default heads, seeded split, objective mean
+    accuracy), with an MLflow parent run under runs_dir when `tracking`."""
+    from search import space as space_lib
+    from search.session import Options, Session
+    from search.settings import Settings
 
-    augmenter = make_augmenter(config.flip, config.shift, config.cutout, seed=config.seed)
-    return train_dataset(images, labels, batch_size=config.batch_size, seed=config.seed,
-                         augment=lambda x: augmenter(x, None)[0])
-
-
-def trial_model(config, vocab: dict, steps_per_epoch: int, jit_compile: bool = False):
-    """search.model.build, compiled with the trial's optimizer, CLR schedule, losses, metrics."""
-    from search import clr, model as model_lib
-    from search.trial import _optimizer
-
-    schedule = clr.CyclicalLearningRate(
-        config.base_lr, config.max_lr, clr.steps_from_epochs(config.step_size_epochs,
-                                                             steps_per_epoch),
-        mode=config.clr_mode, gamma=config.gamma)
-    net = model_lib.build(config, vocab)
-    net.compile(optimizer=_optimizer(config, schedule),
-                loss={h: "sparse_categorical_crossentropy" for h in vocab},
-                metrics={h: ["accuracy"] for h in vocab}, jit_compile=jit_compile)
-    return net
+    settings = Settings.resolve(runs_dir=runs_dir)
+    settings.ensure()
+    options = Options(study=study, data=str(csv), val_fraction=val_fraction)
+    made = Session.on_data(settings, options, space_lib.Space(name=study, params=()))
+    made.log_models = log_models
+    if tracking:
+        made.open_tracking(create=True)
+    return made

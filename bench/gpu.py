@@ -62,7 +62,7 @@ def measure(name, overrides, precision, xla, args, images, labels, vocab) -> dic
     import keras
     import tensorflow as tf
 
-    from search import device
+    from search import device, training
     from search.config import TrialConfig
 
     keras.backend.clear_session()
@@ -70,8 +70,8 @@ def measure(name, overrides, precision, xla, args, images, labels, vocab) -> dic
     config = TrialConfig(image_size=(args.size, args.size), batch_size=args.batch_size,
                          weights="none", **overrides)
     steps = len(images) // config.batch_size
-    net = benchlib.trial_model(config, vocab, steps, jit_compile=choice.jit_compile)
-    real = benchlib.trial_pipeline(config, images, labels)
+    net = training.compiled_model(config, vocab, steps, jit_compile=choice.jit_compile)
+    real = training.train_pipeline(config, images, labels, vocab)
     batch = next(iter(real))
     cached = tf.data.Dataset.from_tensors(batch).repeat(steps)
     out = {"backbone": name, "precision": choice.precision, "xla": choice.jit_compile,

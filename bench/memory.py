@@ -1,6 +1,6 @@
 """Does a long in-process search leak? RSS after each of 30 small trials on the real path.
 
-`Runner.run` → `study.optimize` → `trial.run` (Keras fit, MLflow logging, model saving) on 160
+`OptunaEngine.run` → its loop → `trial.run` (Keras fit, MLflow logging, model saving) on 160
 synthetic 32 px images with tests/tiny_space.yaml's architecture, in one process, as `search
 run` does without --isolate. RSS is read from /proc after each trial. Growth is counted from
 the end of trial 1, once TensorFlow, the MLflow store and the image cache exist. Target:
@@ -30,17 +30,27 @@ def rss_mb() -> float:
 
 def measure(trials: int) -> list[float]:
     """RSS in MB after each trial of one `search run`-like search."""
-    from search.runner import Options, Runner
+    from search.engines.optuna import OptunaEngine
+    from search.session import Options, Session
     from search.settings import Settings
+
+    figures: list[float] = []
+
+    class Measured(OptunaEngine):
+        """The real engine, with RSS read after each in-process trial."""
+
+        def train(self, config, trial, bar=None):
+            try:
+                return super().train(config, trial, bar)
+            finally:
+                figures.append(rss_mb())
 
     csv = benchlib.synthetic_csv(160, 32, seed=1)
     with tempfile.TemporaryDirectory() as tmp:
-        runner = Runner(Settings.resolve(Path(tmp) / "runs"),
-                        Options(study="memory", space=str(SPACE), data=str(csv), trials=trials,
-                                progress=False))
-        figures: list[float] = []
-        runner.trial_hooks.append(lambda study, frozen: figures.append(rss_mb()))
-        code = runner.run()
+        session = Session.build(Settings.resolve(Path(tmp) / "runs"),
+                                Options(study="memory", space=str(SPACE), data=str(csv),
+                                        trials=trials, progress=False))
+        code = Measured(session).run()
     if code != 0 or len(figures) < trials:
         raise SystemExit(f"the search stopped early (exit code {code}, {len(figures)} trials)")
     return figures

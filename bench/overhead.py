@@ -25,24 +25,22 @@ import statistics
 import benchlib
 
 
-def plain_fit(bench, config) -> float:
-    """What a plain script does with the same model, data, optimizer and epochs; returns the
-    seconds spent in training epochs (Keras' own validation included, as it runs inside)."""
-    import keras
+def plain_fit(session, config) -> float:
+    """What a plain script does with the same model, data, optimizer and epochs (the very
+    model and pipeline `search.training.prepare` builds for a trial); returns the seconds
+    spent in training epochs (Keras' own validation included, as it runs inside)."""
     import numpy as np
 
+    from search import training
     from search.callbacks import TrainTimer
 
-    keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
-    table = bench.table
-    train_x, val_x = bench.images(config)
-    train_y, val_y = table.labels(bench.train_rows), table.labels(bench.val_rows)
-    net = benchlib.trial_model(config, table.vocab, max(1, len(train_x) // config.batch_size))
+    fit = training.prepare(config, session)
+    _, val_x = training.images(session, config)
     timer = TrainTimer()
-    net.fit(benchlib.trial_pipeline(config, train_x, train_y), epochs=config.epochs, verbose=0,
-            shuffle=False,  # the pipeline shuffles itself
-            validation_data=(np.asarray(val_x, np.float32), val_y), callbacks=[timer])
+    fit.model.fit(fit.train, epochs=config.epochs, verbose=0,
+                  shuffle=False,  # the pipeline shuffles itself
+                  validation_data=(np.asarray(val_x, np.float32), fit.val_labels),
+                  callbacks=[timer])
     return timer.seconds
 
 
@@ -55,37 +53,28 @@ def main(argv=None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
 
-    from search import device, trial as trial_lib
+    from search import training, trial as trial_lib
     from search.config import TrialConfig
-    from search.data import DEFAULT_HEADS, read_table, split
-    from search.settings import Settings
-    from search.tracking import Tracker
-    from search.trial import Workbench
 
     csv = benchlib.synthetic_csv(args.images, args.size)
-    table = read_table(csv, DEFAULT_HEADS)
-    train_rows, val_rows = split(len(table), val_fraction=0.2, seed=0)
     runs = benchlib.ROOT / "runs" / "bench" / "overhead"
     shutil.rmtree(runs, ignore_errors=True)
-    settings = Settings.resolve(runs_dir=runs)
-    settings.ensure()
     config = TrialConfig(image_size=(args.size, args.size), epochs=args.epochs)
-    choice = device.choose()
-    tracker = Tracker(settings.tracking_uri, "overhead", settings.artifact_root)
-    parent = tracker.study_run("overhead")
 
-    def bench_for(mlflow: bool, models: bool) -> Workbench:
-        return Workbench(table=table, train_rows=train_rows, val_rows=val_rows,
-                         settings=settings, tracker=tracker if mlflow else None,
-                         parent_run_id=parent, study_name="overhead", device=choice,
-                         log_models=models)
+    def session_for(mlflow: bool, models: bool):
+        made = benchlib.session(csv, runs, study="overhead", tracking=mlflow, log_models=models)
+        made.use_device()
+        return made
 
-    base = bench_for(False, False)
-    base.images(config)  # decode once, outside every timing
+    base = session_for(False, False)
+    training.images(base, config)  # decode once, outside every timing
+    choice = base.device
+    with_mlflow, with_model = session_for(True, False), session_for(True, True)
+    train_rows, val_rows = base.train_rows, base.val_rows
     variants = {"plain": lambda: plain_fit(base, config),
                 "search": lambda: trial_lib.run(config, base),
-                "+mlflow": lambda: trial_lib.run(config, bench_for(True, False)),
-                "+model": lambda: trial_lib.run(config, bench_for(True, True))}
+                "+mlflow": lambda: trial_lib.run(config, with_mlflow),
+                "+model": lambda: trial_lib.run(config, with_model)}
     walls = {k: [] for k in variants}
     trains = {k: [] for k in variants}  # seconds inside training epochs
     for round_ in range(args.repeats + 1):  # round 0 warms every variant up
@@ -97,7 +86,8 @@ def main(argv=None) -> int:
             if round_:
                 walls[name].append(t.seconds)
                 trains[name].append(getattr(result, "train_seconds", result))
-    tracker.finish_study_run(parent)
+    for made in (with_mlflow, with_model):
+        made.tracking.tracker.finish_study_run(made.tracking.parent_run_id)
 
     wall = {k: statistics.median(v) for k, v in walls.items()}
     train = {k: statistics.median(v) for k, v in trains.items()}

@@ -101,12 +101,13 @@ def time_project(table, labels, size, batch_size, epochs):
     """(decode s, epochs s with augmentation, epochs s of the same pipeline without it)."""
     from search.config import TrialConfig
     from search.data import load_images, train_dataset
+    from search.training import train_pipeline
 
     with benchlib.Timer() as decode:
         images = np.asarray(load_images(table, (size, size)))  # no cache_dir: a fresh decode
     config = TrialConfig(image_size=(size, size), batch_size=batch_size, flip=True, shift=0.0,
                          cutout=CUTOUT_P)
-    augmented = time_epochs(benchlib.trial_pipeline(config, images, labels), epochs)
+    augmented = time_epochs(train_pipeline(config, images, labels), epochs)
     plain = time_epochs(train_dataset(images, labels, batch_size=batch_size, seed=0), epochs)
     return decode.seconds, augmented, plain
 

@@ -10,7 +10,7 @@ import webbrowser
 from pathlib import Path
 
 from search import cli
-from search.report import default_out
+from search.views.report import default_out
 from search.settings import Settings
 
 

@@ -20,7 +20,7 @@ from typing import Callable
 
 import keras
 
-from search.config import TrialConfig
+from search.config import FAMILIES, TrialConfig
 from search.errors import ConfigError
 
 _REGISTRY: dict[str, Callable] = {}
@@ -64,9 +64,6 @@ def _families() -> dict[str, Family]:
             apps.EfficientNetB0, apps.efficientnet.preprocess_input,
             lambda a: ["efficientnetb0_notop.h5"]),
     }
-
-
-FAMILIES = ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0")
 
 
 def _alpha(a: float) -> str:

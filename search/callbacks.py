@@ -71,24 +71,16 @@ class StopOnNonFinite(keras.callbacks.Callback):
             raise NonFiniteLoss(f"training loss became {loss} in epoch {epoch + 1}")
 
 
-class PruningReporter(keras.callbacks.Callback):
-    """Report the epoch's objective to Optuna; raise TrialPruned when the pruner says so."""
+class Reporting(keras.callbacks.Callback):
+    """Hand each epoch's logs to the trial's reporter (which may stop the trial: pruning)."""
 
-    def __init__(self, trial, key: str):
+    def __init__(self, reporter, offset: int = 0):
         super().__init__()
-        self.trial = trial
-        self.key = key
+        self.reporter = reporter
+        self.offset = offset  # epochs of earlier stages, so steps count across stages
 
     def on_epoch_end(self, epoch, logs=None):
-        import optuna
-
-        logs = logs or {}
-        if self.key not in logs:
-            raise KeyError(f"pruning metric {self.key!r} missing; logged keys: {sorted(logs)}")
-        self.trial.report(float(logs[self.key]), step=epoch + 1)
-        if self.trial.should_prune():
-            raise optuna.TrialPruned(f"pruned after epoch {epoch + 1} "
-                                     f"({self.key}={logs[self.key]:.4f})")
+        self.reporter.epoch(self.offset + epoch + 1, logs or {})
 
 
 class EpochLogger(keras.callbacks.Callback):

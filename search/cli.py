@@ -12,6 +12,8 @@ import os
 import sys
 
 from search import __version__
+from search.config import BACKBONES, FAMILIES
+from search.engines import ENGINES, TUNERS
 from search.errors import UsageError
 
 EPILOG = "Environment: SEARCH_RUNS_DIR, SEARCH_STORAGE, MLFLOW_TRACKING_URI, SEARCH_WEIGHTS_DIR."
@@ -39,7 +41,12 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", help="annotation CSV with image_path and one column per head "
                                   "(default: a synthetic dataset generated into runs/)")
     p.add_argument("--heads", help="comma-separated label columns (default: the 8 attributes)")
-    p.add_argument("--seed", type=int, default=0, help="sampler and split seed (default: 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seeds the train/validation split; the sampler's seed is derived from "
+                        "it, the study name and the trials the study holds, so a resumed "
+                        "study continues its draws and two studies do not share them, while "
+                        "the same command on the same study state draws the same trials "
+                        "(default: %(default)s)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="validation share of the rows (default: %(default)s)")
     p.add_argument("--stratify", help="head to stratify the split on (default: plain seeded "
@@ -50,8 +57,8 @@ def _search_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("pin a space value (overrides the YAML)")
     g.add_argument("--image-size", type=int, help="square input size in px")
     g.add_argument("--epochs", type=int)
-    g.add_argument("--backbone", choices=["separable", "pretrained"])
-    g.add_argument("--family", help="pretrained family, e.g. mobilenet_v2")
+    g.add_argument("--backbone", choices=BACKBONES)
+    g.add_argument("--family", choices=FAMILIES, help="pretrained family")
     g.add_argument("--weights", help="imagenet | none | path to a *_no_top.h5 file")
     g.add_argument("--batch-size", type=int)
 
@@ -98,7 +105,7 @@ def _run_options(args, **extra):
 
 def _options(args, **extra):
     from search.data import DEFAULT_HEADS
-    from search.runner import Options
+    from search.session import Options
 
     pins = {"image_size": args.image_size, "epochs": args.epochs, "backbone": args.backbone,
             "family": args.family, "weights": args.weights, "batch_size": args.batch_size}
@@ -114,20 +121,16 @@ def _options(args, **extra):
 
 def cmd_run(args) -> int:
     """Run (or resume) a search until the study has --trials finished trials."""
-    from search.runner import Runner
+    from search import engines
+    from search.session import Session
 
     options = _run_options(args, workers=args.workers, gpus=args.gpus)
     if args.engine == "keras-tuner":
-        from search import tuner
+        from search.engines.keras_tuner import KerasTunerEngine, check_options
 
-        extra = [flag for flag, used in (("--workers", args.workers not in (None, 1)),
-                                          ("--gpus", args.gpus), ("--isolate", args.isolate))
-                 if used]
-        if extra:
-            raise UsageError(f"--engine keras-tuner runs its trials in this one process; "
-                             f"{', '.join(extra)} work with --engine optuna only")
-        return tuner.run(Runner(_settings(args), options), args.tuner)
-    return Runner(_settings(args), options).run()
+        check_options(options)
+        return KerasTunerEngine(Session.build(_settings(args), options), args.tuner).run()
+    return engines.create(args.engine, Session.build(_settings(args), options)).run()
 
 
 def cmd_worker(args) -> int:
@@ -135,9 +138,9 @@ def cmd_worker(args) -> int:
     --study, storage, tracking URI, data, space and pin flags. All workers share the trials
     until the study holds --trials finished ones. Put the storage URL in $SEARCH_STORAGE
     rather than --storage to keep its password out of `ps`."""
-    from search.runner import Runner
+    from search.engines.optuna import work
 
-    return Runner(_settings(args), _run_options(args)).work()
+    return work(_settings(args), _run_options(args))
 
 
 def cmd_lr_find(args) -> int:
@@ -167,7 +170,7 @@ def cmd_report(args) -> int:
     """Write one self-contained HTML report of a study: Pareto set, head trade-offs, parameters
     against per-head accuracy, baselines, progress, importances, the best trial's learning-rate
     schedule and confusion matrices."""
-    from search.report import report
+    from search.views.report import report
 
     return report(_settings(args), args.study, out=args.out, pair=args.pair)
 
@@ -261,10 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes on this machine (default: %(default)s)")
     p.add_argument("--gpus", metavar="0,1,...|all",
                    help="one worker per GPU, each seeing only its own (no GPU: CPU workers)")
-    p.add_argument("--engine", choices=["optuna", "keras-tuner"], default="optuna",
+    p.add_argument("--engine", choices=ENGINES, default="optuna",
                    help="who proposes trials (default: %(default)s); keras-tuner keeps its "
                         "state in runs/keras-tuner/STUDY and needs --no-baselines")
-    p.add_argument("--tuner", choices=["hyperband", "bayesian", "random"], default="hyperband",
+    p.add_argument("--tuner", choices=TUNERS, default="hyperband",
                    help="keras-tuner oracle (default: %(default)s); hyperband's max_epochs is "
                         "the space's epochs upper bound")
     _common(p)
@@ -324,8 +327,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="override the trial's epochs")
     p.add_argument("--all-data", action="store_true",
                    help="train on every row (validation scores then include seen rows)")
-    p.add_argument("--seed", type=int, default=0, help="split seed (default: 0, as run)")
-    p.add_argument("--val-fraction", type=float, default=0.2)
+    p.add_argument("--seed", type=int, help="split seed (default: the study's)")
+    p.add_argument("--val-fraction", type=float,
+                   help="validation share of the rows (default: the study's)")
     p.add_argument("--register", metavar="NAME", help="register the retrained model")
     p.add_argument("--alias", default="retrained", help="alias for --register")
     _common(p)

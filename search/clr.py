@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras
 import numpy as np
-import plotly.graph_objects as go
 import tensorflow as tf
 
+from search.config import CLR_MODES
 from search.errors import ConfigError
 
-MODES = ("triangular", "triangular2", "exp_range", "constant")
+MODES = CLR_MODES
 
 
 def _check_clr_args(base_lr, max_lr, step_size, mode, gamma) -> None:
@@ -129,7 +128,7 @@ def lr_range_test(model, dataset, *, min_lr: float = 1e-6, max_lr: float = 1.0,
     """Train on `num_steps` batches with the LR growing exponentially from min_lr to max_lr.
 
     `model` must be compiled with an optimizer whose learning rate is a plain float; the
-    dataset of (x, y) batches is repeated as needed. Stops once the bias-corrected smoothed loss
+    dataset of (x, y) or (x, y, sample_weight) batches is repeated as needed. Stops once the bias-corrected smoothed loss
     exceeds `diverge_factor` x its best value or the loss is not finite. Model weights and
     optimizer state (including the learning rate) are restored afterwards. The suggested
     bounds follow `suggest_bounds`: max_lr = (LR at the smoothed-loss minimum) / 10,
@@ -156,10 +155,12 @@ def lr_range_test(model, dataset, *, min_lr: float = 1e-6, max_lr: float = 1.0,
     avg, best, stopped = 0.0, math.inf, False
     batches = iter(dataset.repeat().take(num_steps))
     try:
-        for i, (x, y) in enumerate(batches):
+        for i, batch in enumerate(batches):
             lr = min_lr * (max_lr / min_lr) ** (i / (num_steps - 1))
             optimizer.learning_rate.assign(lr)
-            loss = float(model.train_on_batch(x, y, return_dict=True)["loss"])
+            x, y, *sample_weight = batch  # class-weighted pipelines add per-sample weights
+            loss = float(model.train_on_batch(x, y, sample_weight=(sample_weight or [None])[0],
+                                              return_dict=True)["loss"])
             avg = beta * avg + (1 - beta) * loss
             smooth = avg / (1 - beta ** (i + 1))
             lrs.append(lr)
@@ -176,39 +177,3 @@ def lr_range_test(model, dataset, *, min_lr: float = 1e-6, max_lr: float = 1.0,
         model.reset_metrics()
     base, peak = suggest_bounds(lrs, smoothed, min_lr, max_lr)
     return LRRangeResult(lrs, losses, smoothed, base, peak, stopped)
-
-
-def lr_curve_figure(result: LRRangeResult) -> go.Figure:
-    """Loss vs learning rate (log x) with the suggested bounds marked."""
-    fig = go.Figure()
-    fig.add_scatter(x=result.lrs, y=result.losses, mode="lines", name="loss", opacity=0.4)
-    fig.add_scatter(x=result.lrs, y=result.smoothed, mode="lines", name="smoothed loss")
-    finite = [v for v in result.losses + result.smoothed if math.isfinite(v)] or [0.0]
-    for lr, label in ((result.suggested_base_lr, "base_lr"), (result.suggested_max_lr, "max_lr")):
-        fig.add_scatter(x=[lr, lr], y=[min(finite), max(finite)], mode="lines",
-                        line={"dash": "dash"}, name=f"suggested {label}={lr:.2e}")
-    fig.update_layout(title="LR range test", xaxis_title="learning rate", yaxis_title="loss")
-    fig.update_xaxes(type="log")
-    return fig
-
-
-def save_lr_curve_html(result: LRRangeResult, path) -> Path:
-    """Write the LR range test plot as a self-contained (offline) HTML file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lr_curve_figure(result).write_html(path, include_plotlyjs=True)
-    return path
-
-
-def schedule_figure(base_lr: float, max_lr: float, step_size: int, mode: str = "triangular",
-                    gamma: float = 1.0, total_steps: int | None = None) -> go.Figure:
-    """The cyclical learning rate over `total_steps` optimizer steps (default: 3 cycles)."""
-    _check_clr_args(base_lr, max_lr, step_size, mode, gamma)
-    total_steps = total_steps or 6 * step_size
-    steps = list(range(total_steps + 1))
-    fig = go.Figure()
-    lrs = [clr_value(s, base_lr, max_lr, step_size, mode, gamma) for s in steps]
-    fig.add_scatter(x=steps, y=lrs, mode="lines", name=mode)
-    fig.update_layout(title=f"Cyclical learning rate ({mode})", xaxis_title="step",
-                      yaxis_title="learning rate")
-    return fig

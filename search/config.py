@@ -15,7 +15,9 @@ from typing import Any
 
 from search.errors import ConfigError
 
-BACKBONE_KINDS = ("separable", "pretrained")
+# One list per concept: validation, the CLI's choices and the registries all read these.
+BACKBONES = ("separable", "pretrained")  # search.backbones registers exactly these
+FAMILIES = ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0")  # pretrained families
 CLR_MODES = ("triangular", "triangular2", "exp_range", "constant")
 OPTIMIZERS = ("sgd", "adam")
 NECKS = ("gap", "flatten")
@@ -27,7 +29,7 @@ CROPS = ("none", "auto")
 class TrialConfig:
     # --- backbone -----------------------------------------------------------------------
     backbone: str = "separable"  # separable (from scratch) | pretrained (keras.applications)
-    family: str = "mobilenet_v2"  # pretrained only: a name from search.backbones.FAMILIES
+    family: str = "mobilenet_v2"  # pretrained only: one of FAMILIES
     alpha: float = 0.35  # pretrained MobileNet width multiplier
     weights: str = "imagenet"  # pretrained: imagenet | auto (imagenet, else none) | none | path
     fine_tune_fraction: float = 0.0  # pretrained: top fraction of layers trained (0 = frozen)
@@ -91,7 +93,7 @@ class TrialConfig:
         return TrialConfig.from_dict({**self.to_dict(), **changes})
 
     def validate(self) -> None:
-        _choice("backbone", self.backbone, BACKBONE_KINDS)
+        _choice("backbone", self.backbone, BACKBONES)
         _choice("clr_mode", self.clr_mode, CLR_MODES)
         _choice("optimizer", self.optimizer, OPTIMIZERS)
         _choice("neck", self.neck, NECKS)

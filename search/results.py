@@ -20,7 +20,7 @@ def require_storage(settings: Settings) -> None:
 def load_study(settings: Settings, name: str):
     import optuna
 
-    from search.study import storage
+    from search.storage import storage
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     require_storage(settings)

@@ -2,8 +2,10 @@
 the search — longer, on other data, or on all rows — logged to MLflow and optionally
 registered.
 
-The config is the trial's resolved `config` user attribute (every trial stores it), so the
-retrained model is the same architecture and schedule, with only the overrides changed.
+The config is the trial's resolved `config` user attribute (every trial stores it, with the
+bounds an LR range test found), so the retrained model is the same architecture and
+schedule, with only the overrides changed. By default the data, heads and split (validation
+share, seed, stratification) are the study's own.
 """
 
 from __future__ import annotations
@@ -22,14 +24,13 @@ def parse_ref(ref: str) -> tuple[str, int]:
 
 
 def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | None,
-            all_data: bool, register: str | None, alias: str, seed: int,
-            val_fraction: float) -> int:
-    from search import device
+            all_data: bool, register: str | None, alias: str, seed: int | None,
+            val_fraction: float | None) -> int:
+    from search import space as space_lib
     from search.config import TrialConfig
-    from search.data import read_table, split
     from search.results import load_study
-    from search.tracking import Tracker
-    from search.trial import Workbench, run
+    from search.session import Options, Session
+    from search.trial import run
 
     study_name, number = parse_ref(ref)
     study = load_study(settings, study_name)
@@ -39,22 +40,31 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     config = TrialConfig.from_dict(trials[0].user_attrs["config"])
     if epochs:
         config = config.replace(epochs=epochs)
-    tracker = Tracker(settings.tracking_uri, study_name, settings.artifact_root)
-    csv = data or _study_data(tracker, study)
-    heads = tuple(trials[0].user_attrs.get("head_accuracy") or config_heads(study))
-    table = read_table(csv, heads)
-    train_rows, val_rows = split(len(table), val_fraction=val_fraction, seed=seed)
+    split = study_split(study)
+    options = Options(study=study_name, data=data, heads=tuple(study_heads(study, trials[0])),
+                      seed=split["seed"] if seed is None else seed,
+                      val_fraction=split["val_fraction"] if val_fraction is None
+                      else val_fraction,
+                      stratify=split["stratify"], verbose=1)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    objective = study.user_attrs.get("objective", "mean_accuracy")
+    space = space_lib.Space(name="retrain", params=(), objective=objective)
+    session = None
+    if data is None:
+        from search.tracking import Tracker
+
+        tracker = Tracker(settings.tracking_uri, study_name, settings.artifact_root)
+        options.data = _study_data(tracker, parent)
+    session = Session.on_data(settings, options, space)
     if all_data:
-        train_rows = np.arange(len(table))
-    parent = study.user_attrs.get("mlflow_parent_run_id") or tracker.study_run(study_name)
-    bench = Workbench(table=table, train_rows=train_rows, val_rows=val_rows, settings=settings,
-                      tracker=tracker, parent_run_id=parent, study_name=study_name,
-                      device=device.choose(), verbose=1)
+        session.train_rows = np.arange(len(session.table))
+    session.open_tracking(create=parent is None, parent_run_id=parent)
+    session.use_device()
     tags = {"search.retrained_from": f"{study_name}:{number}",
             "search.all_data": str(all_data).lower()}
-    print(f"retraining trial #{number} of {study_name!r} on {csv} for {config.epochs} epochs"
-          f"{' on all rows (validation rows seen in training)' if all_data else ''}")
-    result = run(config, bench, number=number, tags=tags)
+    print(f"retraining trial #{number} of {study_name!r} on {session.csv} for {config.epochs} "
+          f"epochs{' on all rows (validation rows seen in training)' if all_data else ''}")
+    result = run(config, session, number=number, tags=tags, find_lr=False)
     print(f"mean accuracy {result.summary['mean_accuracy']:.4f}; MLflow run {result.run_id}")
     if register:
         from search import registry
@@ -66,16 +76,26 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     return 0
 
 
-def config_heads(study) -> list[str]:
-    heads = study.user_attrs.get("heads")
-    if not heads:
+def study_split(study) -> dict:
+    """The split a study was run with, from its identity ('0.2:0:plain')."""
+    text = study.user_attrs.get("split") or "0.2:0:plain"
+    fraction, seed, strata = (text.split(":") + ["plain"])[:3]
+    return {"val_fraction": float(fraction), "seed": int(seed),
+            "stratify": None if strata == "plain" else strata}
+
+
+def study_heads(study, trial) -> list[str]:
+    heads = list(trial.user_attrs.get("head_accuracy") or [])
+    if heads:
+        return heads
+    stored = study.user_attrs.get("heads")
+    if not stored:
         raise UsageError("the study does not record its heads; pass --data and check --heads")
-    return heads.split(",")
+    return stored.split(",")
 
 
-def _study_data(tracker, study) -> str:
+def _study_data(tracker, parent: str | None) -> str:
     """The CSV the study was run on, from its MLflow parent run's params."""
-    parent = study.user_attrs.get("mlflow_parent_run_id")
     if parent:
         path = tracker.client.get_run(parent).data.params.get("data")
         if path:

@@ -13,7 +13,7 @@ def dashboard(settings: Settings, host: str, port: int) -> int:
 
     from search import artifacts
     from search.results import require_storage
-    from search.study import storage
+    from search.storage import storage
 
     require_storage(settings)
     artifact_store = None

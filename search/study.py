@@ -1,41 +1,24 @@
-"""The Optuna side of a search: storage, sampler, pruner, the trial loop and its progress bar.
+"""The Optuna study of a search: sampler, pruner, create or resume, and the trial slots.
 
 `open_study` creates or resumes a study (running the same command again continues it) and
-refuses to mix two different spaces or datasets in one study. `optimize` runs trials until the
-study holds N finished (COMPLETE or PRUNED) trials, in any number of processes on any number of
-machines. A trial that raises is recorded FAIL with its reason and the search goes on.
-
-Storage. The local default is SQLite in WAL mode with a 60 s busy timeout: WAL lets readers run
-beside the one writer and the timeout makes writers queue instead of failing with "database is
-locked", so several workers on one machine share `runs/optuna.db`. It stays an RDB storage, so
-heartbeats keep working: a worker killed mid-trial stops beating, its trial turns FAIL after the
-grace period and is retried (`RetryHeartbeatStaleTrialCallback`). JournalStorage
-(`journal:PATH`) also survives parallel writers but has no heartbeat, so a killed worker's trial
-would stay RUNNING for ever. SQLite needs all workers on one machine (no network file systems);
-for several machines use PostgreSQL. Heartbeat interval and grace period come from
-SEARCH_HEARTBEAT_INTERVAL / SEARCH_HEARTBEAT_GRACE (seconds; default 30 / 120).
+refuses to mix two different setups in one study (`Session.check_identity`). Reading helpers
+(`score`, `best`, `finished`) are shared by the engine and the result commands. The loop that
+runs trials is `search.engines.optuna`; storages are `search.storage`.
 
 Trial cap. Workers race: two can see N-1 finished trials and both start one. So every trial,
 once created, claims a slot: if the trials numbered before it that are finished, running or
 waiting already make N, it is surplus and trains nothing. Trial numbers are assigned under a
 lock on the study row (SQLite: one writer at a time), so "numbered before" is one order all
 workers agree on, and counting waiting trials covers queued trials (retries, baselines) that
-start later. Optuna cannot delete
-a trial, so a surplus one ends FAIL with user attr `surplus=True`; it counts neither as
-finished nor as a failure, and a queued trial it had popped is queued again.
+start later. Optuna cannot delete a trial, so a surplus one ends FAIL with user attr
+`surplus=True`; it counts neither as finished nor as a failure, and a queued trial it had
+popped is queued again.
 """
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
 import socket
-import sqlite3
-import time
-import warnings
-from dataclasses import dataclass
-from typing import Callable
 
 import optuna
 from optuna.trial import TrialState
@@ -43,82 +26,17 @@ from optuna.trial import TrialState
 from search.errors import UsageError
 from search.settings import mask
 from search.space import FIXED_CONFIG_ATTR, Space
+from search.storage import storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a trial has to count before it may train: trials that took or hold a slot.
 CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 SURPLUS_ATTR = "surplus"
 WORKER_ATTR = "worker"
-HEARTBEAT_SECONDS = 30
 
 
 class SurplusTrial(Exception):
     """The study already had its N trials when this one claimed a slot: it is not trained."""
-
-
-class _QuietSurplus(logging.Filter):
-    """Optuna logs every FAIL with a traceback; a surplus trial is routine (see on_trial)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], SurplusTrial))
-
-
-_QUIET_SURPLUS = _QuietSurplus()
-
-
-def storage(url: str):
-    """An Optuna storage for url: RDB with heartbeats (stale trials FAIL and are retried)."""
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
-    if url.startswith("journal:"):
-        from optuna.storages.journal import JournalFileBackend
-
-        return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
-    sqlite = url.startswith("sqlite")
-    interval, grace = heartbeat()
-    try:
-        if sqlite:
-            sqlite_wal(url)
-        return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
-            heartbeat_interval=interval, grace_period=grace,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=2))
-    except Exception as exc:  # bad URL, server down, missing driver
-        raise UsageError(f"cannot open study storage {mask(url)}: {exc}") from None
-
-
-def sqlite_wal(url: str) -> None:
-    """Switch a SQLite file to WAL (it stays so): readers no longer block the writer."""
-    import sqlalchemy
-
-    path = sqlalchemy.engine.make_url(url).database
-    if not path or path == ":memory:":
-        return
-    with contextlib.closing(sqlite3.connect(path, timeout=60)) as db:
-        db.execute("PRAGMA journal_mode=WAL")
-
-
-def heartbeat() -> tuple[int, int]:
-    """(interval, grace) in seconds from the environment; short values suit tests."""
-    interval = _seconds("SEARCH_HEARTBEAT_INTERVAL", HEARTBEAT_SECONDS)
-    grace = _seconds("SEARCH_HEARTBEAT_GRACE", 4 * interval)
-    if grace <= interval:
-        raise UsageError(f"SEARCH_HEARTBEAT_GRACE ({grace} s) must be longer than "
-                         f"SEARCH_HEARTBEAT_INTERVAL ({interval} s), e.g. 4 times it")
-    return interval, grace
-
-
-def _seconds(name: str, default: int) -> int:
-    text = os.environ.get(name)
-    if not text:
-        return default
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UsageError(f"{name} must be a whole number of seconds >= 1, not {text!r}")
-    return value
 
 
 def sampler(space: Space, seed: int | None):
@@ -140,10 +58,10 @@ def pruner(space: Space):
     return optuna.pruners.MedianPruner(**spec)
 
 
-def open_study(url: str, name: str, space: Space, *, seed: int | None,
-               identity: dict, create: bool = True) -> optuna.Study:
-    """Create or resume. `identity` (space fingerprint, data, split) must match on resume.
+def open_study(session, *, create: bool = True, seed: int | None = None) -> optuna.Study:
+    """Create or resume the session's study; its identity (space, data, split) must match.
     With create=False the study must exist (workers join, they never start a study)."""
+    url, name, space = session.settings.storage, session.study, session.space
     if not create:
         try:
             optuna.load_study(study_name=name, storage=storage(url))
@@ -157,20 +75,17 @@ def open_study(url: str, name: str, space: Space, *, seed: int | None,
                                 load_if_exists=True)
     if space.objectives and study.metric_names is None:
         study.set_metric_names([metric for metric, _ in space.objectives])
+    identity = session.identity()
     stored = {k: study.user_attrs.get(k) for k in identity}
-    if not any(v is not None for v in stored.values()):
-        for key, value in identity.items():
-            study.set_user_attr(key, value)
-        for entry in space.enqueue:
-            study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
-                                                "baseline": entry["name"]})
+    if any(v is not None for v in stored.values()):
+        session.check_identity(stored, "study")
         return study
-    differs = [k for k, v in identity.items() if stored.get(k) != v]
-    if differs:
-        detail = "; ".join(f"{k}: study has {stored.get(k)!r}, now {identity[k]!r}"
-                           for k in differs)
-        raise UsageError(f"study {name!r} was started with a different setup ({detail}). "
-                         f"Use another --study name, or the same space, data and flags.")
+    for key, value in identity.items():
+        study.set_user_attr(key, value)
+    study.set_user_attr("objective", space.objective)  # `search train` ranks the same way
+    for entry in space.enqueue:
+        study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
+                                            "baseline": entry["name"]})
     return study
 
 
@@ -220,81 +135,3 @@ def claim(trial: optuna.Trial, n_trials: int) -> None:
             system_attrs=mine.system_attrs))
     raise SurplusTrial(f"the {n_trials} trial slots are taken by trials before #{trial.number}; "
                        f"not trained (FAIL with user attr {SURPLUS_ATTR}=True, not counted)")
-
-
-@dataclass
-class Outcome:
-    ran: int
-    finished: int
-    stopped: str | None = None  # why the loop ended early, if it did
-
-
-def optimize(study: optuna.Study, objective: Callable, *, n_trials: int,
-             timeout: float | None = None, max_failures: int = 5,
-             on_trial: Callable | None = None, progress: bool = True) -> Outcome:
-    """Run trials until the study holds n_trials finished ones (across all workers)."""
-    from tqdm.auto import tqdm
-
-    def capped(trial):
-        claim(trial, n_trials)
-        return objective(trial)
-
-    logging.getLogger("optuna.study._optimize").addFilter(_QUIET_SURPLUS)
-    start = time.monotonic()
-    bar = tqdm(total=n_trials, initial=min(finished(study), n_trials), unit="trial",
-               disable=not progress, dynamic_ncols=True)
-    ran = 0
-    failures = 0
-    stopped = None
-    waiting = False
-    try:
-        while True:
-            done = finished(study)
-            running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
-            if done >= n_trials:
-                break
-            if timeout is not None and time.monotonic() - start > timeout:
-                stopped = f"timeout of {timeout:g} s reached"
-                break
-            if done + running >= n_trials and running:
-                if not waiting:
-                    bar.write(f"waiting for {running} running trial(s) of other workers (a "
-                              f"dead worker's trial fails after the heartbeat grace period)")
-                waiting = True
-                _wait_for_others(study)
-                continue
-            waiting = False
-            ours: list = []
-            # One trial per call: heartbeats (and stale-trial checks) live inside optimize.
-            study.optimize(capped, n_trials=1, catch=(Exception,),
-                           callbacks=[lambda _study, frozen: ours.append(frozen)])
-            last = ours[-1]
-            bar.n = min(finished(study), n_trials)
-            _best_postfix(study, bar)
-            if on_trial is not None:
-                on_trial(study, last, bar)
-            if is_surplus(last):
-                continue
-            ran += 1
-            failures = failures + 1 if last.state == TrialState.FAIL else 0
-            if failures >= max_failures:
-                stopped = (f"{failures} trials in a row failed (last: "
-                           f"{last.user_attrs.get('fail_reason', 'see the log')}); stopping. "
-                           f"Fix the cause or raise --max-failures")
-                break
-    finally:
-        bar.close()
-    return Outcome(ran=ran, finished=finished(study), stopped=stopped)
-
-
-def _wait_for_others(study: optuna.Study) -> None:
-    """The last trials run elsewhere. Fail those whose worker died (no heartbeat): their
-    retries are queued and this worker picks them up."""
-    optuna.storages.fail_stale_trials(study)
-    time.sleep(1.0)
-
-
-def _best_postfix(study: optuna.Study, bar) -> None:
-    top = best(study)
-    if top is not None:
-        bar.set_postfix(best=f"{score(top):.4f}", refresh=True)

@@ -1,33 +1,30 @@
-"""Several processes on one study: `search run --workers K | --gpus`, a fresh process per trial
-(`--isolate`), and cleaning up after workers that died.
+"""Processes, and nothing more: the worker processes of `search run --workers K | --gpus`, and a
+fresh process for one call (`--isolate`).
 
-Local workers are spawned processes (multiprocessing "spawn": a fresh interpreter, no forked
-TensorFlow state) that receive the launcher's resolved Settings and Options through a pipe, not
-argv, so a storage password never shows in `ps`. Each runs `Runner.work`, the same code as
-`search worker` on another machine. Each worker leads its own process group: Ctrl-C reaches
-the launcher only, which forwards one SIGINT to each worker's group and waits while they mark
-their trial FAIL and close its MLflow run.
+Workers are spawned processes (multiprocessing "spawn": a fresh interpreter, no forked
+TensorFlow state). Each runs the `target` it is handed (a module-level function, e.g. the
+Optuna engine's `work`) with arguments passed through a pipe, not argv, so a storage password
+never shows in `ps`. Each worker leads its own process group: Ctrl-C reaches the launcher only,
+which forwards one SIGINT to each worker's group and waits while they mark their trial FAIL.
+This module knows nothing of studies or trials.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+from typing import Callable
 
 from search.errors import UsageError
 from search.settings import mask
 
-DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
-        "queued its parameters for a retry")
-
 
 class TrialProcessError(RuntimeError):
-    """An --isolate trial failed in its own process; the message is the reason recorded."""
+    """A call in a fresh process failed or the process died; the message says why."""
 
 
 def wanted(options) -> bool:
@@ -67,37 +64,36 @@ def gpu_ids(spec: str) -> list[str]:
     return found.stdout.split() if found.returncode == 0 else []
 
 
-def launch(runner, study, tracker):
-    """Start the workers, wait for them (forwarding Ctrl-C), close what dead ones left open.
-    The study and its MLflow parent run exist already, so workers only join them."""
-    from search import study as study_lib
-
-    settings = runner.settings
-    if settings.tracking_uri.startswith("sqlite"):
-        study_lib.sqlite_wal(settings.tracking_uri)  # K workers write runs/mlflow.db too
-    options = dataclasses.replace(runner.options, workers=1, gpus=None, progress=False)
-    before = len(study.get_trials(deepcopy=False))
+def launch(target: Callable[..., int], args: tuple, gpus: list[str | None]) -> list[int]:
+    """Run target(*args) in one spawned process per entry of `gpus` (its
+    CUDA_VISIBLE_DEVICES, None: inherit), wait for all, forward Ctrl-C; their exit codes."""
     context = multiprocessing.get_context("spawn")
-    workers = []
-    for number, gpu in enumerate(devices(runner.options), start=1):
-        process = context.Process(target=_worker, args=(settings, options, gpu),
+    processes = []
+    for number, gpu in enumerate(gpus, start=1):
+        process = context.Process(target=_worker, args=(target, args, gpu),
                                   name=f"search-worker-{number}")
         process.start()
-        workers.append(process)
+        processes.append(process)
         print(f"worker {number}: pid {process.pid}" + (f", GPU {gpu}" if gpu else ""),
               flush=True)
     try:
-        for process in workers:
+        for process in processes:
             process.join()
     except KeyboardInterrupt:
-        for process in workers:
+        for process in processes:
             _interrupt(process)
-        for process in workers:
+        for process in processes:
             process.join()
         raise
-    finally:
-        close_orphan_runs(study, tracker)
-    return _outcome(study, workers, options.trials, before)
+    return [p.exitcode for p in processes]
+
+
+def exit_text(code: int) -> str:
+    """What a worker's exit code means, for the launcher's message."""
+    if code < 0:
+        return f"was killed by {signal.Signals(-code).name}"
+    return {1: "stopped after repeated failures", 2: "could not start (see its error)",
+            130: "was interrupted"}.get(code, f"exited with code {code}")
 
 
 def _interrupt(process) -> None:
@@ -109,16 +105,14 @@ def _interrupt(process) -> None:
             os.kill(process.pid, signal.SIGINT)
 
 
-def _worker(settings, options, gpu: str | None) -> None:
-    """A worker process: own process group (see module docstring), its GPU, `Runner.work`."""
+def _worker(target, args, gpu: str | None) -> None:
+    """A worker process: own process group (see module docstring), its GPU, the target."""
     os.setpgrp()
     sys.stdout.reconfigure(line_buffering=True)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    from search.runner import Runner
-
     try:
-        code = Runner(settings, options).work()
+        code = target(*args)
     except UsageError as exc:
         print(f"search worker: error: {mask(str(exc))}", file=sys.stderr)
         code = 2
@@ -127,95 +121,18 @@ def _worker(settings, options, gpu: str | None) -> None:
     sys.exit(code)
 
 
-def _outcome(study, workers, target: int, before: int):
-    from search import study as study_lib
-
-    done = study_lib.finished(study)
-    trouble = [f"worker {n} {_exit_text(p.exitcode)}"
-               for n, p in enumerate(workers, start=1) if p.exitcode != 0]
-    stopped = None
-    if done < target:
-        stopped = f"the study has {done} of {target} finished trials; " + (
-            "; ".join(trouble) or "the workers stopped early")
-    elif trouble:
-        print(f"the study is complete; {'; '.join(trouble)}", file=sys.stderr)
-    return study_lib.Outcome(ran=len(study.get_trials(deepcopy=False)) - before,
-                             finished=done, stopped=stopped)
-
-
-def _exit_text(code: int) -> str:
-    if code < 0:
-        return f"was killed by {signal.Signals(-code).name}"
-    return {1: "stopped after repeated failures", 2: "could not start (see its error)",
-            130: "was interrupted"}.get(code, f"exited with code {code}")
-
-
-def close_orphan_runs(study, tracker) -> None:
-    """End the MLflow runs of trials that are over but whose process died before ending the
-    run (SIGKILL, power loss, an --isolate process killed for memory), so none stays RUNNING
-    for ever. The trial's state decides the status; a FAIL trial's reason goes along."""
-    from optuna.trial import TrialState
-
-    from search.tracking import ROLE_TAG
-
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = 'trial'")
-    if not runs:
-        return
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for run in runs:
-        trial = trials.get(int(run.data.tags.get("search.trial", -1)))
-        if trial is None or not trial.state.is_finished():
-            continue  # still running in a live worker
-        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
-            trial.state, "FAILED")
-        run_id = run.info.run_id
-        tracker.client.set_tag(run_id, "search.state", trial.state.name)
-        if trial.state == TrialState.FAIL:
-            tracker.client.set_tag(run_id, "search.reason",
-                                   trial.user_attrs.get("fail_reason", DIED))
-        tracker.client.set_terminated(run_id, status=status)
-
-
-def train_isolated(runner, config, trial) -> float:
-    """`Runner.train` for one trial in a fresh spawned process: when it exits, all its memory
-    (TensorFlow's, the GPU's) is returned. Costs an interpreter and TensorFlow start per trial."""
-    import optuna
+def in_fresh_process(function: Callable, *args):
+    """function(*args) in a fresh spawned process: when it exits, all its memory
+    (TensorFlow's, the GPU's) is returned. The function must return plain picklable values
+    (TensorFlow's exceptions do not survive pickling back): raise nothing it can avoid."""
     from concurrent.futures import ProcessPoolExecutor
     from concurrent.futures.process import BrokenProcessPool
 
-    options = dataclasses.replace(runner.options, isolate=False)
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(1, mp_context=context) as pool:
-        future = pool.submit(_train_in_child, runner.settings, options, trial._trial_id, config)
+        future = pool.submit(function, *args)
         try:
-            kind, detail = future.result()
+            return future.result()
         except BrokenProcessPool:
             raise TrialProcessError("the trial's process died (killed by the system, e.g. out "
                                     "of memory); its MLflow run is closed as FAILED") from None
-    if kind == "pruned":
-        raise optuna.TrialPruned(detail)
-    if kind == "failed":
-        raise TrialProcessError(detail)
-    return detail
-
-
-def _train_in_child(settings, options, trial_id: int, config):
-    """(kind, detail): ("value", objective) | ("pruned", why) | ("failed", reason). Plain
-    values, because TensorFlow's exceptions do not survive pickling back to the parent."""
-    import optuna
-
-    from search import device
-    from search.runner import Runner
-
-    runner = Runner(settings, options)
-    study = runner.open_study(create=False)
-    tracker, parent = runner.tracking(study, create=False)
-    bench = runner.workbench(tracker, parent, device.choose(options.precision, options.xla))
-    try:
-        return "value", runner.train(config, bench, optuna.trial.Trial(study, trial_id))
-    except optuna.TrialPruned as exc:
-        return "pruned", str(exc)
-    except Exception as exc:
-        return "failed", f"{type(exc).__name__}: {exc}"

@@ -12,12 +12,11 @@ from search.clr import (
     LRRangeResult,
     clr_value,
     lr_range_test,
-    save_lr_curve_html,
-    schedule_figure,
     steps_from_epochs,
     suggest_bounds,
 )
 from search.errors import ConfigError
+from search.views.lr_curve import save_lr_curve_html, schedule_figure
 
 BASE, MAX, STEP = 0.001, 0.006, 10
 STEPS = [0, 5, 10, 15, 20, 30, 50]  # 0, s/2, s, 1.5s, 2s, 3s, 5s

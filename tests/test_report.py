@@ -13,7 +13,8 @@ import pytest
 
 import tiny_study
 from browser import chromium_path, console_errors, render_dom
-from search import cli, figures, report
+from search import cli
+from search.views import figures, report
 
 SECTIONS = ["pareto-set", "pareto-pair", "parameters", "baselines", "history", "importance",
             "lr-schedule", "confusion"]
@@ -160,7 +161,7 @@ def test_a_figure_reads_back_from_its_html():
 
 
 def test_report_and_pareto_do_not_import_tensorflow(runs):
-    code = ("import sys; from search import cli, report, figures, pareto; "
+    code = ("import sys; from search import cli, pareto; from search.views import report, figures; "
             f"assert cli.main(['pareto', '--study', 'tiny', '--runs-dir', {str(runs)!r}]) == 0; "
             "assert 'tensorflow' not in sys.modules, 'imported tensorflow'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)

@@ -13,7 +13,7 @@ from PIL import Image
 from search import cli
 from search.data import read_table
 from search.errors import DataError
-from search.runner import Options, Runner
+from search.session import Options, Session
 from search.settings import Settings
 from search.validate import load_vocab, scan_images
 
@@ -282,7 +282,7 @@ def test_on_bad_images_flag_reaches_read_table(folder, capsys):
          "--on-bad-images", "skip"])
     options = cli._options(args)
     assert options.on_bad_images == "skip" and Options().on_bad_images == "error"
-    runner = Runner(Settings.resolve(folder / "runs"), options)
+    runner = Session.build(Settings.resolve(folder / "runs"), options)
     assert len(runner.table) == 3 and "skipping 1 of 4 rows" in capsys.readouterr().err
     assert not (folder / "runs").exists()
 

@@ -22,6 +22,7 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from conftest import ROOT
+from search import storage as storage_lib
 from search import study as study_lib
 from search import workers
 from search.errors import UsageError
@@ -51,80 +52,10 @@ params:
   epochs: 1
 """
 QUICK_HEARTBEAT = {"SEARCH_HEARTBEAT_INTERVAL": "2", "SEARCH_HEARTBEAT_GRACE": "6"}
-# The cap tests ask() trials by hand, outside optimize (where heartbeats beat): expected.
-pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")
-
-
-# --- the trial cap, without training ------------------------------------------------------
-
-
-@pytest.fixture
-def sqlite_study(tmp_path):
-    return optuna.create_study(storage=study_lib.storage(f"sqlite:///{tmp_path / 'o.db'}"),
-                               study_name="cap")
-
-
-def test_a_trial_beyond_the_cap_is_surplus_and_trains_nothing(sqlite_study):
-    study = sqlite_study
-    study.add_trial(optuna.create_trial(state=TrialState.COMPLETE, value=0.5))
-    running = study.ask()  # another worker's trial, still training
-    late = study.ask()
-    study_lib.claim(running, n_trials=2)  # 1 finished ahead of it: takes the second slot
-    with pytest.raises(study_lib.SurplusTrial, match="2 trial slots are taken"):
-        study_lib.claim(late, n_trials=2)
-    study.tell(late, state=TrialState.FAIL)
-    frozen = study.get_trials()[late.number]
-    assert study_lib.is_surplus(frozen) and frozen.user_attrs["worker"].endswith(
-        f":{os.getpid()}")
-    assert len(study.get_trials(states=(TrialState.WAITING,))) == 0  # nothing was queued
-
-
-def test_a_surplus_queued_trial_is_queued_again(sqlite_study):
-    study = sqlite_study
-    study.add_trial(optuna.create_trial(state=TrialState.COMPLETE, value=0.5))
-    study.enqueue_trial({"x": 1.0}, user_attrs={"baseline": "b"})
-    popped = study.ask()  # the queued trial, but the only slot is taken
-    with pytest.raises(study_lib.SurplusTrial):
-        study_lib.claim(popped, n_trials=1)
-    again = study.get_trials(states=(TrialState.WAITING,))
-    assert len(again) == 1 and again[0].system_attrs["fixed_params"] == {"x": 1.0}
-    assert again[0].user_attrs == {"baseline": "b"}
-
-
-def test_a_lost_race_is_not_a_failure(sqlite_study):
-    """Another worker takes the last slot between this worker's check and its ask: this
-    worker's trial is surplus, is not trained, and does not count towards --max-failures."""
-    study = sqlite_study
-    ask = study.ask
-
-    def racing_ask(*args, **kwargs):
-        study.ask = ask
-        other = ask()  # the other worker's trial comes first, claims and finishes
-        study_lib.claim(other, n_trials=1)
-        study.tell(other, 0.3)
-        return ask(*args, **kwargs)
-
-    study.ask = racing_ask
-    trained = []
-    outcome = study_lib.optimize(study, lambda trial: trained.append(trial) or 0.2,
-                                 n_trials=1, max_failures=1, progress=False)
-    assert outcome.stopped is None and outcome.finished == 1 and outcome.ran == 0
-    assert not trained and study_lib.is_surplus(study.get_trials()[1])
-
-
-def test_heartbeat_settings_come_from_the_environment(monkeypatch):
-    monkeypatch.setenv("SEARCH_HEARTBEAT_INTERVAL", "2")
-    assert study_lib.heartbeat() == (2, 8)
-    monkeypatch.setenv("SEARCH_HEARTBEAT_GRACE", "2")
-    with pytest.raises(UsageError, match="must be longer than SEARCH_HEARTBEAT_INTERVAL"):
-        study_lib.heartbeat()
-    monkeypatch.setenv("SEARCH_HEARTBEAT_INTERVAL", "soon")
-    with pytest.raises(UsageError, match="whole number of seconds"):
-        study_lib.heartbeat()
 
 
 def test_gpu_flags_pick_one_worker_per_gpu(monkeypatch):
-    from search.runner import Options
+    from search.session import Options
 
     assert workers.devices(Options(gpus="0,1")) == ["0", "1"]
     assert workers.devices(Options(gpus="0,1", workers=3)) == ["0", "1", "0"]
@@ -194,7 +125,7 @@ def mid_trial(storage: str, study: str, pid: int | None = None):
     """A RUNNING trial (of worker pid) that has opened its MLflow run, if any."""
     try:
         trials = optuna.load_study(study_name=study,
-                                   storage=study_lib.storage(storage)).get_trials()
+                                   storage=storage_lib.storage(storage)).get_trials()
     except KeyError:  # not created yet
         return None
     return next((t for t in trials if t.state == TrialState.RUNNING

@@ -7,7 +7,8 @@ import json
 import mlflow
 import pytest
 
-from search import cli, space as space_lib, tuner
+from search import cli, space as space_lib
+from search.engines import keras_tuner as tuner
 from search.errors import UsageError
 from conftest import ROOT, TINY_SPACE
 

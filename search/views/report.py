@@ -16,7 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search import figures
+from search.views import figures
 from search.config import TrialConfig
 from search.errors import ConfigError, UsageError
 from search.pareto import Row, choose_heads, front_rows, require_rows
@@ -244,12 +244,13 @@ def schedule(best, run: RunFiles) -> Section:
         return Section("lr-schedule", title, [figures.note(
             run.problem or "the best trial's MLflow run has no config.json")])
     from search import clr  # TensorFlow: only here
+    from search.views.lr_curve import schedule_figure
 
     spe, known = steps_per_epoch(config, run.metrics)
     step_size = clr.steps_from_epochs(config.step_size_epochs, spe)
     trained = config.epochs * spe
-    fig = clr.schedule_figure(config.base_lr, config.max_lr, step_size, config.clr_mode,
-                              config.gamma, total_steps=max(trained, 2 * step_size))
+    fig = schedule_figure(config.base_lr, config.max_lr, step_size, config.clr_mode,
+                          config.gamma, total_steps=max(trained, 2 * step_size))
     fig.add_vline(x=trained, line_dash="dot",
                   annotation_text=f"end of training ({config.epochs} epoch(s))")
     fig.update_layout(height=400)

@@ -27,20 +27,17 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import keras_tuner as kt
 
 from search import space as space_lib
 from search.config import TrialConfig
+from search.engines import TUNERS, Best, Engine, Outcome, free_trial_graphs, reason
 from search.errors import UsageError
-from search.runner import _free_trial_graphs
 from search.space import Space
 
-TUNERS = ("hyperband", "bayesian", "random")
 ENGINE = "keras-tuner"
 
 
@@ -176,7 +173,7 @@ class SearchTuner(kt.Tuner):
         self.tuner_name = name
         self.target = target
         self.timeout = timeout
-        self.bench = None  # search.trial.Workbench, set before search()
+        self.session = None  # search.session.Session, set before search()
         self.stopped: str | None = None
         self._started = time.monotonic()
         self._trial_start = 0.0
@@ -206,9 +203,11 @@ class SearchTuner(kt.Tuner):
         tags.update({f"search.keras_tuner.{k.split('/')[1].replace('trial_id', 'from_trial')}":
                      str(v) for k, v in values.items() if k.startswith("tuner/")})
         try:
-            result = trial_lib.run(config, self.bench, number=int(trial.trial_id), tags=tags)
+            result = trial_lib.run(config, self.session, number=int(trial.trial_id), tags=tags)
+        except Exception as exc:  # keras-tuner records trial.message: keep it one masked line
+            raise kt.errors.FailedTrialError(reason(exc)) from None
         finally:
-            _free_trial_graphs()  # as the Optuna engine does after each in-process trial
+            free_trial_graphs()  # as the Optuna engine does after each in-process trial
         heads = {f"{h}_accuracy": s["accuracy"] for h, s in result.scores.items()}
         return {**result.summary, **heads}
 
@@ -221,7 +220,8 @@ class SearchTuner(kt.Tuner):
         if trial.status == "COMPLETED":
             what = f"{trial.metrics.get_last_value(self.oracle.objective.name):.4f}"
         else:
-            what = "FAILED: " + (trial.message or "?").strip().splitlines()[-1]
+            last = (trial.message or "?").strip().splitlines()[-1]
+            what = "FAILED: " + last.split("FailedTrialError: ", 1)[-1]
         epochs = trial.hyperparameters.values.get("tuner/epochs")
         budget = f", {epochs} epoch(s)" if epochs is not None else ""
         print(f"trial {int(trial.trial_id)}: {what} ({seconds:.0f} s{budget})", flush=True)
@@ -245,41 +245,99 @@ def make_oracle(name: str, space: Space, translation: Translation, *, seed: int,
     return kt.oracles.RandomSearchOracle(max_trials=None, **common)
 
 
-def build(runner, name: str = "hyperband", *, timeout: float | None = None) -> SearchTuner:
-    """The tuner for a Runner's study: space checked and translated, state reloaded."""
-    check_supported(runner.space)
-    space = runner.space
-    if name == "hyperband":
-        space = space.pin(epochs=max_epochs(space))
-    translation = translate(space)
-    opts = runner.options
-    runner.settings.ensure()
-    directory = runner.settings.runs_dir / ENGINE
-    _check_identity(directory / opts.study, {**runner.identity(), "tuner": name}, opts.study)
-    oracle = make_oracle(name, space, translation, seed=opts.seed,
-                         max_failures=opts.max_failures)
-    tuner = SearchTuner(oracle, space=space, translation=translation, name=name,
-                        target=opts.trials, timeout=timeout, directory=str(directory),
-                        project_name=opts.study, overwrite=False)
-    tuner.oracle.verbose = 0  # one line per trial from on_trial_end instead of tables
-    return tuner
+class KerasTunerEngine(Engine):
+    """`search run --engine keras-tuner`: the shared flow around a keras-tuner search."""
+
+    name = ENGINE
+
+    def __init__(self, session, tuner: str = "hyperband"):
+        super().__init__(session)
+        self.tuner_name = tuner
+        self.tuner: SearchTuner | None = None
+
+    def open(self) -> None:
+        session, opts = self.session, self.session.options
+        check_options(opts)
+        check_supported(session.space)
+        space = session.space
+        if self.tuner_name == "hyperband":
+            space = space.pin(epochs=max_epochs(space))
+        translation = translate(space)
+        session.settings.ensure()
+        directory = session.settings.runs_dir / ENGINE
+        identity = directory / opts.study / "search_identity.json"
+        stored = json.loads(identity.read_text()) if identity.is_file() else {}
+        if stored.get("tuner", self.tuner_name) != self.tuner_name:
+            raise UsageError(f"keras-tuner study {opts.study!r} was started with a different "
+                             f"setup (tuner: study has {stored['tuner']!r}, now "
+                             f"{self.tuner_name!r}). Use another --study name, or the same "
+                             f"--tuner.")
+        session.check_identity(stored, "keras-tuner study")
+        identity.parent.mkdir(parents=True, exist_ok=True)
+        identity.write_text(json.dumps({**session.identity(), "tuner": self.tuner_name},
+                                       indent=2))
+        oracle = make_oracle(self.tuner_name, space, translation, seed=opts.seed,
+                             max_failures=opts.max_failures)
+        self.tuner = SearchTuner(oracle, space=space, translation=translation,
+                                 name=self.tuner_name, target=opts.trials, timeout=opts.timeout,
+                                 directory=str(directory), project_name=opts.study,
+                                 overwrite=False)
+        self.tuner.oracle.verbose = 0  # one line per trial from on_trial_end instead of tables
+
+    def where(self) -> str:
+        return f"keras-tuner {self.tuner_name} study {self.session.study!r} in " \
+               f"{self.tuner.project_dir}"
+
+    def finished(self) -> int:
+        return self.tuner.finished()
+
+    def best(self) -> Best | None:
+        trials = self.tuner.oracle.get_best_trials(1)
+        top = trials[0] if trials and trials[0].status == "COMPLETED" else None
+        if top is None:
+            return None
+        heads = {h: {"accuracy": top.metrics.get_last_value(f"{h}_accuracy")}
+                 for h in self.session.table.heads if top.metrics.exists(f"{h}_accuracy")}
+        return Best(int(top.trial_id), top.score, self.session.space.objective, heads)
+
+    def tracking_params(self) -> dict:
+        return {"engine": ENGINE, "tuner": self.tuner_name, "storage": self.tuner.project_dir}
+
+    def start_tracking(self) -> None:
+        from search.tracking import Tracker
+
+        tracker = Tracker(self.session.settings.tracking_uri, self.session.study,
+                          self.session.settings.artifact_root)
+        _check_parent_engine(tracker, self.session.study)
+        super().start_tracking()
+
+    def search(self) -> Outcome:
+        opts = self.session.options
+        self.session.use_device()
+        self.tuner.session = self.session
+        try:
+            self.tuner.search()
+        except RuntimeError as exc:  # the oracle's "consecutive failures" stop
+            if "consecutive failures" not in str(exc):
+                raise
+            self.tuner.stopped = (f"{opts.max_failures} trials in a row failed (last: "
+                                  f"{str(exc).strip().splitlines()[-1]}); stopping. Fix the "
+                                  f"cause or raise --max-failures")
+        return Outcome(ran=0, finished=self.finished(), stopped=self.tuner.stopped)
+
+    def next_steps(self) -> str:
+        top = self.best()
+        return (f"its MLflow run: trial-{top.number} in experiment {self.session.study!r} "
+                f"(search mlflow-ui)") if top else ""
 
 
-def _check_identity(project: Path, identity: dict, study: str) -> None:
-    """Refuse to resume a study with another space, data, split or tuner (like Optuna's)."""
-    path = project / "search_identity.json"
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        differs = [k for k in identity if stored.get(k) != identity[k]]
-        if differs:
-            detail = "; ".join(f"{k}: study has {stored.get(k)!r}, now {identity[k]!r}"
-                               for k in differs)
-            raise UsageError(f"keras-tuner study {study!r} was started with a different setup "
-                             f"({detail}). Use another --study name, or the same space, data, "
-                             f"flags and --tuner.")
-        return
-    project.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(identity, indent=2))
+def check_options(options) -> None:
+    """Flags this engine cannot honour, refused before anything is read or written."""
+    used = [flag for flag, on in (("--workers", options.workers not in (None, 1)),
+                                  ("--gpus", options.gpus), ("--isolate", options.isolate)) if on]
+    if used:
+        raise UsageError(f"--engine keras-tuner runs its trials in this one process; "
+                         f"{', '.join(used)} work with --engine optuna only")
 
 
 def _check_parent_engine(tracker, study: str) -> None:
@@ -293,67 +351,3 @@ def _check_parent_engine(tracker, study: str) -> None:
     if runs and runs[0].data.params.get("engine") != ENGINE:
         raise UsageError(f"MLflow already holds study {study!r} from the Optuna engine; use "
                          f"another --study name for --engine keras-tuner")
-
-
-def run(runner, name: str = "hyperband") -> int:
-    """Run (or resume) a keras-tuner search until it holds --trials finished trials."""
-    from search import device
-    from search.tracking import Tracker
-
-    opts = runner.options
-    tuner = build(runner, name, timeout=opts.timeout)
-    done = tuner.finished()
-    print(f"keras-tuner {name} study {opts.study!r} in {tuner.project_dir}: {done} finished "
-          f"trial(s), target {opts.trials}; data {runner.csv} ({len(runner.train_rows)} train / "
-          f"{len(runner.val_rows)} validation images)", flush=True)
-    if done >= opts.trials:
-        print(f"nothing to do: the study already has {done} finished trials "
-              f"(raise --trials to search further)")
-        _summary(tuner, runner)
-        return 0
-    tracker = Tracker(runner.settings.tracking_uri, opts.study, runner.settings.artifact_root)
-    _check_parent_engine(tracker, opts.study)
-    parent = tracker.study_run(opts.study, {
-        "engine": ENGINE, "tuner": name, "space": opts.space, "data": str(runner.csv),
-        "storage": tuner.project_dir, "objective": runner.space.objective,
-        "seed": opts.seed})
-    tuner.bench = runner.workbench(tracker, parent, device.choose(opts.precision, opts.xla))
-    try:
-        tuner.search()
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: the study is saved. Resume with the same command "
-              f"(study {opts.study!r}).", file=sys.stderr)
-        return 130
-    except RuntimeError as exc:  # the oracle's "consecutive failures" stop
-        if "consecutive failures" not in str(exc):
-            raise
-        tuner.stopped = (f"{opts.max_failures} trials in a row failed (last: "
-                         f"{str(exc).strip().splitlines()[-1]}); stopping. Fix the cause or "
-                         f"raise --max-failures")
-    finally:
-        best = _best(tuner)
-        tracker.finish_study_run(parent, {"best_value": best.score} if best else None)
-    if tuner.stopped:
-        print(f"stopped: {tuner.stopped}", file=sys.stderr)
-    _summary(tuner, runner)
-    return 1 if tuner.stopped and tuner.finished() == 0 else 0
-
-
-def _best(tuner):
-    best = tuner.oracle.get_best_trials(1)
-    return best[0] if best and best[0].status == "COMPLETED" else None
-
-
-def _summary(tuner, runner) -> None:
-    best = _best(tuner)
-    if best is None:
-        print("no completed trial yet")
-        return
-    objective = runner.space.objective
-    print(f"best trial #{int(best.trial_id)}: {objective} = {best.score:.4f}")
-    for head in runner.table.heads:
-        key = f"{head}_accuracy"
-        if best.metrics.exists(key):
-            print(f"  {head:<14}{best.metrics.get_last_value(key):>9.3f}")
-    print(f"its MLflow run: trial-{int(best.trial_id)} in experiment {runner.options.study!r} "
-          f"(search mlflow-ui)")

@@ -1,0 +1,405 @@
+"""The Optuna engine: `search run` (and `search worker`) with an Optuna study.
+
+Its loop runs trials until the study holds --trials finished (COMPLETE or PRUNED) trials, in any
+number of processes on any number of machines: `run` starts the study (and K worker processes
+with --workers/--gpus), `work` joins one. One trial is: claim a slot (`search.study.claim`),
+sample a config from the space, `search.trial.run` it with an `OptunaReporter` (pruning, user
+attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
+recorded FAIL with its reason and the search goes on.
+
+Sampler seeds. A process's sampler is seeded from --seed, the study name and the number of
+trials the study already holds (and the worker), so a resumed study continues its sequence
+instead of replaying its first draws, two studies do not share start-up draws, and the same
+command on the same study state draws the same trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import sys
+import time
+
+import optuna
+from optuna.trial import TrialState
+
+from search import study as study_lib
+from search import workers
+from search.engines import Best, Engine, Outcome, free_trial_graphs, reason
+from search.settings import mask
+from search.trial import Pruned, Reporter
+
+DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
+        "queued its parameters for a retry")
+USER_ATTRS = ("head_accuracy", "head_balanced_accuracy", "majority")
+
+
+class _QuietSurplus(logging.Filter):
+    """Optuna logs every FAIL with a traceback; a surplus trial is routine (see study.claim)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], study_lib.SurplusTrial))
+
+
+class OptunaReporter(Reporter):
+    """A trial's link to its Optuna trial: what `search best`, `report`, `train --from-trial`
+    and the dashboard read later (user attributes, artifacts), and per-epoch pruning."""
+
+    def __init__(self, trial, session, progress=None):
+        self.trial = trial
+        self.session = session
+        self.progress = progress  # the tqdm bar, for per-epoch progress
+        self.epochs = 0
+
+    def started(self, config, run_id):
+        self.trial.set_user_attr("config", config.to_dict())  # `search train --from-trial`
+        if run_id:
+            self.trial.set_user_attr("mlflow_run_id", run_id)
+        self.epochs = config.epochs
+
+    def epoch(self, step, logs):
+        if self.progress is not None:
+            self.progress.set_postfix_str(f"trial {self.trial.number}: epoch {step}/"
+                                          f"{self.epochs}", refresh=True)
+        if self.session.space.objectives:  # Optuna cannot prune multi-objective trials
+            return
+        value = float(logs[self.session.objective_key])
+        self.trial.report(value, step=step)
+        if self.trial.should_prune():
+            raise Pruned(f"pruned after epoch {step} ({self.session.objective_key}={value:.4f})")
+
+    def finished(self, result):
+        trial = self.trial
+        trial.set_user_attr("config", result.config.to_dict())  # with LR range test bounds
+        for name, key in zip(USER_ATTRS, ("accuracy", "balanced_accuracy", "majority")):
+            trial.set_user_attr(name, {h: s[key] for h, s in result.scores.items()})
+        trial.set_user_attr("params_count", result.params_count)
+        trial.set_user_attr("mean_accuracy", result.summary["mean_accuracy"])
+        trial.set_user_attr("mean_balanced_accuracy", result.summary["mean_balanced_accuracy"])
+        if result.config.backbone == "pretrained":
+            trial.set_user_attr("weights_resolved", result.weights_source)
+        if result.model_uri:
+            trial.set_user_attr("model_uri", result.model_uri)
+        from search import artifacts
+
+        artifacts.upload(artifacts.store(self.session.settings.runs_dir), trial,
+                         config=result.config.to_dict(), history=result.history,
+                         confusion=result.confusion)
+
+
+class OptunaEngine(Engine):
+    name = "optuna"
+
+    def __init__(self, session):
+        super().__init__(session)
+        self.study = None
+
+    def open(self) -> None:
+        optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one line each, ours
+        self.session.settings.ensure()
+        self.study = study_lib.open_study(self.session, create=True,
+                                          seed=sampler_seed(self.session, "run"))
+
+    def where(self) -> str:
+        return f"study {self.session.study!r} on {mask(self.session.settings.storage)}"
+
+    def finished(self) -> int:
+        return study_lib.finished(self.study)
+
+    def best(self) -> Best | None:
+        top = study_lib.best(self.study)
+        if top is None:
+            return None
+        attrs = top.user_attrs
+        heads = {h: {"accuracy": acc, "balanced_accuracy": attrs.get(
+                     "head_balanced_accuracy", {}).get(h, float("nan")),
+                     "majority": attrs.get("majority", {}).get(h, float("nan"))}
+                 for h, acc in attrs.get("head_accuracy", {}).items()}
+        objective = (self.session.space.objective if not self.session.space.objectives
+                     else "mean_accuracy")
+        return Best(top.number, study_lib.score(top), objective, heads,
+                    weights=_weights_note(attrs))
+
+    def notes(self) -> list[str]:
+        space = self.session.space
+        if not space.objectives:
+            return []
+        return ["multi-objective study (" + ", ".join(f"{m}:{d}" for m, d in space.objectives)
+                + "): pruning is off, Optuna cannot prune multi-objective trials"]
+
+    def start_tracking(self) -> None:
+        tracking = self.session.open_tracking(create=True)
+        self.study.set_user_attr("mlflow_experiment_id", tracking.tracker.experiment_id)
+        self.study.set_user_attr("mlflow_parent_run_id", tracking.parent_run_id)
+
+    def search(self) -> Outcome:
+        opts = self.session.options
+        if not workers.wanted(opts):
+            return self.loop()
+        settings = self.session.settings
+        if settings.tracking_uri.startswith("sqlite"):
+            from search.storage import sqlite_wal
+
+            sqlite_wal(settings.tracking_uri)  # K workers write runs/mlflow.db too
+        options = dataclasses.replace(opts, workers=1, gpus=None, progress=False)
+        before = len(self.study.get_trials(deepcopy=False))
+        try:
+            codes = workers.launch(work, (settings, options), workers.devices(opts))
+        finally:
+            close_orphan_runs(self.study, self.session.tracking.tracker)
+        done = study_lib.finished(self.study)
+        trouble = [f"worker {n} {workers.exit_text(code)}"
+                   for n, code in enumerate(codes, start=1) if code != 0]
+        stopped = None
+        if done < opts.trials:
+            stopped = f"the study has {done} of {opts.trials} finished trials; " + (
+                "; ".join(trouble) or "the workers stopped early")
+        elif trouble:
+            print(f"the study is complete; {'; '.join(trouble)}", file=sys.stderr)
+        return Outcome(ran=len(self.study.get_trials(deepcopy=False)) - before,
+                       finished=done, stopped=stopped)
+
+    def summary(self) -> None:
+        space = self.session.space
+        if space.objectives and study_lib.best(self.study) is not None:
+            print(f"multi-objective study: {len(self.study.best_trials)} trial(s) on the Pareto "
+                  f"front of {', '.join(f'{m}:{d}' for m, d in space.objectives)} (search "
+                  f"pareto --study {self.session.study}); by mean accuracy:")
+        super().summary()
+
+    def next_steps(self) -> str:
+        name = self.session.study
+        return (f"next: search dashboard --study {name}   |   "
+                f"search best --study {name} --register MODEL_NAME")
+
+    # --- joining and the loop -------------------------------------------------------------
+    def join(self) -> None:
+        """Open an existing study and its MLflow parent run (a worker never creates them)."""
+        optuna.logging.set_verbosity(optuna.logging.ERROR)
+        self.session.settings.ensure()
+        self.study = study_lib.open_study(self.session, create=False,
+                                          seed=sampler_seed(self.session,
+                                                            study_lib.worker_name()))
+        self.session.open_tracking(create=False,
+                                   parent_run_id=self.study.user_attrs.get("mlflow_parent_run_id"))
+
+    def loop(self) -> Outcome:
+        """This process's share of the trials; closes runs that dead workers left open."""
+        from tqdm.auto import tqdm
+
+        opts = self.session.options
+        study, tracker = self.study, self.session.tracking.tracker
+        close_orphan_runs(study, tracker)
+        if not opts.isolate:
+            self.session.use_device()
+        logging.getLogger("optuna.study._optimize").addFilter(_QuietSurplus())
+        start = time.monotonic()
+        bar = tqdm(total=opts.trials, initial=min(study_lib.finished(study), opts.trials),
+                   unit="trial", disable=not opts.progress, dynamic_ncols=True)
+        ran = failures = 0
+        stopped = None
+        waiting = False
+        try:
+            while True:
+                done = study_lib.finished(study)
+                running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
+                if done >= opts.trials:
+                    break
+                if opts.timeout is not None and time.monotonic() - start > opts.timeout:
+                    stopped = f"timeout of {opts.timeout:g} s reached"
+                    break
+                if done + running >= opts.trials and running:
+                    if not waiting:
+                        bar.write(f"waiting for {running} running trial(s) of other workers (a "
+                                  f"dead worker's trial fails after the heartbeat grace period)")
+                    waiting = True
+                    optuna.storages.fail_stale_trials(study)  # dead workers' trials: retried
+                    time.sleep(1.0)
+                    continue
+                waiting = False
+                ours: list = []
+                # One trial per call: heartbeats (and stale-trial checks) live inside optimize.
+                study.optimize(lambda trial: self.objective(trial, bar), n_trials=1,
+                               catch=(Exception,),
+                               callbacks=[lambda _study, frozen: ours.append(frozen)])
+                last = ours[-1]
+                bar.n = min(study_lib.finished(study), opts.trials)
+                top = study_lib.best(study)
+                bar.set_postfix_str(f"best {study_lib.score(top):.4f}" if top else "",
+                                    refresh=True)
+                bar.write(trial_line(last))
+                close_orphan_runs(study, tracker)
+                if study_lib.is_surplus(last):
+                    continue
+                ran += 1
+                failures = failures + 1 if last.state == TrialState.FAIL else 0
+                if failures >= opts.max_failures:
+                    stopped = (f"{failures} trials in a row failed (last: "
+                               f"{last.user_attrs.get('fail_reason', 'see the log')}); "
+                               f"stopping. Fix the cause or raise --max-failures")
+                    break
+        finally:
+            bar.close()
+            close_orphan_runs(study, tracker)
+        return Outcome(ran=ran, finished=study_lib.finished(study), stopped=stopped)
+
+    def objective(self, trial, bar=None):
+        """Claim a slot, sample, train (here or in a fresh process), record a failure."""
+        study_lib.claim(trial, self.session.options.trials)
+        try:
+            config = self.session.space.sample(trial)
+            if self.session.options.isolate:
+                kind, detail = workers.in_fresh_process(
+                    _train_in_child, self.session.settings, self.session.options,
+                    trial._trial_id, config)
+                if kind == "failed":
+                    raise workers.TrialProcessError(detail)
+                if kind == "pruned":
+                    raise Pruned(detail)
+                return detail
+            return self.train(config, trial, bar)
+        except Pruned as exc:
+            raise optuna.TrialPruned(str(exc)) from None
+        except Exception as exc:
+            trial.set_user_attr("fail_reason", reason(exc))
+            raise
+
+    def train(self, config, trial, bar=None):
+        """One config in this process: its objective value(s)."""
+        from search import trial as trial_lib
+
+        baseline = trial.user_attrs.get("baseline")
+        tags = {"search.baseline": baseline} if baseline else None
+        try:
+            result = trial_lib.run(config, self.session, OptunaReporter(trial, self.session, bar),
+                                   number=trial.number, tags=tags,
+                                   find_lr=False if baseline else None)  # baselines keep LR
+        finally:
+            free_trial_graphs()
+        if self.session.space.objectives:
+            return objective_values(result, self.session.space.objectives)
+        return result.value
+
+
+def objective_values(result, objectives) -> tuple[float, ...]:
+    """The values of a multi-objective trial, in the order of the space's `objectives`."""
+    from search.errors import ConfigError
+
+    extra = {"params": float(result.params_count), "train_seconds": result.train_seconds}
+    values = []
+    for name, _direction in objectives:
+        if name in result.summary:
+            values.append(result.summary[name])
+        elif name in extra:
+            values.append(extra[name])
+        elif name in result.scores:
+            values.append(result.scores[name]["accuracy"])
+        else:
+            raise ConfigError(f"objectives: unknown metric {name!r}; use mean_accuracy, "
+                              f"mean_balanced_accuracy, params, train_seconds or a head "
+                              f"({', '.join(result.scores)})")
+    return tuple(values)
+
+
+def sampler_seed(session, salt: str) -> int:
+    """A sampler seed from --seed, the study, the trials it holds and the process (see the
+    module docstring)."""
+    from search.storage import storage
+
+    try:
+        held = len(optuna.load_study(study_name=session.study,
+                                     storage=storage(session.settings.storage))
+                   .get_trials(deepcopy=False))
+    except KeyError:
+        held = 0
+    text = f"{session.options.seed}:{session.study}:{held}:{salt}"
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+
+
+def work(settings, options) -> int:
+    """Join a study that `search run` started and run trials until it is complete: the
+    `search worker` command and each process of `search run --workers`. The exit code."""
+    from search.session import Session
+
+    engine = OptunaEngine(Session.build(settings, options))
+    engine.join()
+    who = study_lib.worker_name()
+    print(f"worker {who} joined study {options.study!r} on {mask(settings.storage)}: "
+          f"{study_lib.finished(engine.study)} of {options.trials} finished", flush=True)
+    try:
+        outcome = engine.loop()
+    except KeyboardInterrupt:
+        print(f"worker {who} interrupted: its running trial is marked FAIL", file=sys.stderr)
+        return 130
+    if outcome.stopped:
+        print(f"worker {who} stopped: {outcome.stopped}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _train_in_child(settings, options, trial_id: int, config):
+    """(kind, detail): ("value", objective) | ("pruned", why) | ("failed", reason). Plain
+    values, because TensorFlow's exceptions do not survive pickling back to the parent."""
+    from search.session import Session
+
+    options = dataclasses.replace(options, isolate=False)
+    engine = OptunaEngine(Session.build(settings, options))
+    engine.join()
+    engine.session.use_device()
+    try:
+        return "value", engine.train(config, optuna.trial.Trial(engine.study, trial_id))
+    except Pruned as exc:
+        return "pruned", str(exc)
+    except Exception as exc:
+        return "failed", reason(exc)
+
+
+def trial_line(frozen) -> str:
+    """One line per finished trial: number, baseline name, value or why not, seconds."""
+    if frozen.state == TrialState.COMPLETE:
+        what = ", ".join(f"{v:.4g}" for v in frozen.values)
+    elif frozen.state == TrialState.PRUNED:
+        what = "pruned"
+    elif study_lib.is_surplus(frozen):
+        what = "surplus, not trained (the study's slots were taken by other workers)"
+    else:
+        what = f"FAILED: {frozen.user_attrs.get('fail_reason', '?')}"
+    seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
+    baseline = frozen.user_attrs.get("baseline")
+    label = f" [{baseline}]" if baseline else ""
+    weights = _weights_note(frozen.user_attrs)
+    note = f" [weights: {weights}]" if weights else ""
+    return f"trial {frozen.number}{label}: {what}{note} ({seconds:.0f} s)"
+
+
+def _weights_note(attrs: dict) -> str | None:
+    """Shown when a pretrained trial did not get ImageNet weights (weights: auto offline)."""
+    resolved = attrs.get("weights_resolved")
+    return resolved if resolved and resolved.startswith("none") else None
+
+
+def close_orphan_runs(study, tracker) -> None:
+    """End the MLflow runs of trials that are over but whose process died before ending the
+    run (SIGKILL, power loss, an --isolate process killed for memory), so none stays RUNNING
+    for ever. The trial's state decides the status; a FAIL trial's reason goes along."""
+    from search.tracking import ROLE_TAG
+
+    runs = tracker.client.search_runs(
+        [tracker.experiment_id],
+        filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = 'trial'")
+    if not runs:
+        return
+    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
+    for run in runs:
+        trial = trials.get(int(run.data.tags.get("search.trial", -1)))
+        if trial is None or not trial.state.is_finished():
+            continue  # still running in a live worker
+        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
+            trial.state, "FAILED")
+        run_id = run.info.run_id
+        tracker.client.set_tag(run_id, "search.state", trial.state.name)
+        if trial.state == TrialState.FAIL:
+            tracker.client.set_tag(run_id, "search.reason",
+                                   trial.user_attrs.get("fail_reason", DIED))
+        tracker.client.set_terminated(run_id, status=status)

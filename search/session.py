@@ -1,0 +1,187 @@
+"""A session: what one search is about, resolved and validated once, before anything is written.
+
+`Options` is what the user asked for (flags); `Session.build` turns them into the space with its
+pins, the validated annotation table, the seeded train/validation(/test) split and the study's
+identity (fingerprints of space, data and split, which a resumed study must match). Every
+engine, worker, `search train` and `search lr-find` start from a Session; a trial reads its
+data, split and tracking from it. No Optuna study, no TensorFlow here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search import data as data_lib
+from search import space as space_lib
+from search.errors import UsageError
+from search.settings import Settings, mask
+
+
+@dataclass
+class Options:
+    """The flags of `search run` / `search worker` (and the subset other commands use)."""
+
+    study: str = "default"
+    space: str = "spaces/default.yaml"
+    data: str | None = None
+    heads: tuple[str, ...] = data_lib.DEFAULT_HEADS
+    trials: int = 10
+    timeout: float | None = None
+    seed: int = 0
+    val_fraction: float = 0.2
+    stratify: str | None = None
+    objective: str | None = None
+    pins: dict | None = None
+    baselines: bool = True
+    precision: str = "auto"
+    xla: str = "auto"
+    verbose: int = 0
+    max_failures: int = 5
+    progress: bool = True
+    on_bad_images: str = "error"
+    workers: int = 1  # local worker processes (search.workers)
+    gpus: str | None = None  # "0,1" or "all": one worker per GPU
+    isolate: bool = False  # each trial in a fresh process
+
+
+@dataclass
+class Tracking:
+    """The MLflow side of a session: the tracker and the study's parent run."""
+
+    tracker: object  # search.tracking.Tracker
+    parent_run_id: str
+
+
+@dataclass
+class Session:
+    """Everything the trials of one study share. Built once (`build`); engines attach the
+    tracking and the device choice of their process before trials run."""
+
+    settings: Settings
+    options: Options
+    space: space_lib.Space
+    csv: Path
+    table: data_lib.Table
+    train_rows: np.ndarray
+    val_rows: np.ndarray
+    tracking: Tracking | None = None
+    device: object | None = None  # search.device.DeviceChoice of this process
+    log_models: bool = True
+    extra: dict = field(default_factory=dict)  # per-process caches (e.g. images in memory)
+
+    @classmethod
+    def build(cls, settings: Settings, options: Options) -> "Session":
+        """Load and check space, flags and data; raises UsageError before writing anything."""
+        space = space_lib.load(options.space)
+        if not options.baselines:
+            space = dataclasses.replace(space, enqueue=())
+        if options.objective:
+            if options.objective not in space_lib.OBJECTIVES:
+                raise UsageError(f"--objective must be one of "
+                                 f"{', '.join(space_lib.OBJECTIVES)}")
+            space = dataclasses.replace(space, objective=options.objective,
+                                        source={**space.source, "objective": options.objective})
+        space = space.pin(**(options.pins or {}))
+        if space.objectives and options.isolate:
+            raise UsageError("--isolate does not support multi-objective spaces yet; "
+                             "drop --isolate or the space's `objectives`")
+        return cls.on_data(settings, options, space)
+
+    @classmethod
+    def on_data(cls, settings: Settings, options: Options,
+                space: space_lib.Space) -> "Session":
+        """A session for a given space: read and check the data, split it."""
+        csv = resolve_data(settings, options.data)
+        table = data_lib.read_table(csv, options.heads, on_bad_images=options.on_bad_images)
+        strata = None
+        if options.stratify:
+            if options.stratify not in table.heads:
+                raise UsageError(f"--stratify {options.stratify!r} is not one of the heads "
+                                 f"{', '.join(table.heads)}")
+            strata = table.frame[options.stratify].to_numpy()
+        train_rows, val_rows = data_lib.split(len(table), val_fraction=options.val_fraction,
+                                              seed=options.seed, strata=strata)
+        return cls(settings=settings, options=options, space=space, csv=csv, table=table,
+                   train_rows=train_rows, val_rows=val_rows)
+
+    @property
+    def study(self) -> str:
+        return self.options.study
+
+    @property
+    def objective_key(self) -> str:
+        """The per-epoch log key a trial is ranked and pruned by."""
+        return f"val_{self.space.objective}"
+
+    def identity(self) -> dict:
+        """What a resumed study must match: space, data, split and heads."""
+        opts = self.options
+        return {"space_fingerprint": self.space.fingerprint(),
+                "data_fingerprint": self.table.fingerprint(),
+                "split": f"{opts.val_fraction}:{opts.seed}:{opts.stratify or 'plain'}",
+                "heads": ",".join(self.table.heads)}
+
+    def check_identity(self, stored: dict, what: str) -> None:
+        """Refuse to mix setups in one study: `stored` is the identity the study was started
+        with (values None when it has none yet)."""
+        mine = self.identity()
+        differs = [k for k in mine if stored.get(k) is not None and stored.get(k) != mine[k]]
+        if differs:
+            detail = "; ".join(f"{k}: study has {stored.get(k)!r}, now {mine[k]!r}"
+                               for k in differs)
+            raise UsageError(f"{what} {self.study!r} was started with a different setup "
+                             f"({detail}). Use another --study name, or the same space, data "
+                             f"and flags.")
+
+    def describe(self) -> str:
+        """'data X (N train / M validation images, heads: ...)' for the start-up line."""
+        return (f"data {self.csv} ({len(self.train_rows)} train / {len(self.val_rows)} "
+                f"validation images, heads: {', '.join(self.table.heads)})")
+
+    def open_tracking(self, *, create: bool, parent_run_id: str | None = None,
+                      params: dict | None = None) -> Tracking:
+        """The MLflow tracker and the study's parent run. `create`: find or create the parent
+        (the process that starts a study does this before any worker starts); otherwise join
+        `parent_run_id`, which the study recorded."""
+        from mlflow.exceptions import MlflowException
+
+        from search.tracking import Tracker
+
+        tracker = Tracker(self.settings.tracking_uri, self.study, self.settings.artifact_root)
+        if create:
+            parent = tracker.study_run(self.study, {
+                "space": self.options.space, "data": str(self.csv),
+                "storage": self.settings.storage, "objective": self.space.objective,
+                "seed": self.options.seed, **(params or {})})
+        else:
+            parent = parent_run_id
+            try:
+                tracker.client.get_run(parent or "none")
+            except MlflowException:
+                raise UsageError(f"study {self.study!r} has no MLflow parent run {parent} in "
+                                 f"{mask(self.settings.tracking_uri)}: pass the --tracking-uri "
+                                 f"(or MLFLOW_TRACKING_URI) of the `search run` that started "
+                                 f"it") from None
+        self.tracking = Tracking(tracker, parent)
+        return self.tracking
+
+    def use_device(self):
+        """Choose precision and XLA for this process (imports TensorFlow)."""
+        from search import device
+
+        self.device = device.choose(self.options.precision, self.options.xla)
+        return self.device
+
+
+def resolve_data(settings: Settings, path: str | None) -> Path:
+    """The CSV to use: --data, or the embedded synthetic dataset (generated on first use)."""
+    if path:
+        return Path(path)
+    from search import synthetic
+
+    settings.ensure()
+    return synthetic.ensure_default(settings.runs_dir)
