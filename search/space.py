@@ -136,7 +136,17 @@ def resolve(chosen: dict[str, Any]) -> TrialConfig:
 
 
 def load(path: str | Path) -> Space:
-    """Read and validate a space YAML file; errors name the file and the key."""
+    """Read and validate a space YAML file; errors name the file and the key. The file must
+    have params: an empty one would otherwise run TrialConfig's defaults as if searched. Only
+    `include:`d files (spaces/baselines.yaml) may have none: they bring enqueued configs."""
+    space = _read(path)
+    if not space.params:
+        raise ConfigError(f"{path}: the space has no params; give at least one key under params "
+                          f"(see spaces/default.yaml)")
+    return space
+
+
+def _read(path: str | Path) -> Space:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"search space {path} does not exist (see spaces/ for examples)")
@@ -214,7 +224,7 @@ def _enqueued(data: dict, base_dir: Path | None):
     """Whole configs to run first: `enqueue:` entries and those of `include:`d files."""
     for include in _as_list(data.get("include")):
         path = Path(include) if base_dir is None else base_dir / include
-        yield from load(path).enqueue
+        yield from _read(path).enqueue
     for i, entry in enumerate(_as_list(data.get("enqueue"))):
         if not isinstance(entry, dict) or "config" not in entry:
             raise ConfigError(f"enqueue[{i}] must be a mapping with 'name' and 'config'")

@@ -73,6 +73,22 @@ def test_load_names_the_file(tmp_path):
         space_lib.load(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "name: x\nobjective: mean_accuracy\n",
+                                  "params:\n", "params: {}\n", "params: []\n"])
+def test_a_space_without_params_names_the_file(tmp_path, text):
+    """An empty space would run TrialConfig's defaults as a search; an included file (enqueued
+    configs only, like spaces/baselines.yaml) needs no params."""
+    empty = tmp_path / "x.yaml"
+    empty.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        space_lib.load(empty)
+    assert str(err.value) == (f"{empty}: the space has no params; give at least one key under "
+                              f"params (see spaces/default.yaml)")
+    (tmp_path / "top.yaml").write_text(f"include: {ROOT / 'spaces' / 'baselines.yaml'}\n"
+                                       f"params: {{image_size: 32}}\n")
+    assert len(space_lib.load(tmp_path / "top.yaml").enqueue) == 2
+
+
 def test_shipped_spaces_load_with_baselines():
     default = space_lib.load(ROOT / "spaces" / "default.yaml")
     names = [e["name"] for e in default.enqueue]
