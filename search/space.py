@@ -135,6 +135,18 @@ def resolve(chosen: dict[str, Any]) -> TrialConfig:
     return TrialConfig.from_dict(values)
 
 
+def bundled(name: str = "default") -> Path:
+    """spaces/NAME.yaml as shipped with this package. A wheel installs the top-level spaces/
+    folder as search/spaces (setup.cfg maps it); a source checkout or an editable install
+    still has it next to the package folder. Where neither holds it, the installed location
+    is returned and `load` says it does not exist."""
+    from importlib.resources import files
+
+    package = Path(str(files("search")))
+    found = [folder / f"{name}.yaml" for folder in (package / "spaces", package.parent / "spaces")]
+    return next((path for path in found if path.is_file()), found[0])
+
+
 def load(path: str | Path) -> Space:
     """Read and validate a space YAML file; errors name the file and the key. The file must
     have params: an empty one would otherwise run TrialConfig's defaults as if searched. Only
