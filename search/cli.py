@@ -64,11 +64,14 @@ def _search_options(p: argparse.ArgumentParser) -> None:
 
 
 def _default_space() -> str:
+    """spaces/default.yaml in the current folder (a project's own), else the one shipped with
+    the package (also in a wheel install, where no spaces/ folder is next to the source)."""
     here = os.path.join(os.getcwd(), "spaces", "default.yaml")
     if os.path.isfile(here):
         return here
-    return os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                        "spaces", "default.yaml")
+    from search.space import bundled
+
+    return str(bundled())
 
 
 def _trial_options(p: argparse.ArgumentParser) -> None:

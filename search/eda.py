@@ -1,9 +1,10 @@
 """`search eda`: a look at an annotation CSV and its images before searching.
 
 `analyse` returns numbers (a `Report`) that tests can check; `summary_text` and `render_html`
-only show them. It tolerates what `search.validate` refuses (unreadable or repeated images are
-reported, not fatal) and uses PIL + numpy only — no TensorFlow — so the 5,600 real images take
-seconds.
+only show them. Where images may be is checked as in `search run` (the same
+`search.validate.resolve_paths`: paths outside the CSV's folder are an error), but what `run`
+stops on about the images themselves (unreadable or repeated images) is reported, not fatal.
+PIL + numpy only — no TensorFlow — so the 5,600 real images take seconds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from search import validate
 
@@ -74,17 +75,18 @@ class Report:
         return self.images[self.images["problem"].isna()]
 
     def unreadable(self) -> pd.Series:
-        """CSV line → problem (validate.MISSING, EMPTY, NOT_IMAGE or CORRUPT)."""
+        """CSV line → problem (one of validate.PROBLEMS)."""
         return self.images["problem"].dropna()
 
 
 def analyse(csv_path, heads) -> Report:
-    """Read the CSV (columns must exist) and every image once; no other check is fatal."""
+    """Read the CSV and every image once. Fatal (DataError) as in `search run`: missing columns,
+    image paths outside the CSV's folder; unreadable images are reported instead."""
     start = time.perf_counter()
     csv_path, heads = Path(csv_path), tuple(heads)
     frame = validate.read_csv(csv_path)
     validate.check_columns(frame, heads, csv_path)
-    paths = validate.resolve_paths(frame, csv_path, allow_outside=True)
+    paths = validate.resolve_paths(frame, csv_path)
     images = image_stats(paths, index=frame.index)
     return Report(csv_path=csv_path, frame=frame[list(heads)], heads=heads, images=images,
                   flags=flag(frame, heads, RULES), seconds=time.perf_counter() - start)
@@ -144,22 +146,22 @@ def image_stats(paths: list[str], index=None) -> pd.DataFrame:
 
 
 def inspect_image(path: str) -> dict:
+    """The stats of one image, or its problem as `search.validate.image_problem` words it."""
+    problem = validate.file_problem(path)
+    if problem:
+        return {"problem": problem}
     try:
         data = Path(path).read_bytes()
-    except OSError:
+    except OSError:  # gone since the check
         return {"problem": validate.MISSING}
-    if not data:
-        return {"problem": validate.EMPTY}
     try:
         with Image.open(io.BytesIO(data)) as im:
             mode, fmt = im.mode, im.format
             if fmt == "JPEG":
                 im.draft("L", im.size)  # decode luminance only
             gray = np.asarray(im.convert("L"))
-    except UnidentifiedImageError:
-        return {"problem": validate.NOT_IMAGE}
-    except Exception:  # any decoder failure means unusable
-        return {"problem": validate.CORRUPT}
+    except Exception as exc:  # any decoder failure means unusable
+        return {"problem": validate.decode_problem(exc)}
     height, width = gray.shape
     bright = np.flatnonzero(gray.max(axis=0) > BLACK)
     left, right = (bright[0], width - 1 - bright[-1]) if bright.size else (width, width)

@@ -3,6 +3,10 @@
 A logged model is an MLflow pyfunc LoggedModel holding `model.keras` (raw RGB in, one softmax
 per head out) and `labels.json` (the vocabulary per head), so a pulled model needs nothing
 else to turn images into labels. Models load with Keras safe_mode on.
+
+No index has this project's `search` package, so a logged model carries its code (the `search`
+folder, which MLflow puts on sys.path when it loads the model) and requires only what pip can
+install: the versions, installed here, of the third-party packages its loader imports.
 """
 
 from __future__ import annotations
@@ -21,6 +25,10 @@ MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
 CHAMPION = "champion"
+# Distributions the pyfunc loader imports: pyfunc_model.py and this module (mlflow, numpy), and
+# load_folder's keras, search.backbones (keras), search.clr (tensorflow, numpy, plotly) and
+# search.preprocess (tensorflow).
+LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy", "plotly")
 
 try:  # keep `import search.registry` usable without mlflow's heavy pyfunc on the path
     import mlflow.pyfunc
@@ -53,8 +61,23 @@ def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={"keras_model": str(keras_path), "labels": str(labels),
                            "config": str(cfg)},
-                pip_requirements=["search", "tensorflow>=2.21", "keras>=3", "pillow"])
+                code_paths=[str(Path(__file__).parent)],
+                pip_requirements=requirements())
     return info.model_uri
+
+
+def requirements() -> list[str]:
+    """`name==version` of each of LOADER_DISTRIBUTIONS as installed here (what the model was
+    trained and saved with); a name alone if it is installed under another distribution."""
+    from importlib import metadata
+
+    out = []
+    for name in LOADER_DISTRIBUTIONS:
+        try:
+            out.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(name)
+    return out
 
 
 def register(model_uri: str, name: str, run_id: str, aliases: Iterable[str] = (CHAMPION,)) -> str:

@@ -135,8 +135,30 @@ def resolve(chosen: dict[str, Any]) -> TrialConfig:
     return TrialConfig.from_dict(values)
 
 
+def bundled(name: str = "default") -> Path:
+    """spaces/NAME.yaml as shipped with this package. A wheel installs the top-level spaces/
+    folder as search/spaces (setup.cfg maps it); a source checkout or an editable install
+    still has it next to the package folder. Where neither holds it, the installed location
+    is returned and `load` says it does not exist."""
+    from importlib.resources import files
+
+    package = Path(str(files("search")))
+    found = [folder / f"{name}.yaml" for folder in (package / "spaces", package.parent / "spaces")]
+    return next((path for path in found if path.is_file()), found[0])
+
+
 def load(path: str | Path) -> Space:
-    """Read and validate a space YAML file; errors name the file and the key."""
+    """Read and validate a space YAML file; errors name the file and the key. The file must
+    have params: an empty one would otherwise run TrialConfig's defaults as if searched. Only
+    `include:`d files (spaces/baselines.yaml) may have none: they bring enqueued configs."""
+    space = _read(path)
+    if not space.params:
+        raise ConfigError(f"{path}: the space has no params; give at least one key under params "
+                          f"(see spaces/default.yaml)")
+    return space
+
+
+def _read(path: str | Path) -> Space:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"search space {path} does not exist (see spaces/ for examples)")
@@ -214,7 +236,7 @@ def _enqueued(data: dict, base_dir: Path | None):
     """Whole configs to run first: `enqueue:` entries and those of `include:`d files."""
     for include in _as_list(data.get("include")):
         path = Path(include) if base_dir is None else base_dir / include
-        yield from load(path).enqueue
+        yield from _read(path).enqueue
     for i, entry in enumerate(_as_list(data.get("enqueue"))):
         if not isinstance(entry, dict) or "config" not in entry:
             raise ConfigError(f"enqueue[{i}] must be a mapping with 'name' and 'config'")

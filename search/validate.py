@@ -33,9 +33,11 @@ DUPLICATES = ("warn", "error")
 
 # Image problems, worded to follow "N image file(s) ...".
 MISSING = "do not exist"
+NOT_FILE = "are folders or other non-files"
 EMPTY = "are empty (0 bytes)"
 NOT_IMAGE = "are not images"
 CORRUPT = "cannot be decoded (corrupt or truncated)"
+PROBLEMS = (MISSING, NOT_FILE, EMPTY, NOT_IMAGE, CORRUPT)  # in the order messages list them
 _MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"PK\x03\x04": "a zip file",
           b"GIF8": "a GIF image", b"%PDF": "a PDF file"}
 
@@ -53,7 +55,7 @@ def check(csv_path, heads, vocab=None, *, on_bad_images="error", allow_outside=F
     check_columns(frame, heads, csv_path)
     frame = frame[[IMAGE_COLUMN, *heads]].copy()
     _no_empty_cells(frame, csv_path)
-    frame["path"] = resolve_paths(frame, csv_path, allow_outside)
+    frame["path"] = resolve_paths(frame, csv_path, allow_outside=allow_outside)
     if vocab is not None:
         vocab = _check_vocab(frame, heads, vocab, csv_path)
     _check_duplicates(frame, csv_path, duplicates)
@@ -125,19 +127,24 @@ def _no_empty_cells(frame: pd.DataFrame, csv_path: Path) -> None:
                                                          "fill them in or delete those rows"))
 
 
-def resolve_paths(frame: pd.DataFrame, csv_path: Path, allow_outside: bool) -> list[str]:
+def resolve_paths(frame: pd.DataFrame, csv_path: Path, *, allow_outside: bool = False
+                  ) -> list[str]:
     """Absolute image paths; relative ones are relative to the CSV's folder, which they must not
-    leave (no absolute paths, no `..` out of it) unless `allow_outside`."""
+    leave unless `allow_outside`: no absolute paths, no `..` out of it, and no symlink (the
+    image's or a folder's on the way) that points out of it, since the images read would then
+    not be the folder's. `run` and `eda` both check here, so they accept the same CSVs."""
     root = str(csv_path.resolve().parent)
     paths = [os.path.normpath(os.path.join(root, p)) for p in frame[IMAGE_COLUMN]]
     if not allow_outside:
         outside = [(line, IMAGE_COLUMN, value) for line, value, path
                    in zip(frame.index, frame[IMAGE_COLUMN], paths)
-                   if os.path.isabs(value) or os.path.commonpath([root, path]) != root]
+                   if os.path.isabs(value)
+                   or os.path.commonpath([root, os.path.realpath(path)]) != root]
         if outside:
             raise DataError(f"{csv_path}: " + _cells_message(
                 outside, f"image path(s) are absolute or lead outside the CSV's folder {root}",
-                "write them relative to that folder and keep the images in or below it"))
+                "write them relative to that folder and keep the images (and what symlinks "
+                "point to) in or below it"))
     return paths
 
 
@@ -191,7 +198,7 @@ def _check_images(frame: pd.DataFrame, csv_path: Path, on_bad_images: str) -> pd
     kinds = "; ".join(
         _cells_message([(line, IMAGE_COLUMN, frame.at[line, IMAGE_COLUMN])
                         for line in problems.index[problems == kind]], f"image file(s) {kind}")
-        for kind in (MISSING, EMPTY, NOT_IMAGE, CORRUPT) if (problems == kind).any())
+        for kind in PROBLEMS if (problems == kind).any())
     if on_bad_images == "error" or bad.all():
         fix = ("every row is unreadable; check the image folder" if bad.all() else
                "fix or delete those rows, or drop them with --on-bad-images skip")
@@ -202,30 +209,40 @@ def _check_images(frame: pd.DataFrame, csv_path: Path, on_bad_images: str) -> pd
 
 
 def scan_images(paths: list[str]) -> list[str | None]:
-    """Per path: None when the file decodes, else MISSING, EMPTY, NOT_IMAGE or CORRUPT."""
+    """Per path: None when the file decodes, else one of PROBLEMS."""
     with ThreadPoolExecutor(max_workers=(os.cpu_count() or 1) * 2) as pool:
         return list(pool.map(image_problem, paths))
 
 
 def image_problem(path: str) -> str | None:
-    try:
-        info = os.stat(path)
-    except OSError:
-        return MISSING
-    if not stat.S_ISREG(info.st_mode):
-        return MISSING
-    if info.st_size == 0:
-        return EMPTY
+    problem = file_problem(path)
+    if problem:
+        return problem
     try:
         with Image.open(path) as im:
             if im.format == "JPEG":  # decode at 1/8 scale: still reads every byte
                 im.draft(im.mode, (max(1, im.width // 8), max(1, im.height // 8)))
             im.load()
-    except UnidentifiedImageError:
-        return NOT_IMAGE
-    except Exception:  # any decoder failure (OSError, SyntaxError, ...) means unusable
-        return CORRUPT
+    except Exception as exc:  # any decoder failure (OSError, SyntaxError, ...) means unusable
+        return decode_problem(exc)
     return None
+
+
+def file_problem(path: str) -> str | None:
+    """MISSING, NOT_FILE or EMPTY, or None when `path` is a non-empty regular file: what can be
+    told before reading it (reading a FIFO would block, a folder is no image)."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return MISSING
+    if not stat.S_ISREG(info.st_mode):
+        return NOT_FILE
+    return EMPTY if info.st_size == 0 else None
+
+
+def decode_problem(exc: Exception) -> str:
+    """What a failure of PIL on a regular, non-empty file means: NOT_IMAGE or CORRUPT."""
+    return NOT_IMAGE if isinstance(exc, UnidentifiedImageError) else CORRUPT
 
 
 def load_vocab(path) -> dict[str, tuple[str, ...]]:

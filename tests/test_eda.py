@@ -12,7 +12,7 @@ from PIL import Image
 
 from browser import chromium_path, console_errors, render_dom
 from search import cli, eda
-from search.data import DEFAULT_HEADS
+from search.data import DEFAULT_HEADS, read_table
 from search.errors import DataError
 
 HEADS = ("gender", "emotion", "bodypose")
@@ -112,6 +112,44 @@ def test_html_renders_in_a_browser_without_errors(dataset, tmp_path):
     dom, log = render_dom(html)
     assert dom.count('class="plotly-graph-div') >= 4 and "main-svg" in dom
     assert console_errors(log) == []
+
+
+def test_paths_outside_the_folder_are_refused_as_by_run(dataset, tmp_path, capsys):
+    """eda and run share validate.resolve_paths: absolute paths, `..` and symlinks (an image's,
+    or a folder's on the way) leading out of the CSV's folder stop both with the same line."""
+    outside = tmp_path.parent / f"{tmp_path.name}-elsewhere"
+    outside.mkdir()
+    person(1, 1).save(outside / "x.png")
+    (tmp_path / "img" / "link.png").symlink_to(outside / "x.png")
+    (tmp_path / "linked").symlink_to(outside, target_is_directory=True)
+    text = dataset.read_text()
+    for value in (str(outside / "x.png"), f"../{outside.name}/x.png", "img/link.png",
+                  "linked/x.png"):
+        dataset.write_text(text.replace("img/0.png", value))
+        expected = (f"1 image path(s) are absolute or lead outside the CSV's folder {tmp_path}: "
+                    f"line 2 image_path={value!r}")
+        with pytest.raises(DataError) as info:
+            eda.analyse(dataset, HEADS)
+        assert expected in str(info.value)
+        assert cli.main(["eda", "--data", str(dataset), "--heads", ",".join(HEADS),
+                         "--out", str(tmp_path / "e.html")]) == 2
+        assert expected in capsys.readouterr().err
+        with pytest.raises(DataError) as info:
+            read_table(dataset, HEADS)
+        assert expected in str(info.value)
+
+
+def test_inside_symlink_reads_and_a_folder_is_unreadable(dataset, tmp_path):
+    (tmp_path / "img" / "inside.png").symlink_to("1.png")
+    (tmp_path / "img" / "folder.png").mkdir()
+    text = dataset.read_text()
+    dataset.write_text(text.replace("img/0.png", "img/inside.png")
+                       .replace("img/gone.png", "img/folder.png"))
+    report = eda.analyse(dataset, HEADS)
+    assert report.images.at[2, "pad_left"] == 3  # 1.png's figure, read through the link
+    assert report.unreadable().to_dict() == {7: "are folders or other non-files",
+                                             8: "are not images"}
+    assert "1 are folders or other non-files: lines 7" in eda.summary_text(report)
 
 
 @pytest.fixture(scope="module")

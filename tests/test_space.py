@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
 
 import optuna
 import pytest
@@ -73,6 +80,22 @@ def test_load_names_the_file(tmp_path):
         space_lib.load(tmp_path / "missing.yaml")
 
 
+@pytest.mark.parametrize("text", ["", "# nothing yet\n", "name: x\nobjective: mean_accuracy\n",
+                                  "params:\n", "params: {}\n", "params: []\n"])
+def test_a_space_without_params_names_the_file(tmp_path, text):
+    """An empty space would run TrialConfig's defaults as a search; an included file (enqueued
+    configs only, like spaces/baselines.yaml) needs no params."""
+    empty = tmp_path / "x.yaml"
+    empty.write_text(text)
+    with pytest.raises(ConfigError) as err:
+        space_lib.load(empty)
+    assert str(err.value) == (f"{empty}: the space has no params; give at least one key under "
+                              f"params (see spaces/default.yaml)")
+    (tmp_path / "top.yaml").write_text(f"include: {ROOT / 'spaces' / 'baselines.yaml'}\n"
+                                       f"params: {{image_size: 32}}\n")
+    assert len(space_lib.load(tmp_path / "top.yaml").enqueue) == 2
+
+
 def test_shipped_spaces_load_with_baselines():
     default = space_lib.load(ROOT / "spaces" / "default.yaml")
     names = [e["name"] for e in default.enqueue]
@@ -110,3 +133,49 @@ def test_config_rejects_unknown_and_mistyped_keys():
     with pytest.raises(ConfigError, match="epochs"):
         TrialConfig.from_dict({"epochs": "three"})
     assert TrialConfig.from_dict({"image_size": [40, 64]}).image_size == (40, 64)
+
+
+def test_bundled_space_in_a_checkout_is_the_top_level_file():
+    assert space_lib.bundled() == ROOT / "spaces" / "default.yaml"
+    assert space_lib.bundled("baselines") == ROOT / "spaces" / "baselines.yaml"
+
+
+WHEEL_TOOLS = ("pip", "setuptools", "wheel")
+
+
+@pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in WHEEL_TOOLS),
+                    reason=f"building a wheel offline needs {', '.join(WHEEL_TOOLS)} installed")
+def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
+    """Built offline (no build isolation, no index) from a copy of what a source distribution
+    holds, so the checkout gets no build/ or *.egg-info; installed with --target into a bare
+    folder and imported from there, from a folder without spaces/."""
+    source = tmp_path / "source"
+    source.mkdir()
+    for name in ("setup.cfg", "pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, source / name)
+    for name in ("search", "spaces"):
+        shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
+    subprocess.run([*pip, "wheel", "--no-deps", "--no-build-isolation", "--no-index", "-w",
+                    str(tmp_path / "dist"), str(source)], env=env, check=True,
+                   capture_output=True, timeout=300)
+    [wheel] = (tmp_path / "dist").glob("search-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {"search/spaces/default.yaml", "search/spaces/baselines.yaml"} <= set(names)
+    assert not [n for n in names if n.startswith("spaces/")]
+    site = tmp_path / "site"
+    subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site),
+                    str(wheel)], env=env, check=True, capture_output=True, timeout=300)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    code = ("import json, search, search.cli, search.space as s; "
+            "print(json.dumps([search.__file__, search.cli._default_space(), "
+            "[e['name'] for e in s.load(s.bundled()).enqueue]]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True,
+                          text=True, env={**env, "PYTHONPATH": str(site)}, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, default, enqueued = json.loads(done.stdout)
+    assert module == str(site / "search" / "__init__.py")
+    assert default == str(site / "search" / "spaces" / "default.yaml")
+    assert enqueued == ["model-1-separable", "model-2-resnet50-clr"]  # include: resolved too

@@ -168,6 +168,7 @@ BAD_IMAGES = {
     "are empty (0 bytes)": lambda p: p.write_bytes(b""),
     "cannot be decoded (corrupt or truncated)": lambda p: p.write_bytes(jpeg_bytes()[:-300]),
     "are not images": lambda p: p.write_text("just some text\n"),
+    "are folders or other non-files": lambda p: (p.unlink(), p.mkdir()),
 }
 
 
@@ -216,6 +217,20 @@ def test_paths_outside_the_csv_folder(folder):
         assert f"1 image path(s) are absolute or lead outside the CSV's folder {folder}: " \
                f"line 2 image_path={value!r}" in error(csv)
         assert read_table(csv, HEADS, allow_outside=True).paths[0] == str(outside)
+
+
+def test_symlinks_out_of_the_csv_folder_are_outside(folder):
+    """A symlink (the image, or a folder on the way) is judged by where it leads: images read
+    through it would not be the folder's. One that stays inside is fine."""
+    outside = save_image(folder.parent / f"{folder.name}-elsewhere" / "x.jpg")
+    (folder / "img" / "link.jpg").symlink_to(outside)
+    (folder / "linked").symlink_to(outside.parent, target_is_directory=True)
+    (folder / "img" / "inside.jpg").symlink_to("1.jpg")
+    for value in ("img/link.jpg", "linked/x.jpg"):
+        message = error(write(folder, GOOD.replace("img/0.jpg", value)))
+        assert (f"1 image path(s) are absolute or lead outside the CSV's folder {folder}: "
+                f"line 2 image_path={value!r}") in message
+    assert len(read_table(write(folder, GOOD.replace("img/0.jpg", "img/inside.jpg")), HEADS)) == 4
 
 
 def test_duplicate_images_warn_or_fail(folder, capsys):
