@@ -26,9 +26,9 @@ LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
 CHAMPION = "champion"
 # Distributions the pyfunc loader imports: pyfunc_model.py and this module (mlflow, numpy), and
-# load_folder's keras, search.backbones (keras), search.clr (tensorflow, numpy, plotly) and
+# load_folder's keras, search.backbones (keras), search.clr (tensorflow, numpy) and
 # search.preprocess (tensorflow).
-LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy", "plotly")
+LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy")
 
 try:  # keep `import search.registry` usable without mlflow's heavy pyfunc on the path
     import mlflow.pyfunc

@@ -164,6 +164,8 @@ def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert {"search/spaces/default.yaml", "search/spaces/baselines.yaml"} <= set(names)
     assert not [n for n in names if n.startswith("spaces/")]
+    subpackages = {str(p.relative_to(ROOT)) for p in (ROOT / "search").rglob("__init__.py")}
+    assert subpackages <= set(names), "a subpackage of search/ is missing from setup.cfg"
     site = tmp_path / "site"
     subprocess.run([*pip, "install", "--no-deps", "--no-index", "--target", str(site),
                     str(wheel)], env=env, check=True, capture_output=True, timeout=300)
