@@ -199,6 +199,7 @@ def cmd_eda(args) -> int:
     from pathlib import Path
 
     from search import eda
+    from search.views import eda_page
     from search.data import DEFAULT_HEADS
     from search.settings import Settings
 
@@ -207,7 +208,7 @@ def cmd_eda(args) -> int:
     out = Path(args.out) if args.out else (Settings.resolve(args.runs_dir).runs_dir
                                            / f"eda-{Path(args.data).stem}.html")
     print(eda.summary_text(report))
-    print(f"report: {eda.render_html(report, out)}")
+    print(f"report: {eda_page.render_html(report, out)}")
     return 0
 
 

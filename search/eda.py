@@ -1,7 +1,7 @@
 """`search eda`: a look at an annotation CSV and its images before searching.
 
-`analyse` returns numbers (a `Report`) that tests can check; `summary_text` and `render_html`
-only show them. Where images may be is checked as in `search run` (the same
+`analyse` returns numbers (a `Report`) that tests can check; `summary_text` and the page
+(`search.views.eda_page.render_html`) only show them. Where images may be is checked as in `search run` (the same
 `search.validate.resolve_paths`: paths outside the CSV's folder are an error), but what `run`
 stops on about the images themselves (unreadable or repeated images) is reported, not fatal.
 PIL + numpy only — no TensorFlow — so the 5,600 real images take seconds.
@@ -10,7 +10,6 @@ PIL + numpy only — no TensorFlow — so the 5,600 real images take seconds.
 from __future__ import annotations
 
 import hashlib
-import html
 import io
 import os
 import time
@@ -199,7 +198,7 @@ def summary_text(report: Report) -> str:
     lines.append(f"associated heads (Cramér's V): {strongest or 'n/a'}")
     for rule, bad in report.flags:
         lines.append(f"suspicious: {len(bad)} row(s) with {rule.head}={rule.value} and "
-                     f"{rule.other} not {'/'.join(rule.expected)} ({rule.why}){_lines(bad)}")
+                     f"{rule.other} not {'/'.join(rule.expected)} ({rule.why}){lines_text(bad)}")
     ok = report.readable()
     lines.append(f"images: {len(ok)} readable; sizes " + ", ".join(
         f"{s} ({n})" for s, n in size_counts(ok).head(3).items()))
@@ -211,100 +210,14 @@ def summary_text(report: Report) -> str:
                  + "".join(f"; lines {'='.join(map(str, g))}" for g in groups[:3]))
     bad = report.unreadable()
     lines.append(f"unreadable images: {len(bad)}" + "".join(
-        f"; {n} {kind}{_lines(bad.index[bad == kind].tolist())}"
+        f"; {n} {kind}{lines_text(bad.index[bad == kind].tolist())}"
         for kind, n in bad.value_counts().items()))
     return "\n".join(lines)
 
 
-def _lines(lines: list[int]) -> str:
+def lines_text(lines: list[int]) -> str:
+    """': lines 2, 5, 9 (and N more)' for a message; '' for none."""
     if not lines:
         return ""
     more = f" (and {len(lines) - SHOW_LINES} more)" if len(lines) > SHOW_LINES else ""
     return f": lines {', '.join(map(str, lines[:SHOW_LINES]))}{more}"
-
-
-def render_html(report: Report, path) -> Path:
-    """One self-contained HTML file (plotly.js inlined, works offline)."""
-    import plotly.graph_objects as go
-    from plotly.offline import get_plotlyjs
-    from plotly.subplots import make_subplots
-
-    counts, majorities = report.counts(), report.majority()
-    cols = 4
-    rows = -(-len(report.heads) // cols)
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[
-        f"{h}: majority {majorities[h][1]:.2f}" for h in report.heads])
-    for i, h in enumerate(report.heads):
-        fig.add_bar(x=counts[h].index.tolist(), y=counts[h].tolist(), name=h,
-                    row=i // cols + 1, col=i % cols + 1)
-    fig.update_layout(title="Rows per class", showlegend=False, height=300 * rows)
-    parts = [_section("Class balance", fig)]
-
-    assoc = report.association()
-    parts.append(_section("How strongly heads go together (Cramér's V)", _heatmap(
-        assoc, assoc.round(2), zmin=0, zmax=1)))
-    for a, b in report.pairs():
-        parts.append(_section(f"{a} × {b}", _cross_figure(report, a, b)))
-    parts.append(_table("Suspicious combinations", ["rule", "rows", "CSV lines"], [
-        (f"{r.head}={r.value} → {r.other} in {'/'.join(r.expected)} ({r.why})", len(bad),
-         _lines(bad).lstrip(": ")) for r, bad in report.flags]))
-
-    ok = report.readable()
-    parts.append(_table("Image sizes, modes and formats", ["size / mode / format", "images"],
-                        [*size_counts(ok).items(), *ok["mode"].value_counts().items(),
-                         *ok["format"].value_counts().items()]))
-    pad = go.Figure([go.Histogram(x=ok[side], name=side, opacity=0.6)
-                     for side in ("pad_left", "pad_right")])
-    pad.update_layout(barmode="overlay", xaxis_title=f"black columns (luminance ≤ {BLACK})",
-                      yaxis_title="images")
-    parts.append(_section("Black side padding per image", pad))
-    parts.append(_table("Exact duplicate images (same bytes)", ["CSV lines", "image"], [
-        (", ".join(map(str, g)), report.images.at[g[0], "sha1"][:12]) for g in
-        report.duplicates()]))
-    parts.append(_table("Unreadable images", ["CSV line", "problem"],
-                        list(report.unreadable().items())))
-
-    title = html.escape(f"EDA: {report.csv_path}")
-    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
-            f"<body style='font-family:sans-serif'><h1>{title}</h1>"
-            f"<pre style='white-space:pre-wrap'>{html.escape(summary_text(report))}</pre>"
-            f"{''.join(parts)}</body></html>")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
-    return path
-
-
-def _cross_figure(report: Report, a: str, b: str):
-    """Counts of a × b; cells a rule calls suspicious are marked ⚠."""
-    table = cross_table(report.frame, a, b)
-    text = table.astype(str)
-    for rule, _ in report.flags:
-        if (rule.head, rule.other) == (a, b) and rule.value in table.index:
-            for label in table.columns.difference(rule.expected):
-                text.loc[rule.value, label] += " ⚠"
-    return _heatmap(table, text, colorscale="Blues")
-
-
-def _heatmap(values: pd.DataFrame, text: pd.DataFrame, **style):
-    """A labelled grid, first row on top, each cell showing its text."""
-    import plotly.graph_objects as go
-
-    fig = go.Figure(go.Heatmap(z=values.to_numpy(), x=values.columns.tolist(),
-                               y=values.index.tolist(), text=text.to_numpy(),
-                               texttemplate="%{text}", **style))
-    fig.update_layout(height=160 + 45 * len(values), yaxis_autorange="reversed",
-                      xaxis_title=values.columns.name, yaxis_title=values.index.name)
-    return fig
-
-
-def _section(title: str, fig) -> str:
-    return f"<h2>{html.escape(title)}</h2>" + fig.to_html(full_html=False, include_plotlyjs=False)
-
-
-def _table(title: str, header: list[str], rows: list) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>"
-                   for row in rows) or f"<tr><td colspan='{len(header)}'>none</td></tr>"
-    return f"<h2>{html.escape(title)}</h2><table border='1' cellpadding='4'>{head}{body}</table>"

@@ -97,6 +97,7 @@ class Session:
         """A session for a given space: read and check the data, split it."""
         csv = resolve_data(settings, options.data)
         table = data_lib.read_table(csv, options.heads, on_bad_images=options.on_bad_images)
+        check_objectives(space, table.heads)
         strata = None
         if options.stratify:
             if options.stratify not in table.heads:
@@ -175,6 +176,19 @@ class Session:
 
         self.device = device.choose(self.options.precision, self.options.xla)
         return self.device
+
+
+METRICS = ("mean_accuracy", "mean_balanced_accuracy", "params", "train_seconds")
+
+
+def check_objectives(space: space_lib.Space, heads) -> None:
+    """A multi-objective space may only name metrics a trial reports, or heads of the data:
+    checked before any trial trains, not after the first one."""
+    unknown = [name for name, _ in space.objectives if name not in METRICS and name not in heads]
+    if unknown:
+        raise UsageError(f"{space.name}: objectives names {', '.join(map(repr, unknown))}, which "
+                         f"is neither a metric ({', '.join(METRICS)}) nor a head of the data "
+                         f"({', '.join(heads)})")
 
 
 def resolve_data(settings: Settings, path: str | None) -> Path:

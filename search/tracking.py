@@ -88,6 +88,24 @@ class Tracker:
                 self.client.log_metric(run_id, key, float(value))
         self.client.set_terminated(run_id, status="FINISHED")
 
+    def close_orphans(self, ended: dict[int, tuple[str, str]]) -> None:
+        """Close the trial runs left RUNNING whose trial is over: `ended` maps a trial number
+        to its final state (COMPLETE, PRUNED, FAIL) and, for FAIL, the reason."""
+        runs = self.client.search_runs(
+            [self.experiment_id],
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = 'trial'")
+        for run in runs:
+            number = int(run.data.tags.get("search.trial", -1))
+            if number not in ended:
+                continue  # still running in a live worker
+            state, why = ended[number]
+            run_id = run.info.run_id
+            self.client.set_tag(run_id, "search.state", state)
+            if state == "FAIL":
+                self.client.set_tag(run_id, "search.reason", mask(why))
+            self.client.set_terminated(run_id, status={"COMPLETE": "FINISHED",
+                                                       "PRUNED": "KILLED"}.get(state, "FAILED"))
+
     def start_trial(self, parent_id: str, study_name: str, number: int,
                     tags: dict[str, str] | None = None) -> "TrialRun":
         run = self.client.create_run(

@@ -53,6 +53,13 @@ class TrialResult:
     confusion: dict = field(default_factory=dict)
     weights_source: str = "none"
 
+    def values(self, objectives) -> tuple[float, ...]:
+        """The values of a multi-objective trial, in the order of the space's `objectives`
+        ((metric, direction) pairs; `search.space` checks the names when it loads)."""
+        extra = {"params": float(self.params_count), "train_seconds": self.train_seconds}
+        heads = {h: s["accuracy"] for h, s in self.scores.items()}
+        return tuple(float({**self.summary, **extra, **heads}[name]) for name, _ in objectives)
+
 
 def run(config: TrialConfig, session, reporter: Reporter | None = None, *, number: int = 0,
         tags: dict | None = None, find_lr: bool | None = None) -> TrialResult:

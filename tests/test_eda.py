@@ -12,6 +12,7 @@ from PIL import Image
 
 from browser import chromium_path, console_errors, render_dom
 from search import cli, eda
+from search.views import eda_page
 from search.data import DEFAULT_HEADS, read_table
 from search.errors import DataError
 
@@ -79,7 +80,7 @@ def test_summary_and_html(dataset, tmp_path):
     assert "suspicious: 2 row(s) with bodypose=Back and emotion not Neutral" in text
     assert "exact duplicate images: 1 group(s); lines 2=6" in text
     assert "unreadable images: 2; 1 do not exist: lines 7; 1 are not images: lines 8" in text
-    page = eda.render_html(report, tmp_path / "out" / "eda.html").read_text()
+    page = eda_page.render_html(report, tmp_path / "out" / "eda.html").read_text()
     assert page.count('class="plotly-graph-div"') >= 4
     assert "<script src=" not in page and len(page) > 1_000_000  # plotly.js inlined: offline
 
@@ -108,7 +109,7 @@ def test_eda_does_not_import_tensorflow(dataset, tmp_path):
 
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 def test_html_renders_in_a_browser_without_errors(dataset, tmp_path):
-    html = eda.render_html(eda.analyse(dataset, HEADS), tmp_path / "eda.html")
+    html = eda_page.render_html(eda.analyse(dataset, HEADS), tmp_path / "eda.html")
     dom, log = render_dom(html)
     assert dom.count('class="plotly-graph-div') >= 4 and "main-svg" in dom
     assert console_errors(log) == []

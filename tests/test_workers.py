@@ -25,7 +25,6 @@ from conftest import ROOT
 from search import storage as storage_lib
 from search import study as study_lib
 from search import workers
-from search.errors import UsageError
 
 POSTGRES = os.environ.get("SEARCH_TEST_POSTGRES")
 POSTGRES_PASSWORD = sqlalchemy.engine.make_url(POSTGRES).password if POSTGRES else None

@@ -34,7 +34,7 @@ import keras_tuner as kt
 
 from search import space as space_lib
 from search.config import TrialConfig
-from search.engines import TUNERS, Best, Engine, Outcome, free_trial_graphs, reason
+from search.engines.base import TUNERS, Best, Engine, Outcome, free_trial_graphs, reason
 from search.errors import UsageError
 from search.space import Space
 

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from search import study as study_lib
 from search import workers
-from search.engines import Best, Engine, Outcome, free_trial_graphs, reason
+from search.engines.base import Best, Engine, Outcome, free_trial_graphs, reason
 from search.settings import mask
 from search.trial import Pruned, Reporter
 
@@ -278,28 +278,8 @@ class OptunaEngine(Engine):
         finally:
             free_trial_graphs()
         if self.session.space.objectives:
-            return objective_values(result, self.session.space.objectives)
+            return result.values(self.session.space.objectives)
         return result.value
-
-
-def objective_values(result, objectives) -> tuple[float, ...]:
-    """The values of a multi-objective trial, in the order of the space's `objectives`."""
-    from search.errors import ConfigError
-
-    extra = {"params": float(result.params_count), "train_seconds": result.train_seconds}
-    values = []
-    for name, _direction in objectives:
-        if name in result.summary:
-            values.append(result.summary[name])
-        elif name in extra:
-            values.append(extra[name])
-        elif name in result.scores:
-            values.append(result.scores[name]["accuracy"])
-        else:
-            raise ConfigError(f"objectives: unknown metric {name!r}; use mean_accuracy, "
-                              f"mean_balanced_accuracy, params, train_seconds or a head "
-                              f"({', '.join(result.scores)})")
-    return tuple(values)
 
 
 def sampler_seed(session, salt: str) -> int:
@@ -383,23 +363,6 @@ def close_orphan_runs(study, tracker) -> None:
     """End the MLflow runs of trials that are over but whose process died before ending the
     run (SIGKILL, power loss, an --isolate process killed for memory), so none stays RUNNING
     for ever. The trial's state decides the status; a FAIL trial's reason goes along."""
-    from search.tracking import ROLE_TAG
-
-    runs = tracker.client.search_runs(
-        [tracker.experiment_id],
-        filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = 'trial'")
-    if not runs:
-        return
-    trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    for run in runs:
-        trial = trials.get(int(run.data.tags.get("search.trial", -1)))
-        if trial is None or not trial.state.is_finished():
-            continue  # still running in a live worker
-        status = {TrialState.COMPLETE: "FINISHED", TrialState.PRUNED: "KILLED"}.get(
-            trial.state, "FAILED")
-        run_id = run.info.run_id
-        tracker.client.set_tag(run_id, "search.state", trial.state.name)
-        if trial.state == TrialState.FAIL:
-            tracker.client.set_tag(run_id, "search.reason",
-                                   trial.user_attrs.get("fail_reason", DIED))
-        tracker.client.set_terminated(run_id, status=status)
+    ended = {t.number: (t.state.name, t.user_attrs.get("fail_reason", DIED))
+             for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    tracker.close_orphans(ended)
