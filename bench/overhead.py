@@ -34,13 +34,14 @@ def plain_fit(session, config) -> float:
     from search import training
     from search.callbacks import TrainTimer
 
-    fit = training.prepare(config, session)
-    _, val_x = training.images(session, config)
+    plan = training.prepare(config, session)
+    stage = next(plan.stages())
+    val_x = training.all_images(session, config)[session.val_rows]
     timer = TrainTimer()
-    fit.model.fit(fit.train, epochs=config.epochs, verbose=0,
-                  shuffle=False,  # the pipeline shuffles itself
-                  validation_data=(np.asarray(val_x, np.float32), fit.val_labels),
-                  callbacks=[timer])
+    stage.model.fit(stage.train, epochs=config.epochs, verbose=0,
+                    shuffle=False,  # the pipeline shuffles itself
+                    validation_data=(np.asarray(val_x, np.float32), plan.val_labels),
+                    callbacks=[timer])
     return timer.seconds
 
 
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
         return made
 
     base = session_for(False, False)
-    training.images(base, config)  # decode once, outside every timing
+    training.all_images(base, config)  # decode once, outside every timing
     choice = base.device
     with_mlflow, with_model = session_for(True, False), session_for(True, True)
     train_rows, val_rows = base.train_rows, base.val_rows

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Callable
 
 import keras
+import numpy as np
 
 from search.config import FAMILIES, TrialConfig
 from search.errors import ConfigError
@@ -107,7 +108,9 @@ def separable(config: TrialConfig) -> keras.Model:
             x = keras.layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"block{b + 1}_drop")(x)
-    return keras.Model(inputs, x, name="separable")
+    model = keras.Model(inputs, x, name="separable")
+    model.weights_source, model.base, model.scratch = "none", None, True
+    return model
 
 
 @register("pretrained")
@@ -141,21 +144,66 @@ def pretrained(config: TrialConfig) -> keras.Model:
             base = build(weights=None)
             source = f"none (imagenet unavailable: {reason})"
     scratch = weights is None or source.startswith("none")
-    if scratch:  # random features are useless frozen: train everything, BatchNorm included
-        base.trainable = True
-    else:
-        base.trainable = config.fine_tune_fraction > 0
-        first = int(round(len(base.layers) * (1 - config.fine_tune_fraction)))
-        for i, layer in enumerate(base.layers):
-            # BatchNorm stays frozen: its statistics come from ImageNet, not our small batches.
-            layer.trainable = base.trainable and i >= first and \
-                not isinstance(layer, keras.layers.BatchNormalization)
+    # Pretrained weights start frozen (BatchNorm included: its statistics come from ImageNet,
+    # not our small batches); training stages unfreeze the top (`unfreeze_top`). Random
+    # features are useless frozen: a scratch backbone trains everything, BatchNorm included.
+    base.trainable = scratch
     inputs = keras.Input((h, w, 3), name="image")
     x = FamilyPreprocess(config.family, name="preprocess_input")(inputs)
     x = base(x) if scratch else base(x, training=False)
     model = keras.Model(inputs, x, name=f"{config.family}")
     model.weights_source = source  # logged with the trial: what `auto` resolved to
+    model.base = base
+    model.scratch = scratch
     return model
+
+
+def cut_layer(base: keras.Model, fraction: float) -> str | None:
+    """The layer after which the top `fraction` of a pretrained network's layers is trained.
+    It must be a block boundary (its output alone feeds everything above it, so the layers
+    below can be cached as one array); near that depth (within a tenth of the layers) the
+    narrowest such output wins, since it is what gets cached (a block's output, not its 6x
+    wider expansion). None: no such layer; train from the input."""
+    layers = base.layers
+    target = int(round(len(layers) * (1 - fraction)))
+    window = max(3, len(layers) // 10)
+    found = [(int(np.prod(layer.output.shape[1:])), abs(i - target), layer.name)
+             for i, layer in enumerate(layers)
+             if 1 <= i < len(layers) - 1 and abs(i - target) <= window
+             and _separates(base, layer)]
+    return min(found)[2] if found else None
+
+
+def _separates(base: keras.Model, layer) -> bool:
+    try:
+        keras.Model(layer.output, base.output)
+    except ValueError:  # "not connected to inputs": a residual branch skips over it
+        return False
+    return True
+
+
+def top_of(base: keras.Model, cut: str) -> keras.Model:
+    """The part of a pretrained network above the `cut` layer (its layers, shared)."""
+    return keras.Model(base.get_layer(cut).output, base.output, name=f"{base.name}_top")
+
+
+def below(backbone: keras.Model, cut: str) -> keras.Model:
+    """image → the cut layer's output: preprocessing and the frozen bottom of the network."""
+    base = backbone.base
+    bottom = keras.Model(base.input, base.get_layer(cut).output, name=f"{base.name}_bottom")
+    image = backbone.input
+    x = backbone.get_layer("preprocess_input")(image)
+    return keras.Model(image, bottom(x, training=False), name="below_cut")
+
+
+def unfreeze_top(backbone: keras.Model, cut: str | None) -> None:
+    """Train the layers above `cut` (all of them when None), BatchNorm excepted."""
+    base = backbone.base
+    base.trainable = True  # sets every layer; now choose
+    above = cut is None
+    for layer in base.layers:
+        layer.trainable = above and not isinstance(layer, keras.layers.BatchNormalization)
+        above = above or layer.name == cut
 
 
 @keras.saving.register_keras_serializable(package="search")

@@ -91,6 +91,13 @@ def _trial_options(p: argparse.ArgumentParser) -> None:
                    help="stop after this many failed trials in a row (default: %(default)s)")
     p.add_argument("--keras-progress", action="store_true", help="show Keras progress per epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--test-fraction", type=float, metavar="F",
+                   help="hold back a seeded share F in (0, 0.5] of the rows that no trial trains "
+                        "or validates on; the champion's accuracy there is reported beside "
+                        "its validation figure (default: none)")
+    p.add_argument("--keep-models", metavar="K|all",
+                   help="keep the models of the K best trials (and of each head's best), "
+                        "delete the others' (default: the space's keep_models, else 5)")
     p.add_argument("--isolate", action="store_true",
                    help="train each trial in a fresh process (frees all its memory, GPU "
                         "included; costs a TensorFlow start per trial)")
@@ -103,7 +110,16 @@ def _run_options(args, **extra):
                     objective=args.objective, baselines=not args.no_baselines,
                     precision=args.precision, xla=args.xla, verbose=1 if args.keras_progress
                     else 0, max_failures=args.max_failures, progress=not args.no_progress,
-                    isolate=args.isolate, **extra)
+                    isolate=args.isolate, test_fraction=args.test_fraction,
+                    keep_models=_keep_models(args.keep_models), **extra)
+
+
+def _keep_models(text: str | None):
+    if text is None or text == "all":
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"--keep-models must be a whole number >= 1 or 'all', got {text!r}")
+    return int(text)
 
 
 def _options(args, **extra):

@@ -33,6 +33,10 @@ class TrialConfig:
     alpha: float = 0.35  # pretrained MobileNet width multiplier
     weights: str = "imagenet"  # pretrained: imagenet | auto (imagenet, else none) | none | path
     fine_tune_fraction: float = 0.0  # pretrained: top fraction of layers trained (0 = frozen)
+    feature_cache: bool = True  # pretrained with weights: train on cached backbone outputs
+    views: int = 4  # cached views per image: plain, flipped, then shifted / cut out
+    probe_epochs: int = 8  # fine-tuning: epochs of heads alone on frozen features first
+    fine_tune_lr_scale: float = 0.1  # fine-tuning: the CLR bounds times this after the probe
     width: int = 32  # separable: filters of the first block, doubled per block
     max_filters: int = 256  # separable: cap on filters per block
     depth: int = 4  # separable: number of blocks (each halves the resolution)
@@ -60,7 +64,8 @@ class TrialConfig:
     step_size_epochs: float = 2.0  # half a CLR cycle, in epochs
     gamma: float = 0.99994  # exp_range only: per-step decay of the amplitude
     batch_size: int = 64
-    epochs: int = 3
+    epochs: int = 3  # of the main stage: training, the probe of a frozen backbone, fine-tuning
+    patience: int = 0  # stop a stage after this many epochs without a better objective (0: off)
     seed: int = 0
 
     # ----------------------------------------------------------------------------------------
@@ -105,12 +110,20 @@ class TrialConfig:
         for name in ("dropout", "neck_dropout", "head_dropout"):
             if not 0.0 <= getattr(self, name) < 1.0:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)}")
-        for name in ("cutout", "fine_tune_fraction", "shift"):
+        for name in ("cutout", "fine_tune_fraction"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(f"{name} must be in [0, 1], got {getattr(self, name)}")
-        for name in ("width", "depth", "batch_size", "epochs", "max_filters"):
+        if not 0.0 <= self.shift < 1.0:  # search.augment's range: a whole-side shift is blank
+            raise ConfigError(f"shift must be in [0, 1), got {self.shift}")
+        for name in ("width", "depth", "batch_size", "epochs", "max_filters", "views",
+                     "probe_epochs"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.patience < 0:
+            raise ConfigError(f"patience must be >= 0, got {self.patience}")
+        if not 0.0 < self.fine_tune_lr_scale <= 1.0:
+            raise ConfigError(f"fine_tune_lr_scale must be in (0, 1], got "
+                              f"{self.fine_tune_lr_scale}")
         if self.base_lr <= 0:
             raise ConfigError(f"base_lr must be > 0, got {self.base_lr}")
         if self.clr_mode != "constant" and self.max_lr <= self.base_lr:

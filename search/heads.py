@@ -1,8 +1,12 @@
-"""The shared neck and one softmax tower per head.
+"""The neck and one softmax tower per head, as a model of its own on pooled features.
 
-Head names (gender, age, ...) are kept in layer names, so Keras metrics, MLflow keys and the
-label file all use the attribute's own name. Softmax outputs are float32 even under mixed
-precision, so losses and probabilities stay exact.
+`pool` turns the backbone's feature map into a vector (global average pooling or flatten);
+`build` maps that vector to {head: probabilities}: a shared Dense neck, then per head an
+optional Dense layer and its softmax. Being a model of its own, the same heads serve the whole
+network (image → backbone → pool → heads) and a trial that trains on cached features
+(vector → heads), sharing weights. Head names (gender, age, ...) are kept in layer names, so
+Keras metrics, MLflow keys and the label file all use the attribute's own name. Softmax outputs
+are float32 even under mixed precision, so losses and probabilities stay exact.
 """
 
 from __future__ import annotations
@@ -12,12 +16,17 @@ import keras
 from search.config import TrialConfig
 
 
-def attach(features, config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> dict:
-    """features (a feature map tensor) → {head: softmax probabilities}."""
+def pool(config: TrialConfig) -> keras.layers.Layer:
+    """Feature map → vector, as the config's neck says."""
     if config.neck == "flatten":
-        x = keras.layers.Flatten(name="neck_flatten")(features)
-    else:
-        x = keras.layers.GlobalAveragePooling2D(name="neck_pool")(features)
+        return keras.layers.Flatten(name="neck_flatten")
+    return keras.layers.GlobalAveragePooling2D(name="neck_pool")
+
+
+def build(features: int, config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model:
+    """A `features`-long vector → {head: softmax probabilities}."""
+    inputs = keras.Input((features,), name="features")
+    x = inputs
     if config.neck_units:
         x = keras.layers.Dense(config.neck_units, activation="relu", name="neck_dense")(x)
     if config.neck_dropout:
@@ -31,4 +40,4 @@ def attach(features, config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> 
             h = keras.layers.Dense(config.head_units, activation="relu", name=f"{head}_dense")(h)
         outputs[head] = keras.layers.Dense(len(labels), activation="softmax", dtype="float32",
                                            name=head)(h)
-    return outputs
+    return keras.Model(inputs, outputs, name="heads")

@@ -25,8 +25,8 @@ def lr_find(settings: Settings, options: Options, *, num_steps: int, min_lr: flo
     probe = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=options.seed))
     config = session.space.sample(probe.ask())
     session.use_device()
-    fit = training.prepare(config, session, learning_rate=min_lr)
-    result = clr.lr_range_test(fit.model, fit.train, min_lr=min_lr, max_lr=max_lr,
+    stage = next(training.prepare(config, session, learning_rate=min_lr).stages())
+    result = clr.lr_range_test(stage.model, stage.train, min_lr=min_lr, max_lr=max_lr,
                                num_steps=num_steps)
     path = Path(out) if out else settings.runs_dir / f"lr_find-{options.study}.html"
     save_lr_curve_html(result, path)

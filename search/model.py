@@ -1,11 +1,15 @@
-"""Model assembly: backbone + heads for training, and the raw-image model that gets saved.
+"""Model assembly: backbone → pool → heads for training, and the raw-image model that is saved.
 
-`build` makes the training model (input: float images at config.image_size, 0..255).
-`export` wraps it so the saved model takes raw RGB images of any size: cropping and resizing
+`build` makes the network (input: float images at config.image_size, 0..255); its parts stay
+reachable (`net.parts`) so a trial can train the heads, or the top of the backbone with the
+heads, on cached inputs while the whole network shares their weights. `export` wraps it so the
+saved model takes raw RGB images of any size: cropping and resizing
 (`search.preprocess.Prepare`) and the family's normalisation are layers inside it.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import keras
 
@@ -14,12 +18,25 @@ from search.config import TrialConfig
 from search.preprocess import Prepare
 
 
+@dataclass
+class Parts:
+    """The pieces of a built network, shared with it (same layers, same weights)."""
+
+    backbone: keras.Model  # image → feature map; `.base` is a pretrained network or None
+    pool: keras.layers.Layer  # feature map → vector
+    heads: keras.Model  # vector → {head: probabilities}
+
+
 def build(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model:
     h, w = config.image_size
     inputs = keras.Input((h, w, 3), name="image")
     backbone = backbones.create(config)
-    model = keras.Model(inputs, heads.attach(backbone(inputs), config, vocab), name="search_model")
-    model.weights_source = getattr(backbone, "weights_source", "none")
+    pool = heads.pool(config)
+    pooled = pool(backbone(inputs))
+    head = heads.build(int(pooled.shape[-1]), config, vocab)
+    model = keras.Model(inputs, head(pooled), name="search_model")
+    model.weights_source = backbone.weights_source
+    model.parts = Parts(backbone, pool, head)
     return model
 
 

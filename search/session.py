@@ -46,6 +46,8 @@ class Options:
     workers: int = 1  # local worker processes (search.workers)
     gpus: str | None = None  # "0,1" or "all": one worker per GPU
     isolate: bool = False  # each trial in a fresh process
+    test_fraction: float | None = None  # rows held back from every trial (--test-fraction)
+    keep_models: int | str | None = None  # overrides the space's keep_models
 
 
 @dataclass
@@ -68,6 +70,7 @@ class Session:
     table: data_lib.Table
     train_rows: np.ndarray
     val_rows: np.ndarray
+    test_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     tracking: Tracking | None = None
     device: object | None = None  # search.device.DeviceChoice of this process
     log_models: bool = True
@@ -104,10 +107,23 @@ class Session:
                 raise UsageError(f"--stratify {options.stratify!r} is not one of the heads "
                                  f"{', '.join(table.heads)}")
             strata = table.frame[options.stratify].to_numpy()
-        train_rows, val_rows = data_lib.split(len(table), val_fraction=options.val_fraction,
-                                              seed=options.seed, strata=strata)
+        rows = np.arange(len(table))
+        test_rows = np.zeros(0, np.int64)
+        if options.test_fraction is not None:
+            if not 0 < options.test_fraction <= 0.5:
+                raise UsageError(f"--test-fraction must be in (0, 0.5], got "
+                                 f"{options.test_fraction:g}")
+            rest, test = data_lib.split(len(table), val_fraction=options.test_fraction,
+                                        seed=options.seed + TEST_SEED, strata=strata)
+            rows, test_rows = rows[rest], rows[test]
+            strata = None if strata is None else strata[rest]
+        train, val = data_lib.split(len(rows), val_fraction=options.val_fraction,
+                                    seed=options.seed, strata=strata)
+        train_rows, val_rows = rows[train], rows[val]
+        if len(test_rows):
+            check_classes(table, train_rows)
         return cls(settings=settings, options=options, space=space, csv=csv, table=table,
-                   train_rows=train_rows, val_rows=val_rows)
+                   train_rows=train_rows, val_rows=val_rows, test_rows=test_rows)
 
     @property
     def study(self) -> str:
@@ -121,10 +137,12 @@ class Session:
     def identity(self) -> dict:
         """What a resumed study must match: space, data, split and heads."""
         opts = self.options
+        split = f"{opts.val_fraction}:{opts.seed}:{opts.stratify or 'plain'}"
+        if opts.test_fraction is not None:
+            split += f":test={opts.test_fraction}"
         return {"space_fingerprint": self.space.fingerprint(),
                 "data_fingerprint": self.table.fingerprint(),
-                "split": f"{opts.val_fraction}:{opts.seed}:{opts.stratify or 'plain'}",
-                "heads": ",".join(self.table.heads)}
+                "split": split, "heads": ",".join(self.table.heads)}
 
     def check_identity(self, stored: dict, what: str) -> None:
         """Refuse to mix setups in one study: `stored` is the identity the study was started
@@ -140,8 +158,9 @@ class Session:
 
     def describe(self) -> str:
         """'data X (N train / M validation images, heads: ...)' for the start-up line."""
+        test = f" / {len(self.test_rows)} test" if len(self.test_rows) else ""
         return (f"data {self.csv} ({len(self.train_rows)} train / {len(self.val_rows)} "
-                f"validation images, heads: {', '.join(self.table.heads)})")
+                f"validation{test} images, heads: {', '.join(self.table.heads)})")
 
     def open_tracking(self, *, create: bool, parent_run_id: str | None = None,
                       params: dict | None = None) -> Tracking:
@@ -179,6 +198,17 @@ class Session:
 
 
 METRICS = ("mean_accuracy", "mean_balanced_accuracy", "params", "train_seconds")
+TEST_SEED = 7919  # the test split's seed is --seed plus this: independent of the validation's
+
+
+def check_classes(table: data_lib.Table, train_rows: np.ndarray) -> None:
+    """With rows held back for testing, every class must still be in the training rows."""
+    missing = [(h, label) for h, labels in table.vocab.items() for label in labels
+               if not (table.frame[h].iloc[train_rows] == label).any()]
+    if missing:
+        shown = ", ".join(f"{h}={label!r}" for h, label in missing[:5])
+        raise UsageError(f"--test-fraction leaves no training row with {shown}; lower "
+                         f"--test-fraction, change --seed, or use --stratify on that head")
 
 
 def check_objectives(space: space_lib.Space, heads) -> None:

@@ -37,8 +37,10 @@ CLR_BOUNDS = ("sample", "lr_find")
 DERIVED = ("lr_ratio",)
 CONFIG_KEYS = tuple(f.name for f in fields(TrialConfig))
 TOP_KEYS = ("name", "description", "objective", "objectives", "sampler", "pruner", "clr_bounds",
-            "params",
-            "enqueue", "include")
+            "prune_below_majority", "keep_models", "params", "enqueue", "include")
+# A trial below the majority-class baseline after this epoch by more than margin is pruned.
+MAJORITY_GUARD = {"after_epoch": 2, "margin": 0.03}
+KEEP_MODELS = 5  # models kept: the best trials' and each head's best; the others' are deleted
 # Enqueued configs (baselines) are stored on the trial under this user attr, not as params.
 FIXED_CONFIG_ATTR = "fixed_config"
 
@@ -67,6 +69,8 @@ class Space:
     sampler: dict = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict = field(default_factory=lambda: {"name": "median"})
     clr_bounds: str = "sample"
+    majority_guard: dict | None = None  # {after_epoch, margin}; None: no such pruning
+    keep_models: int | None = None  # None: keep every trial's model
     enqueue: tuple[dict, ...] = ()
     source: dict = field(default_factory=dict, compare=False)
 
@@ -205,13 +209,42 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     enqueue = list(_enqueued(data, base_dir))
     space = Space(name=str(data.get("name", default_name)), params=_ordered(params),
                   objective=objective, objectives=objectives, sampler=sampler, pruner=pruner,
-                  clr_bounds=clr_bounds,
+                  clr_bounds=clr_bounds, majority_guard=_guard(data.get(
+                      "prune_below_majority", True)),
+                  keep_models=_keep(data.get("keep_models", KEEP_MODELS)),
                   enqueue=tuple(enqueue), source=copy.deepcopy(data))
     _check_sample(space)
     return space
 
 
 MINIMISED = ("params", "train_seconds")  # metrics whose natural direction is down
+
+
+def _guard(spec) -> dict | None:
+    """`prune_below_majority`: true (the defaults), false, or {after_epoch, margin}."""
+    if spec is False or spec is None:
+        return None
+    if spec is True:
+        return dict(MAJORITY_GUARD)
+    if not isinstance(spec, dict) or set(spec) - set(MAJORITY_GUARD):
+        raise ConfigError(f"prune_below_majority must be true, false or a mapping with "
+                          f"{' and/or '.join(MAJORITY_GUARD)}, got {spec!r}")
+    guard = {**MAJORITY_GUARD, **spec}
+    after, margin = guard["after_epoch"], guard["margin"]
+    if isinstance(after, bool) or not isinstance(after, int) or after < 1:
+        raise ConfigError(f"prune_below_majority.after_epoch must be an int >= 1, got {after!r}")
+    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
+        raise ConfigError(f"prune_below_majority.margin must be a number >= 0, got {margin!r}")
+    return {"after_epoch": after, "margin": float(margin)}
+
+
+def _keep(value) -> int | None:
+    """`keep_models`: how many of the best trials keep their model (all: `all`)."""
+    if value == "all":
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"keep_models must be an int >= 1 or 'all', got {value!r}")
+    return value
 
 
 def _objectives(spec) -> tuple[tuple[str, str], ...]:

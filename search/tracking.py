@@ -19,6 +19,7 @@ from search.settings import mask
 
 STUDY_TAG = "search.study"
 ROLE_TAG = "search.role"
+MODEL_DELETED_TAG = "search.model_deleted"  # the trial's model was not among those kept
 
 
 @contextlib.contextmanager
@@ -105,6 +106,32 @@ class Tracker:
                 self.client.set_tag(run_id, "search.reason", mask(why))
             self.client.set_terminated(run_id, status={"COMPLETE": "FINISHED",
                                                        "PRUNED": "KILLED"}.get(state, "FAILED"))
+
+    def drop_models(self, run_ids) -> list[str]:
+        """Delete the logged models of these trial runs (files and MLflow records), except
+        models a registered version uses; tag each run `search.model_deleted`. Idempotent:
+        several workers may drop the same model. Returns the run ids whose model went."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        dropped = []
+        for run_id in run_ids:
+            tags = self.client.get_run(run_id).data.tags
+            uri = tags.get("search.model_uri", "")
+            if not uri.startswith("models:/m-") or tags.get(MODEL_DELETED_TAG) == "true":
+                continue
+            if self.client.search_model_versions(f"run_id = '{run_id}'"):
+                continue  # registered: `search best --register` (or a user) points at it
+            model_id = uri.removeprefix("models:/")
+            try:
+                location = self.client.get_logged_model(model_id).artifact_location
+                get_artifact_repository(location).delete_artifacts()
+                self.client.delete_logged_model(model_id)
+            except (MlflowException, OSError):
+                pass  # another worker deleted it first
+            self.client.set_tag(run_id, MODEL_DELETED_TAG, "true")
+            dropped.append(run_id)
+        return dropped
 
     def start_trial(self, parent_id: str, study_name: str, number: int,
                     tags: dict[str, str] | None = None) -> "TrialRun":

@@ -33,6 +33,11 @@ class Reporter:
     def epoch(self, step: int, logs: dict) -> None:
         """An epoch ended (step counts from 1); raise `Pruned` to stop the trial."""
 
+    def prune(self, reason: str) -> None:
+        """The trial cannot win (below the majority baseline). Raising `Pruned` ends it;
+        returning lets it finish early and be scored (engines without a pruned state)."""
+        raise Pruned(reason)
+
     def finished(self, result: "TrialResult") -> None:
         """The trial trained and was scored and logged."""
 
@@ -52,6 +57,9 @@ class TrialResult:
     history: dict = field(default_factory=dict)
     confusion: dict = field(default_factory=dict)
     weights_source: str = "none"
+    best_epoch: int = 0  # the epoch (counted over all stages) whose weights were kept
+    notes: dict = field(default_factory=dict)  # how it trained: stages, inputs, cache
+    test: dict | None = None  # per head on the held-out test rows, with 95% intervals
 
     def values(self, objectives) -> tuple[float, ...]:
         """The values of a multi-objective trial, in the order of the space's `objectives`
@@ -102,32 +110,62 @@ def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
 
     if find_lr:
         config = _found_bounds(config, session, run_)
-    fit = training.prepare(config, session)
-    if run_ is not None and config.backbone == "pretrained":
-        run_.log_params({"weights_resolved": fit.weights_source})
-
+    plan = training.prepare(config, session)
+    heads = session.table.heads
+    expected = [f"val_{h}_accuracy" for h in heads] + [session.objective_key]
     timer = cb.TrainTimer()
-    evaluator = cb.HeadEvaluator(fit.val, fit.val_labels, fit.train_labels)
-    expected = [f"val_{h}_accuracy" for h in session.table.heads] + [session.objective_key]
-    callbacks = [timer, evaluator, cb.StopOnNonFinite(), cb.EpochLogger(run_, expected),
-                 cb.Reporting(reporter)]
-    history = fit.model.fit(fit.train, epochs=config.epochs, callbacks=callbacks,
-                            verbose=session.options.verbose, shuffle=False)
+    best = cb.BestEpoch(session.objective_key, plan.net)
+    guard = session.space.majority_guard
+    history: dict[str, list] = {}
+    offset, images = 0, 0
+    for stage in plan.stages():
+        evaluator = cb.HeadEvaluator(stage.val, plan.val_labels, plan.train_labels)
+        callbacks = [timer, evaluator, best.watching(evaluator, stage, offset),
+                     cb.StopOnNonFinite(), cb.EpochLogger(run_, expected, offset),
+                     cb.Reporting(reporter, offset)]
+        stop = None
+        if guard:
+            stop = cb.MajorityGuard(guard["after_epoch"], guard["margin"], reporter.prune,
+                                    offset)
+            callbacks.append(stop)
+        if config.patience:
+            import keras
 
-    scores = evaluator.scores
+            callbacks.append(keras.callbacks.EarlyStopping(
+                session.objective_key, patience=config.patience, mode="max"))
+        done = stage.model.fit(stage.train, epochs=stage.epochs, callbacks=callbacks,
+                               verbose=session.options.verbose, shuffle=False)
+        for key, values in {**done.history, "stage": [stage.name] * len(done.epoch)}.items():
+            history.setdefault(key, []).extend(values)
+        plan.notes[f"{stage.name}.epochs"] = len(done.epoch)
+        plan.notes[f"{stage.name}.inputs"] = stage.inputs
+        offset += len(done.epoch)
+        images += plan.train_images * len(done.epoch)
+        if stop is not None and stop.stopped:
+            plan.notes["stopped"] = stop.stopped
+            break
+    best.restore()
+
+    scores = best.scores
     summary = metrics.summary(scores)
     value = summary[session.space.objective]
     if not math.isfinite(value):
         raise cb.NonFiniteLoss(f"objective is {value}")
     result = TrialResult(
         value=value, config=config, scores=scores, summary=summary,
-        params_count=int(fit.net.count_params()), train_seconds=timer.seconds,
-        images_per_second=fit.train_images * timer.epochs / max(timer.seconds, 1e-9),
-        steps_per_epoch=fit.steps_per_epoch, weights_source=fit.weights_source,
-        history={k: [float(v) for v in vs] for k, vs in history.history.items()},
-        confusion=_confusions(session, evaluator))
+        params_count=int(plan.net.count_params()), train_seconds=timer.seconds,
+        images_per_second=images / max(timer.seconds, 1e-9),
+        steps_per_epoch=stage.steps_per_epoch, weights_source=plan.weights_source,
+        history={k: [v if isinstance(v, str) else float(v) for v in vs]
+                 for k, vs in history.items()},
+        confusion=_confusions(session.table.vocab, plan.val_labels, best.probs),
+        best_epoch=best.epoch, notes=plan.notes)
+    if best.test_probs is not None:
+        from search.evaluate import score
+
+        result.test = score(plan.test_labels, best.test_probs)
     if run_ is not None:
-        _log_final(run_, result, session, fit.net)
+        _log_final(run_, result, session, plan.net)
     return result
 
 
@@ -135,9 +173,9 @@ def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
     """The config with base_lr/max_lr from an LR range test on its own model and data."""
     from search import clr, training
 
-    fit = training.prepare(config, session, learning_rate=config.base_lr)
-    found = clr.lr_range_test(fit.model, fit.train,
-                              num_steps=min(100, 2 * fit.steps_per_epoch))
+    stage = next(training.prepare(config, session, learning_rate=config.base_lr).stages())
+    found = clr.lr_range_test(stage.model, stage.train,
+                              num_steps=min(100, 2 * stage.steps_per_epoch))
     config = config.replace(base_lr=found.suggested_base_lr, max_lr=found.suggested_max_lr)
     if run_ is not None:
         from search.views.lr_curve import save_lr_curve_html
@@ -148,14 +186,12 @@ def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
     return config
 
 
-def _confusions(session, evaluator) -> dict:
+def _confusions(vocab: dict, labels: dict, probs: dict) -> dict:
     """{"labels": {head: [...]}, "confusion": {head: k×k counts, rows = true class}}."""
     from search import metrics
 
-    vocab = session.table.vocab
-    val_y = evaluator.val_labels
     return {"labels": {h: list(v) for h, v in vocab.items()},
-            "confusion": {h: metrics.confusion(val_y[h], np.asarray(evaluator.probs[h]).argmax(1),
+            "confusion": {h: metrics.confusion(labels[h], np.asarray(probs[h]).argmax(1),
                                                len(vocab[h])).tolist() for h in vocab}}
 
 
@@ -164,12 +200,24 @@ def _log_final(run_, result: TrialResult, session, net) -> None:
 
     final = {"params_count": result.params_count, "train_seconds": result.train_seconds,
              "train_images_per_second": result.images_per_second,
-             "steps_per_epoch": result.steps_per_epoch,
+             "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
              **{f"final_{k}": v for k, v in result.summary.items()}}
     for head, s in result.scores.items():
         for key, value in s.items():
             final[f"final_{head}_{key}"] = value
+    for head, s in (result.test or {}).items():
+        for key in ("accuracy", "balanced_accuracy"):
+            final[f"test_{head}_{key}"] = s[key]
+            final[f"test_{head}_{key}_low"], final[f"test_{head}_{key}_high"] = s[f"{key}_ci"]
+        final[f"test_{head}_majority"] = s["majority"]
+    if result.test:
+        for key in ("accuracy", "balanced_accuracy"):
+            final[f"test_mean_{key}"] = float(np.mean([s[key] for s in result.test.values()]))
     run_.log_metrics(final)
+    run_.log_params({k: v for k, v in result.notes.items() if not k.endswith("_seconds")})
+    if result.config.backbone == "pretrained":
+        run_.log_params({"weights_resolved": result.weights_source})
+    run_.log_metrics({k: v for k, v in result.notes.items() if k.endswith("_seconds")})
     run_.log_dict(result.confusion, "confusion.json")
     run_.log_dict(result.config.to_dict(), "config.json")
     if session.log_models:

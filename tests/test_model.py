@@ -23,8 +23,9 @@ def test_separable_outputs_one_softmax_per_head():
     for head, labels in VOCAB.items():
         assert out[head].shape == (2, len(labels))
         assert np.allclose(out[head].numpy().sum(axis=1), 1.0, atol=1e-5)
-    names = {layer.name for layer in net.layers}
+    names = {layer.name for layer in net.get_layer("heads").layers}
     assert "gender" in names and "age_dense" in names
+    assert net.parts.heads is net.get_layer("heads") and net.parts.backbone.base is None
     sep = net.get_layer("separable")
     assert sum("sep" in layer.name for layer in sep.layers) == 4
 
@@ -39,16 +40,26 @@ def test_unknown_backbone_lists_known_names():
 
 
 def test_pretrained_mobilenet_v2_loads_local_imagenet_weights(weights_dir, monkeypatch):
+    import keras
+
     from search import model
 
     monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(weights_dir))
     config = TrialConfig(backbone="pretrained", family="mobilenet_v2", alpha=0.35,
                          weights="imagenet", image_size=(48, 48), fine_tune_fraction=0.3)
+    from search import backbones
+
     net = model.build(config, VOCAB)
     assert net.weights_source.endswith("0.35_224_no_top.h5")
     base = net.get_layer("mobilenet_v2").get_layer("mobilenetv2_0.35_48")
+    assert base is net.parts.backbone.base and not base.trainable_weights  # starts frozen
+    cut = backbones.cut_layer(base, config.fine_tune_fraction)
+    backbones.unfreeze_top(net.parts.backbone, cut)
     trainable = [layer for layer in base.layers if layer.trainable_weights]
     assert 0 < len(trainable) < len([l for l in base.layers if l.weights])  # top 30% only
+    names = [layer.name for layer in base.layers]
+    assert min(names.index(layer.name) for layer in trainable) > names.index(cut)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization) for layer in trainable)
     out = net(np.zeros((1, 48, 48, 3), "float32"))
     assert out["age"].shape == (1, 3)
 

@@ -22,6 +22,7 @@ from search import cli
 SPACE = """
 name: serving
 pruner: {name: none}
+prune_below_majority: false   # every trial must train to the end and log its model
 params:
   backbone: separable
   width: 8

@@ -34,6 +34,7 @@ class Best:
     objective: str
     heads: dict[str, dict[str, float]] = field(default_factory=dict)  # accuracy, ... per head
     weights: str | None = None  # what a pretrained trial's weights resolved to
+    test: dict | None = None  # per head on the held-out test rows (search.evaluate.score)
 
 
 class Engine:
@@ -124,11 +125,83 @@ class Engine:
                    if any(c in s for s in top.heads.values())]
         titles = {"accuracy": "accuracy", "balanced_accuracy": "balanced",
                   "majority": "majority"}
-        print(f"  {'head':<14}" + "".join(f"{titles[c]:>9}" for c in columns))
+        test = top.test or {}
+        print(f"  {'head':<14}" + "".join(f"{titles[c]:>9}" for c in columns)
+              + (f"  {'test accuracy [95% CI]':>24}" if test else ""))
         for head, s in top.heads.items():
-            print(f"  {head:<14}" + "".join(f"{s.get(c, float('nan')):>9.3f}" for c in columns))
+            line = f"  {head:<14}" + "".join(f"{s.get(c, float('nan')):>9.3f}" for c in columns)
+            if head in test:
+                low, high = test[head]["accuracy_ci"]
+                line += f"  {test[head]['accuracy']:>8.3f} [{low:.3f}, {high:.3f}]"
+            print(line)
+        if test:
+            mean = sum(t["accuracy"] for t in test.values()) / len(test)
+            print(f"  test rows: {next(iter(test.values()))['n']}, mean test accuracy "
+                  f"{mean:.4f} (held back from every trial: an honest figure for this "
+                  f"champion)")
+        disk = disk_usage(self.session)
+        if disk:
+            print(disk)
         if self.next_steps():
             print(self.next_steps())
+
+    # --- models kept ------------------------------------------------------------------------
+    def keep_count(self) -> int | None:
+        """How many of the best trials keep their model (None: all)."""
+        wanted = self.session.options.keep_models
+        if wanted is None:
+            return self.session.space.keep_models
+        return None if wanted == "all" else int(wanted)
+
+    def drop_models(self, rows: list["Ranked"]) -> None:
+        """Delete the logged models of trials outside the best `keep_count` by objective
+        and outside each head's best (so `best-<head>` aliases still have a model)."""
+        keep = self.keep_count()
+        tracking = self.session.tracking
+        if keep is None or tracking is None or len(rows) <= keep:
+            return
+        ranked = sorted(rows, key=lambda r: r.value, reverse=True)
+        kept = {r.run_id for r in ranked[:keep]}
+        for head in {h for r in rows for h in r.heads}:
+            kept.add(max(rows, key=lambda r: r.heads.get(head, -1.0)).run_id)
+        dropped = self.__dict__.setdefault("_dropped", set())
+        gone = [r.run_id for r in rows if r.run_id not in kept and r.run_id not in dropped]
+        dropped.update(tracking.tracker.drop_models(gone))
+
+
+@dataclass
+class Ranked:
+    """A completed trial as model retention sees it."""
+
+    run_id: str
+    value: float
+    heads: dict[str, float]
+
+
+def disk_usage(session) -> str:
+    """One line: the study's models and other artifacts on local disk, and the cache."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    parts = []
+    tracking = session.tracking
+    if tracking is not None:
+        tracker = tracking.tracker
+        location = urlparse(tracker.client.get_experiment(tracker.experiment_id)
+                            .artifact_location)
+        if location.scheme == "file":
+            parts.append(f"{_size(Path(location.path))} in {location.path} (models and run "
+                         f"files of this study)")
+    cache = session.settings.cache_dir
+    if cache.is_dir():
+        parts.append(f"{_size(cache)} in {cache} (decoded images and cached features, "
+                     f"shared by studies; safe to delete)")
+    return ("disk: " + "; ".join(parts)) if parts else ""
+
+
+def _size(folder) -> str:
+    total = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+    return f"{total / 2**20:,.0f} MB" if total >= 2**20 else f"{total / 2**10:,.0f} kB"
 
 
 def resume_hint(opts) -> str:

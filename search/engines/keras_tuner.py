@@ -34,9 +34,11 @@ import keras_tuner as kt
 
 from search import space as space_lib
 from search.config import TrialConfig
-from search.engines.base import TUNERS, Best, Engine, Outcome, free_trial_graphs, reason
+from search.engines.base import (TUNERS, Best, Engine, Outcome, Ranked, free_trial_graphs,
+                                 reason)
 from search.errors import UsageError
 from search.space import Space
+from search.trial import Reporter
 
 ENGINE = "keras-tuner"
 
@@ -163,6 +165,14 @@ def check_supported(space: Space) -> None:
 # The tuner.
 
 
+class EarlyStop(Reporter):
+    """keras-tuner has no pruned state: a trial below the majority baseline stops training
+    there and is scored as it stands (its low score informs the oracle)."""
+
+    def prune(self, reason: str) -> None:
+        return None
+
+
 class SearchTuner(kt.Tuner):
     """A keras_tuner Tuner whose trial is `search.trial.run`: same training, same MLflow runs."""
 
@@ -174,6 +184,8 @@ class SearchTuner(kt.Tuner):
         self.target = target
         self.timeout = timeout
         self.session = None  # search.session.Session, set before search()
+        self.engine = None  # the KerasTunerEngine, for model retention
+        self.completed: list[Ranked] = []  # this process's trials with a model
         self.stopped: str | None = None
         self._started = time.monotonic()
         self._trial_start = 0.0
@@ -203,12 +215,18 @@ class SearchTuner(kt.Tuner):
         tags.update({f"search.keras_tuner.{k.split('/')[1].replace('trial_id', 'from_trial')}":
                      str(v) for k, v in values.items() if k.startswith("tuner/")})
         try:
-            result = trial_lib.run(config, self.session, number=int(trial.trial_id), tags=tags)
+            result = trial_lib.run(config, self.session, EarlyStop(),
+                                   number=int(trial.trial_id), tags=tags)
         except Exception as exc:  # keras-tuner records trial.message: keep it one masked line
             raise kt.errors.FailedTrialError(reason(exc)) from None
         finally:
             free_trial_graphs()  # as the Optuna engine does after each in-process trial
         heads = {f"{h}_accuracy": s["accuracy"] for h, s in result.scores.items()}
+        if result.run_id and result.model_uri:
+            self.completed.append(Ranked(result.run_id, result.value,
+                                         {h: s["accuracy"] for h, s in result.scores.items()}))
+            if self.engine is not None:
+                self.engine.drop_models(self.completed)
         return {**result.summary, **heads}
 
     def on_trial_begin(self, trial):
@@ -315,6 +333,7 @@ class KerasTunerEngine(Engine):
         opts = self.session.options
         self.session.use_device()
         self.tuner.session = self.session
+        self.tuner.engine = self
         try:
             self.tuner.search()
         except RuntimeError as exc:  # the oracle's "consecutive failures" stop

@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from search import study as study_lib
 from search import workers
-from search.engines.base import Best, Engine, Outcome, free_trial_graphs, reason
+from search.engines.base import Best, Engine, Outcome, Ranked, free_trial_graphs, reason
 from search.settings import mask
 from search.trial import Pruned, Reporter
 
@@ -75,6 +75,9 @@ class OptunaReporter(Reporter):
         for name, key in zip(USER_ATTRS, ("accuracy", "balanced_accuracy", "majority")):
             trial.set_user_attr(name, {h: s[key] for h, s in result.scores.items()})
         trial.set_user_attr("params_count", result.params_count)
+        trial.set_user_attr("best_epoch", result.best_epoch)
+        if result.test:
+            trial.set_user_attr("test_scores", result.test)
         trial.set_user_attr("mean_accuracy", result.summary["mean_accuracy"])
         trial.set_user_attr("mean_balanced_accuracy", result.summary["mean_balanced_accuracy"])
         if result.config.backbone == "pretrained":
@@ -119,7 +122,7 @@ class OptunaEngine(Engine):
         objective = (self.session.space.objective if not self.session.space.objectives
                      else "mean_accuracy")
         return Best(top.number, study_lib.score(top), objective, heads,
-                    weights=_weights_note(attrs))
+                    weights=_weights_note(attrs), test=attrs.get("test_scores"))
 
     def notes(self) -> list[str]:
         space = self.session.space
@@ -230,6 +233,8 @@ class OptunaEngine(Engine):
                                     refresh=True)
                 bar.write(trial_line(last))
                 close_orphan_runs(study, tracker)
+                if last.state == TrialState.COMPLETE:
+                    self.drop_models(ranked(study))
                 if study_lib.is_surplus(last):
                     continue
                 ran += 1
@@ -280,6 +285,14 @@ class OptunaEngine(Engine):
         if self.session.space.objectives:
             return result.values(self.session.space.objectives)
         return result.value
+
+
+def ranked(study) -> list[Ranked]:
+    """The study's completed trials with a model, for model retention."""
+    return [Ranked(t.user_attrs["mlflow_run_id"], study_lib.score(t),
+                   t.user_attrs.get("head_accuracy", {}))
+            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if t.user_attrs.get("model_uri") and t.user_attrs.get("mlflow_run_id")]
 
 
 def sampler_seed(session, salt: str) -> int:
