@@ -4,23 +4,21 @@ timm style: plain factory functions registered with `@register`, created through
 an unknown name fails in one place with the list of known names. Pretrained families wrap
 `keras.applications` with the family's own `preprocess_input` inside the model.
 
-ImageNet weights: `weights="imagenet"` first looks for the standard Keras weight file in the
-folders of `$SEARCH_WEIGHTS_DIR` (colon-separated) and in Keras' cache (~/.keras/models), any
-input size, and only then lets Keras download it.
+ImageNet weights: `weights="imagenet"` first looks for a local Keras weight file
+(`search.weights`) and only then lets Keras download it.
 """
 
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
 import keras
 import numpy as np
 
+from search import weights as weights_lib
 from search.config import FAMILIES, TrialConfig
 from search.errors import ConfigError
 
@@ -39,40 +37,22 @@ def register(name: str):
 
 @dataclass(frozen=True)
 class Family:
-    """A keras.applications family: constructor, preprocessing, weight file names."""
+    """A keras.applications family: constructor and preprocessing."""
 
     build: Callable
     preprocess: Callable
-    weight_files: Callable[[float], list[str]]  # alpha -> candidate file names
     has_alpha: bool = False
 
 
 def _families() -> dict[str, Family]:
     apps = keras.applications
     return {
-        "mobilenet_v2": Family(
-            apps.MobileNetV2, apps.mobilenet_v2.preprocess_input,
-            lambda a: [f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{_alpha(a)}_{r}_no_top.h5"
-                       for r in (224, 192, 160, 128, 96)], has_alpha=True),
-        "mobilenet": Family(
-            apps.MobileNet, apps.mobilenet.preprocess_input,
-            lambda a: [f"mobilenet_{_alpha_v1(a)}_{r}_tf_no_top.h5"
-                       for r in (224, 192, 160, 128)], has_alpha=True),
-        "resnet50": Family(
-            apps.ResNet50, apps.resnet50.preprocess_input,
-            lambda a: ["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"]),
-        "efficientnet_b0": Family(
-            apps.EfficientNetB0, apps.efficientnet.preprocess_input,
-            lambda a: ["efficientnetb0_notop.h5"]),
+        "mobilenet_v2": Family(apps.MobileNetV2, apps.mobilenet_v2.preprocess_input,
+                               has_alpha=True),
+        "mobilenet": Family(apps.MobileNet, apps.mobilenet.preprocess_input, has_alpha=True),
+        "resnet50": Family(apps.ResNet50, apps.resnet50.preprocess_input),
+        "efficientnet_b0": Family(apps.EfficientNetB0, apps.efficientnet.preprocess_input),
     }
-
-
-def _alpha(a: float) -> str:
-    return f"{a:g}" if a != 1 else "1.0"
-
-
-def _alpha_v1(a: float) -> str:
-    return {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}.get(a, f"{a:g}")
 
 
 def create(config: TrialConfig) -> keras.Model:
@@ -122,7 +102,7 @@ def pretrained(config: TrialConfig) -> keras.Model:
     family = _families()[config.family]
     h, w = config.image_size
     kwargs = {"alpha": config.alpha} if family.has_alpha else {}
-    weights = resolve_weights(config.weights, family, config.alpha, config.family)
+    weights = weights_lib.resolve(config.weights, config.family, config.alpha)
     source = weights or "none"
     what = f"{config.family} (alpha {config.alpha})" if family.has_alpha else config.family
     build = functools.partial(family.build, include_top=False, input_shape=(h, w, 3), **kwargs)
@@ -219,25 +199,3 @@ class FamilyPreprocess(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "family": self.family}
-
-
-def resolve_weights(weights: str, family: Family, alpha: float, name: str) -> str | None:
-    """'imagenet'/'auto' → a local weight file if one is found, else 'imagenet' (Keras
-    downloads; for 'auto' a failed download falls back to random init, logged as such)."""
-    if weights in ("none", "", None):
-        return None
-    if weights not in ("imagenet", "auto"):
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"weights file {path} does not exist (use imagenet, none, or a "
-                              f"path to a *_no_top.h5 file)")
-        return str(path)
-    dirs = [d for d in os.environ.get("SEARCH_WEIGHTS_DIR", "").split(os.pathsep) if d]
-    dirs.append(os.path.join(os.environ.get("KERAS_HOME", os.path.expanduser("~/.keras")),
-                             "models"))
-    for folder in dirs:
-        for filename in family.weight_files(alpha):
-            candidate = Path(folder) / filename
-            if candidate.is_file():
-                return str(candidate)
-    return "imagenet"

@@ -17,6 +17,8 @@ from search.engines import ENGINES, TUNERS
 from search.errors import UsageError
 
 EPILOG = "Environment: SEARCH_RUNS_DIR, SEARCH_STORAGE, MLFLOW_TRACKING_URI, SEARCH_WEIGHTS_DIR."
+# Commands that load TensorFlow: it is imported up front, quietly (search.console).
+TENSORFLOW_COMMANDS = ("run", "worker", "lr-find", "predict", "evaluate", "train")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -267,14 +269,15 @@ def build_parser() -> argparse.ArgumentParser:
         description="Hyperparameter and architecture search for multi-head Keras image "
                     "classifiers, with Optuna studies and MLflow tracking.")
     parser.add_argument("--version", action="version", version=f"search {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks, and the libraries' own log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     def add(name, func, help_):
         p = sub.add_parser(name, help=help_, description=func.__doc__, epilog=EPILOG)
         p.set_defaults(func=func)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks for errors")
+                       help="show tracebacks, and the libraries' own log lines")
         return p
 
     p = add("run", cmd_run, "run or resume a search")
@@ -370,13 +373,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's C++ start-up chatter
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from search import console
+
+    console.quiet(args.debug, tensorflow=args.command in TENSORFLOW_COMMANDS)
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:

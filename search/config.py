@@ -49,6 +49,7 @@ class TrialConfig:
     head_units: int = 64  # Dense per head before its softmax (0 = none)
     head_dropout: float = 0.2
     class_weighting: str = "none"  # none | balanced: per-head loss weights by inverse frequency
+    majority_fallback: bool = False  # heads no better than their majority class: the prior
     # --- input and augmentation -----------------------------------------------------------
     image_size: tuple[int, int] = (48, 48)  # height, width the network sees
     crop: str = "none"  # none | auto: trim uniform black side borders before resizing

@@ -41,3 +41,26 @@ def build(features: int, config: TrialConfig, vocab: dict[str, tuple[str, ...]])
         outputs[head] = keras.layers.Dense(len(labels), activation="softmax", dtype="float32",
                                            name=head)(h)
     return keras.Model(inputs, outputs, name="heads")
+
+
+@keras.saving.register_keras_serializable(package="search")
+class Prior(keras.layers.Layer):
+    """A head that learned nothing better than its majority class (`majority_fallback`)
+    answers the training class frequencies for every image: it always predicts the majority
+    class, which beats a head whose guesses are worse than that."""
+
+    def __init__(self, prior, **kwargs):
+        super().__init__(**kwargs)
+        self.prior = [float(p) for p in prior]
+
+    def call(self, x):
+        import keras.ops as ops
+
+        prior = ops.convert_to_tensor([self.prior], dtype="float32")
+        return ops.tile(prior, [ops.shape(x)[0], 1])
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], len(self.prior))
+
+    def get_config(self):
+        return {**super().get_config(), "prior": self.prior}

@@ -39,6 +39,22 @@ def confusion(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def beats_majority(y_true: np.ndarray, y_pred: np.ndarray, majority: int,
+                   z: float = 1.0) -> bool:
+    """Whether predictions beat always answering `majority` on these rows by more than z
+    standard errors of the paired difference (McNemar: b rows only the predictions get
+    right, c rows only the majority answer gets right; b - c > z * sqrt(b + c))."""
+    right, baseline = y_pred == y_true, y_true == majority
+    b, c = int(np.sum(right & ~baseline)), int(np.sum(~right & baseline))
+    return b - c > z * np.sqrt(b + c)
+
+
+def priors(labels: dict[str, np.ndarray], vocab: dict) -> dict[str, np.ndarray]:
+    """Class frequencies per head (float32), e.g. of the training rows."""
+    return {h: (np.bincount(y, minlength=len(vocab[h])) / max(len(y), 1)).astype(np.float32)
+            for h, y in labels.items()}
+
+
 def head_scores(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray],
                 train_labels: dict[str, np.ndarray] | None = None) -> dict[str, dict[str, float]]:
     """{head: {accuracy, balanced_accuracy, majority, loss}} for every head."""

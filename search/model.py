@@ -40,12 +40,16 @@ def build(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model
     return model
 
 
-def export(model: keras.Model, config: TrialConfig) -> keras.Model:
+def export(model: keras.Model, config: TrialConfig, priors: dict | None = None) -> keras.Model:
     """The serving model: raw RGB of any size in, one softmax per head out. It carries no
     optimizer, loss or learning-rate schedule (a fresh process loads it with nothing but
     Keras and this package's layers): the trained graph is re-wrapped, uncompiled, sharing
-    the trained layers and weights."""
+    the trained layers and weights. Heads named in `priors` answer that prior instead
+    (`majority_fallback`)."""
     inference = keras.Model(model.input, model.output, name=model.name)
     raw = keras.Input((None, None, 3), name="raw_image")
     x = Prepare(config.image_size, config.crop, name="prepare")(raw)
-    return keras.Model(raw, inference(x), name="search_export")
+    outputs = inference(x)
+    for head, prior in (priors or {}).items():
+        outputs[head] = heads.Prior(prior, name=f"{head}_prior")(outputs[head])
+    return keras.Model(raw, outputs, name="search_export")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -38,14 +39,19 @@ except ImportError:  # pragma: no cover
     _PythonModel = object
 
 
-class HeadsModel(_PythonModel):
-    """pyfunc wrapper: `predict` takes a list of HxWx3 uint8 arrays, returns label dicts."""
+with warnings.catch_warnings():
+    # MLflow warns, when the class is defined, that predict has no type hints: it takes a
+    # list of images of any sizes, which no hint that MLflow validates can describe.
+    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
 
-    def load_context(self, context):
-        self.model, self.vocab = load_folder(Path(context.artifacts["keras_model"]).parent)
+    class HeadsModel(_PythonModel):
+        """pyfunc wrapper: `predict` takes a list of HxWx3 uint8 arrays, returns label dicts."""
 
-    def predict(self, context, model_input, params=None):
-        return predict_arrays(self.model, self.vocab, list(model_input))
+        def load_context(self, context):
+            self.model, self.vocab = load_folder(Path(context.artifacts["keras_model"]).parent)
+
+        def predict(self, context, model_input, params=None):
+            return predict_arrays(self.model, self.vocab, list(model_input))
 
 
 def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
@@ -56,7 +62,8 @@ def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
         labels.write_text(json.dumps({h: list(v) for h, v in vocab.items()}, indent=2))
         cfg = Path(tmp) / CONFIG_FILE
         cfg.write_text(json.dumps(config, indent=2, sort_keys=True))
-        with mlflow.start_run(run_id=run_id):
+        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={"keras_model": str(keras_path), "labels": str(labels),
@@ -150,6 +157,7 @@ def load_folder(folder: Path):
 
     import search.backbones  # noqa: F401  registers custom layers for deserialisation
     import search.clr  # noqa: F401  models saved before export dropped the optimizer carry it
+    import search.heads  # noqa: F401
     import search.preprocess  # noqa: F401
 
     model = keras.models.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)

@@ -47,12 +47,26 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
     heads = list(champion.user_attrs["head_accuracy"])
     per_head = {h: max(complete, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
                 for h in heads}
-    print(f"best trial #{champion.number}: value {score(champion):.4f}")
-    print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial")
+    weights = champion.user_attrs.get("weights_resolved", "")
+    note = f" [weights: {weights}]" if weights.startswith("none") else ""
+    epoch = champion.user_attrs.get("best_epoch")
+    print(f"best trial #{champion.number}: value {score(champion):.4f}"
+          + (f" (its epoch {epoch})" if epoch else "") + note)
+    test = champion.user_attrs.get("test_scores") or {}
+    print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial"
+          + (f"  {'champion on test [95% CI]':>27}" if test else ""))
     for h in heads:
         top = per_head[h]
-        print(f"  {h:<14}{champion.user_attrs['head_accuracy'][h]:>9.3f}"
-              f"{top.user_attrs['head_accuracy'][h]:>8.3f}  #{top.number}")
+        line = (f"  {h:<14}{champion.user_attrs['head_accuracy'][h]:>9.3f}"
+                f"{top.user_attrs['head_accuracy'][h]:>8.3f}  #{top.number:<5}")
+        if h in test:
+            low, high = test[h]["accuracy_ci"]
+            line += f"  {test[h]['accuracy']:>10.3f} [{low:.3f}, {high:.3f}]"
+        print(line)
+    if test:
+        mean = sum(t["accuracy"] for t in test.values()) / len(test)
+        print(f"  mean accuracy on the {next(iter(test.values()))['n']} held-out test rows: "
+              f"{mean:.4f} (validation: {champion.user_attrs.get('mean_accuracy', 0):.4f})")
     if not register:
         return 0
     from search import registry
@@ -66,13 +80,36 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
         for number, names in aliases.items():
             trial = by_number[number]
             uri = trial.user_attrs.get("model_uri")
-            if not uri:
-                raise UsageError(f"trial #{number} logged no model to MLflow")
+            if not uri or _model_deleted(settings, trial):
+                why = "logged no model" if not uri else "has no model any more (keep_models)"
+                if number == champion.number:
+                    raise UsageError(f"trial #{number} {why}; retrain it with `search train "
+                                     f"--from-trial {study_name}:{number} --register "
+                                     f"{register}`")
+                print(f"trial #{number} {why}: {', '.join(names)} not set")
+                continue
             version = registry.register(uri, register, trial.user_attrs.get("mlflow_run_id"),
                                         names)
             print(f"{register} version {version} (trial #{number}): {', '.join(names)}")
     print(f"use it: search predict --model models:/{register}@{registry.CHAMPION} IMAGE...")
     return 0
+
+
+def _model_deleted(settings: Settings, trial) -> bool:
+    """Whether model retention deleted the trial's logged model (search.tracking)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    from search.tracking import MODEL_DELETED_TAG
+
+    run_id = trial.user_attrs.get("mlflow_run_id")
+    if not run_id:
+        return False
+    try:
+        tags = MlflowClient(settings.tracking_uri).get_run(run_id).data.tags
+    except MlflowException:
+        return False
+    return tags.get(MODEL_DELETED_TAG) == "true"
 
 
 def pull(settings: Settings, model_uri: str, out: str) -> int:

@@ -74,6 +74,8 @@ class Session:
     tracking: Tracking | None = None
     device: object | None = None  # search.device.DeviceChoice of this process
     log_models: bool = True
+    notes: list[str] = field(default_factory=list)  # said once when a search starts
+    fingerprint: str = ""  # of the space as declared (before weights were checked)
     extra: dict = field(default_factory=dict)  # per-process caches (e.g. images in memory)
 
     @classmethod
@@ -92,7 +94,11 @@ class Session:
         if space.objectives and options.isolate:
             raise UsageError("--isolate does not support multi-objective spaces yet; "
                              "drop --isolate or the space's `objectives`")
-        return cls.on_data(settings, options, space)
+        fingerprint = space.fingerprint()
+        space, notes = without_missing_weights(space)
+        session = cls.on_data(settings, options, space)
+        session.notes, session.fingerprint = notes, fingerprint
+        return session
 
     @classmethod
     def on_data(cls, settings: Settings, options: Options,
@@ -140,7 +146,7 @@ class Session:
         split = f"{opts.val_fraction}:{opts.seed}:{opts.stratify or 'plain'}"
         if opts.test_fraction is not None:
             split += f":test={opts.test_fraction}"
-        return {"space_fingerprint": self.space.fingerprint(),
+        return {"space_fingerprint": self.fingerprint or self.space.fingerprint(),
                 "data_fingerprint": self.table.fingerprint(),
                 "split": split, "heads": ",".join(self.table.heads)}
 
@@ -219,6 +225,44 @@ def check_objectives(space: space_lib.Space, heads) -> None:
         raise UsageError(f"{space.name}: objectives names {', '.join(map(repr, unknown))}, which "
                          f"is neither a metric ({', '.join(METRICS)}) nor a head of the data "
                          f"({', '.join(heads)})")
+
+
+def without_missing_weights(space: space_lib.Space) -> tuple[space_lib.Space, list[str]]:
+    """The space without what can only fail or mislead here for want of ImageNet weights
+    (no local file, no download): baselines that need them are dropped, and a sampled choice
+    of pretrained backbones under `weights: auto` (which would train them from random
+    weights) is pinned to the from-scratch net. Each with one line saying why."""
+    from search import weights
+
+    notes = []
+    how = ("put the Keras *_no_top.h5 files in a folder named by SEARCH_WEIGHTS_DIR "
+           "(or connect to the internet)")
+    kept = []
+    for entry in space.enqueue:
+        config = entry["config"]
+        if config.get("backbone") == "pretrained" and config.get("weights") in (
+                "imagenet", "auto") and not weights.available(config["family"],
+                                                              config.get("alpha", 0.35)):
+            notes.append(f"skipped baseline {entry['name']}: no ImageNet weights for "
+                         f"{config['family']} here; {how}")
+        else:
+            kept.append(entry)
+    space = dataclasses.replace(space, enqueue=tuple(kept))
+    params = {p.name: p for p in space.params}
+    backbone, chosen = params.get("backbone"), params.get("weights")
+    if backbone is None or backbone.distribution is None or chosen is None \
+            or chosen.value != "auto":
+        return space, notes
+    options = {name: (p.distribution.choices if p.distribution is not None else [p.value])
+               for name, p in params.items() if name in ("family", "alpha")}
+    families = options.get("family", ["mobilenet_v2"])
+    alphas = options.get("alpha", [0.35])
+    if any(weights.available(f, a) for f in families for a in alphas):
+        return space, notes
+    notes.append(f"pretrained backbones left out: no ImageNet weights for "
+                 f"{', '.join(families)} here (weights: auto would train them from random "
+                 f"weights); {how}")
+    return space.pin(backbone="separable"), notes
 
 
 def resolve_data(settings: Settings, path: str | None) -> Path:

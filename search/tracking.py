@@ -13,6 +13,7 @@ import json
 import math
 import os
 from pathlib import Path
+from urllib.parse import urlparse
 from typing import Any
 
 from search.settings import mask
@@ -127,6 +128,9 @@ class Tracker:
                 location = self.client.get_logged_model(model_id).artifact_location
                 get_artifact_repository(location).delete_artifacts()
                 self.client.delete_logged_model(model_id)
+                if location.startswith("file:"):  # its now empty folder, on a local store
+                    with contextlib.suppress(OSError):
+                        Path(urlparse(location).path).parent.rmdir()
             except (MlflowException, OSError):
                 pass  # another worker deleted it first
             self.client.set_tag(run_id, MODEL_DELETED_TAG, "true")

@@ -38,6 +38,11 @@ class Reporter:
         returning lets it finish early and be scored (engines without a pruned state)."""
         raise Pruned(reason)
 
+    def keeps(self, result: "TrialResult") -> bool:
+        """Whether the trial's model is worth saving (an engine that keeps only its best
+        trials' models says no to one that cannot be among them)."""
+        return True
+
     def finished(self, result: "TrialResult") -> None:
         """The trial trained and was scored and logged."""
 
@@ -60,6 +65,7 @@ class TrialResult:
     best_epoch: int = 0  # the epoch (counted over all stages) whose weights were kept
     notes: dict = field(default_factory=dict)  # how it trained: stages, inputs, cache
     test: dict | None = None  # per head on the held-out test rows, with 95% intervals
+    priors: dict = field(default_factory=dict)  # heads answering their prior (fallback)
 
     def values(self, objectives) -> tuple[float, ...]:
         """The values of a multi-objective trial, in the order of the space's `objectives`
@@ -146,7 +152,13 @@ def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
             break
     best.restore()
 
-    scores = best.scores
+    val_probs, test_probs, fallback = best.probs, best.test_probs, {}
+    if config.majority_fallback:
+        fallback = weak_heads(plan, best.probs, session.table.vocab)
+        val_probs = with_priors(val_probs, fallback)
+        test_probs = None if test_probs is None else with_priors(test_probs, fallback)
+        plan.notes["fallback_heads"] = ",".join(fallback) or "none"
+    scores = metrics.head_scores(plan.val_labels, val_probs, plan.train_labels)
     summary = metrics.summary(scores)
     value = summary[session.space.objective]
     if not math.isfinite(value):
@@ -158,15 +170,31 @@ def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
         steps_per_epoch=stage.steps_per_epoch, weights_source=plan.weights_source,
         history={k: [v if isinstance(v, str) else float(v) for v in vs]
                  for k, vs in history.items()},
-        confusion=_confusions(session.table.vocab, plan.val_labels, best.probs),
-        best_epoch=best.epoch, notes=plan.notes)
-    if best.test_probs is not None:
+        confusion=_confusions(session.table.vocab, plan.val_labels, val_probs),
+        best_epoch=best.epoch, notes=plan.notes, priors=fallback)
+    if test_probs is not None:
         from search.evaluate import score
 
-        result.test = score(plan.test_labels, best.test_probs)
+        result.test = score(plan.test_labels, test_probs)
     if run_ is not None:
-        _log_final(run_, result, session, plan.net)
+        _log_final(run_, result, session, plan.net, save=reporter.keeps(result))
     return result
+
+
+def weak_heads(plan, probs: dict, vocab: dict) -> dict[str, np.ndarray]:
+    """{head: training prior} for the heads whose best-epoch validation predictions do not
+    beat always answering their majority class (by one standard error)."""
+    from search import metrics
+
+    priors = metrics.priors(plan.train_labels, vocab)
+    return {h: priors[h] for h, y in plan.val_labels.items()
+            if not metrics.beats_majority(y, np.asarray(probs[h]).argmax(1),
+                                          int(np.argmax(priors[h])))}
+
+
+def with_priors(probs: dict, priors: dict) -> dict:
+    """probs with each head of `priors` answering its prior for every row."""
+    return {h: np.tile(priors[h], (len(p), 1)) if h in priors else p for h, p in probs.items()}
 
 
 def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
@@ -195,7 +223,7 @@ def _confusions(vocab: dict, labels: dict, probs: dict) -> dict:
                                                len(vocab[h])).tolist() for h in vocab}}
 
 
-def _log_final(run_, result: TrialResult, session, net) -> None:
+def _log_final(run_, result: TrialResult, session, net, save: bool = True) -> None:
     from search import model as model_lib
 
     final = {"params_count": result.params_count, "train_seconds": result.train_seconds,
@@ -220,10 +248,14 @@ def _log_final(run_, result: TrialResult, session, net) -> None:
     run_.log_metrics({k: v for k, v in result.notes.items() if k.endswith("_seconds")})
     run_.log_dict(result.confusion, "confusion.json")
     run_.log_dict(result.config.to_dict(), "config.json")
-    if session.log_models:
+    if session.log_models and not save:
+        from search.tracking import MODEL_DELETED_TAG
+
+        run_.set_tags({MODEL_DELETED_TAG: "true"})  # never saved: could not be among the kept
+    elif session.log_models:
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
-            model_lib.export(net, result.config).save(path)
+            model_lib.export(net, result.config, result.priors).save(path)
             result.model_uri = run_.log_model(path, session.table.vocab,
                                               result.config.to_dict())
         run_.set_tags({"search.model_uri": result.model_uri})

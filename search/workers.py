@@ -111,6 +111,9 @@ def _worker(target, args, gpu: str | None) -> None:
     sys.stdout.reconfigure(line_buffering=True)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    from search import console
+
+    console.quiet()
     try:
         code = target(*args)
     except UsageError as exc:

@@ -65,7 +65,7 @@ def test_values_become_the_same_config_optuna_would_build():
 
 def test_enqueued_baselines_are_refused_by_name():
     with pytest.raises(UsageError, match="enqueued baselines.*model-1-separable.*--no-baselines"):
-        tuner.check_supported(space_lib.load(ROOT / "spaces" / "default.yaml"))
+        tuner.check_supported(space_lib.load(ROOT / "spaces" / "hvc-gpu.yaml"))
 
 
 @pytest.fixture(scope="module")

@@ -321,3 +321,54 @@ def test_a_lost_race_is_not_a_failure(tmp_path, tiny_csv):
     outcome = engine.loop()
     assert outcome.stopped is None and outcome.finished == 1 and outcome.ran == 0
     assert not trained and study_lib.is_surplus(study.get_trials()[1])
+
+
+def test_resuming_continues_the_sampler_instead_of_replaying_it(tmp_path, tiny_csv):
+    """Each resume seeds the sampler anew from the trials held: no parameter set repeats;
+    another study draws other start-up trials, the same study state the same ones."""
+    def run(runs, study, trials):
+        assert cli.main(["run", "--space", str(TINY_SPACE), "--data", str(tiny_csv),
+                         "--study", study, "--runs-dir", str(runs), "--no-progress",
+                         "--trials", str(trials)]) == 0
+        return optuna.load_study(study_name=study, storage=f"sqlite:///{runs / 'optuna.db'}")
+
+    for trials in (2, 3, 4):  # run, then resume twice
+        study = run(tmp_path / "a", "resume", trials)
+    params = [tuple(sorted(t.params.items())) for t in study.get_trials()]
+    assert len(params) == 4 and len(set(params)) == 4
+    other = run(tmp_path / "a", "other", 1).get_trials()[0].params
+    assert other != study.get_trials()[0].params
+    replay = run(tmp_path / "b", "resume", 1).get_trials()[0].params
+    assert replay == study.get_trials()[0].params
+
+
+def test_models_outside_the_best_are_deleted_and_disk_use_is_shown(tmp_path, tiny_csv, capsys):
+    from search.tracking import MODEL_DELETED_TAG
+
+    space = tmp_path / "keep.yaml"
+    space.write_text(TINY_SPACE.read_text() + "keep_models: 1\n")
+    runs = tmp_path / "runs"
+    assert cli.main(["run", "--space", str(space), "--data", str(tiny_csv), "--study", "keep",
+                     "--heads", "gender,age", "--runs-dir", str(runs), "--no-progress",
+                     "--trials", "4"]) == 0
+    assert "disk: " in capsys.readouterr().out
+    study = optuna.load_study(study_name="keep", storage=f"sqlite:///{runs / 'optuna.db'}")
+    client = _client(runs)
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
+    kept = {study.best_trial.number}
+    for head in ("gender", "age"):
+        kept.add(max(trials, key=lambda t: t.user_attrs["head_accuracy"][head]).number)
+    assert len(kept) < 4
+    models = runs / "mlartifacts" / "keep" / "models"
+    for t in trials:
+        run = client.get_run(t.user_attrs["mlflow_run_id"])
+        uri = t.user_attrs.get("model_uri")  # none: not saved, it could not be among the kept
+        folder = models / uri.removeprefix("models:/") if uri else None
+        if t.number in kept:
+            assert MODEL_DELETED_TAG not in run.data.tags and folder.is_dir()
+        else:
+            assert run.data.tags[MODEL_DELETED_TAG] == "true"
+            assert folder is None or not folder.exists()
+    assert len(list(models.iterdir())) == len(kept)
+    assert cli.main(["best", "--study", "keep", "--register", "kept", "--runs-dir",
+                     str(runs)]) == 0

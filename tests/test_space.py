@@ -96,23 +96,29 @@ def test_a_space_without_params_names_the_file(tmp_path, text):
     assert len(space_lib.load(tmp_path / "top.yaml").enqueue) == 2
 
 
-def test_shipped_spaces_load_with_baselines():
+def test_shipped_spaces_load_and_the_gpu_space_runs_the_baselines_first():
     default = space_lib.load(ROOT / "spaces" / "default.yaml")
-    names = [e["name"] for e in default.enqueue]
-    assert names == ["model-1-separable", "model-2-resnet50-clr"]
-    model1 = TrialConfig.from_dict(default.enqueue[0]["config"])
-    assert model1.convs_per_block == (1, 1, 1, 3, 3) and model1.neck == "flatten"
-    assert model1.optimizer == "sgd" and model1.cutout == 0.0
-    model2 = TrialConfig.from_dict(default.enqueue[1]["config"])
-    assert (model2.family, model2.clr_mode, model2.gamma) == ("resnet50", "exp_range", 0.99994)
+    assert not default.enqueue  # the quick start stays within minutes
     sampled = {p.name for p in default.params if p.distribution is not None}
     for key in ("backbone", "width", "depth", "dropout", "cutout", "clr_mode", "base_lr",
                 "lr_ratio", "step_size_epochs", "gamma", "batch_size", "epochs", "image_size"):
         assert key in sampled
+    gpu = space_lib.load(ROOT / "spaces" / "hvc-gpu.yaml")
+    assert [e["name"] for e in gpu.enqueue] == ["model-1-separable", "model-2-resnet50-clr"]
+    model1 = TrialConfig.from_dict(gpu.enqueue[0]["config"])
+    assert model1.convs_per_block == (1, 1, 1, 3, 3) and model1.neck == "flatten"
+    assert model1.optimizer == "sgd" and model1.cutout == 0.0
+    model2 = TrialConfig.from_dict(gpu.enqueue[1]["config"])
+    assert (model2.family, model2.clr_mode, model2.gamma) == ("resnet50", "exp_range", 0.99994)
+    cpu = space_lib.load(ROOT / "spaces" / "hvc.yaml")
+    assert cpu.majority_guard and cpu.keep_models == 5 and not cpu.enqueue
 
 
-def test_pin_overrides_space_and_baseline_budget():
-    default = space_lib.load(ROOT / "spaces" / "default.yaml")
+def test_pin_overrides_space_and_baseline_budget(tmp_path):
+    path = tmp_path / "with-baselines.yaml"
+    path.write_text((ROOT / "spaces" / "default.yaml").read_text()
+                    + f"include: {ROOT / 'spaces' / 'baselines.yaml'}\n")
+    default = space_lib.load(path)
     pinned = default.pin(image_size=32, epochs=1, backbone="separable")
     config = pinned.sample(optuna.trial.FixedTrial({
         "width": 24, "depth": 4, "convs_per_block": 1, "dropout": 0.0, "neck_units": 0,
@@ -124,7 +130,7 @@ def test_pin_overrides_space_and_baseline_budget():
     assert [e["name"] for e in pinned.enqueue] == ["model-1-separable"]
     assert pinned.enqueue[0]["config"]["image_size"] == [32, 32]
     assert pinned.fingerprint() != default.fingerprint()
-    assert default.fingerprint() == space_lib.load(ROOT / "spaces" / "default.yaml").fingerprint()
+    assert default.fingerprint() == space_lib.load(path).fingerprint()
 
 
 def test_config_rejects_unknown_and_mistyped_keys():
@@ -173,7 +179,7 @@ def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
     elsewhere.mkdir()
     code = ("import json, search, search.cli, search.space as s; "
             "print(json.dumps([search.__file__, search.cli._default_space(), "
-            "[e['name'] for e in s.load(s.bundled()).enqueue]]))")
+            "[e['name'] for e in s.load(s.bundled('hvc-gpu')).enqueue]]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True,
                           text=True, env={**env, "PYTHONPATH": str(site)}, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -87,7 +87,7 @@ class Engine:
         done = self.finished()
         print(f"{self.where()}: {done} finished trial(s), target {opts.trials}; "
               f"{self.session.describe()}", flush=True)
-        for line in self.notes():
+        for line in [*self.session.notes, *self.notes()]:
             print(line, flush=True)
         if done >= opts.trials:
             print(f"nothing to do: the study already has {done} finished trials "

@@ -46,10 +46,11 @@ class OptunaReporter(Reporter):
     """A trial's link to its Optuna trial: what `search best`, `report`, `train --from-trial`
     and the dashboard read later (user attributes, artifacts), and per-epoch pruning."""
 
-    def __init__(self, trial, session, progress=None):
+    def __init__(self, trial, session, progress=None, engine=None):
         self.trial = trial
         self.session = session
         self.progress = progress  # the tqdm bar, for per-epoch progress
+        self.engine = engine  # for how many models are kept
         self.epochs = 0
 
     def started(self, config, run_id):
@@ -69,6 +70,20 @@ class OptunaReporter(Reporter):
         if self.trial.should_prune():
             raise Pruned(f"pruned after epoch {step} ({self.session.objective_key}={value:.4f})")
 
+    def keeps(self, result):
+        """Save the model only if it can be among those kept: better than the k-th best
+        completed trial, or better on some head than every completed trial."""
+        keep = self.engine.keep_count() if self.engine is not None else None
+        if keep is None:
+            return True
+        rows = ranked(self.trial.study)
+        if len(rows) < keep:
+            return True
+        if result.value > sorted((r.value for r in rows), reverse=True)[keep - 1]:
+            return True
+        return any(s["accuracy"] > max(r.heads.get(h, -1.0) for r in rows)
+                   for h, s in result.scores.items())
+
     def finished(self, result):
         trial = self.trial
         trial.set_user_attr("config", result.config.to_dict())  # with LR range test bounds
@@ -78,6 +93,8 @@ class OptunaReporter(Reporter):
         trial.set_user_attr("best_epoch", result.best_epoch)
         if result.test:
             trial.set_user_attr("test_scores", result.test)
+        if result.priors:
+            trial.set_user_attr("fallback_heads", sorted(result.priors))
         trial.set_user_attr("mean_accuracy", result.summary["mean_accuracy"])
         trial.set_user_attr("mean_balanced_accuracy", result.summary["mean_balanced_accuracy"])
         if result.config.backbone == "pretrained":
@@ -277,7 +294,8 @@ class OptunaEngine(Engine):
         baseline = trial.user_attrs.get("baseline")
         tags = {"search.baseline": baseline} if baseline else None
         try:
-            result = trial_lib.run(config, self.session, OptunaReporter(trial, self.session, bar),
+            result = trial_lib.run(config, self.session,
+                                   OptunaReporter(trial, self.session, bar, self),
                                    number=trial.number, tags=tags,
                                    find_lr=False if baseline else None)  # baselines keep LR
         finally:
@@ -334,8 +352,10 @@ def work(settings, options) -> int:
 def _train_in_child(settings, options, trial_id: int, config):
     """(kind, detail): ("value", objective) | ("pruned", why) | ("failed", reason). Plain
     values, because TensorFlow's exceptions do not survive pickling back to the parent."""
+    from search import console
     from search.session import Session
 
+    console.quiet()
     options = dataclasses.replace(options, isolate=False)
     engine = OptunaEngine(Session.build(settings, options))
     engine.join()

@@ -1,0 +1,221 @@
+"""Quality per CPU-hour: `search` against the plain Optuna script a user would write instead.
+
+One run, the two searches one after the other on this machine, on the same rows and the same
+wall budget: rows 1-4,480 of ../shared/hvc/hvc_annotations.csv to search on, rows
+4,481-5,600 as the test set neither side sees while searching.
+
+- search: `search run --space spaces/hvc.yaml --timeout MINUTES*60` on the first 4,480 rows
+  (a copy of the CSV and images under runs/bench/quality/hvc), then `search best --register`
+  and `search evaluate` of the champion on the test rows.
+- peer: `../shared/peers/plain_optuna.py --test-last 1120 --minutes MINUTES` (its own code,
+  unchanged; a wrapper only records its study and test predictions, for the pruned count and
+  balanced accuracy it does not print). It retrains its best config before scoring.
+
+Prints and records side by side: trials finished and pruned, seconds per trial, per-head test
+accuracy and balanced accuracy with the majority baseline, the means, and the issue's targets
+(mean accuracy >= peer + 0.04, mean balanced accuracy >= peer + 0.05, every head at or above
+its majority baseline, >= 5x the peer's trials).
+
+    .venv/bin/python bench/quality.py [--minutes 20] [--seed 0] [--no-record]
+Needs ../shared (hvc images, weights, peers) and `pip install -e '.[bench]'`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import benchlib
+
+SHARED = benchlib.ROOT.parent / "shared"
+SEARCH_ROWS, TEST_ROWS = 4480, 1120
+WORK = benchlib.ROOT / "runs" / "bench" / "quality"
+HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
+         "bodypose")
+# Runs the peer unchanged; records its study (trials, pruned) and its test predictions.
+PEER_WRAPPER = """
+import json, runpy, sys
+import numpy as np, optuna, keras
+studies, predictions = [], []
+create, predict = optuna.create_study, keras.Model.predict
+def recording_create(*a, **k):
+    studies.append(create(*a, **k))
+    return studies[-1]
+def recording_predict(self, *a, **k):
+    out = predict(self, *a, **k)
+    predictions.append([np.asarray(p).argmax(1).tolist() for p in out])
+    return out
+optuna.create_study, keras.Model.predict = recording_create, recording_predict
+peer, record, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
+sys.argv = [peer, *argv]
+runpy.run_path(peer, run_name="__main__")
+states = [t.state.name for t in studies[0].trials]
+json.dump({"complete": states.count("COMPLETE"), "pruned": states.count("PRUNED"),
+           "failed": states.count("FAIL"), "test_predictions": predictions[-1]},
+          open(record, "w"))
+"""
+
+
+def split_data() -> tuple[Path, Path]:
+    """search.csv (rows 1-4,480) and test.csv (rows 4,481-5,600) beside a copy of the images
+    (a CSV's images must lie in its folder)."""
+    folder = WORK / "hvc"
+    source = SHARED / "hvc"
+    if not (folder / "resized").is_dir():
+        shutil.copytree(source / "resized", folder / "resized")
+    with open(source / "hvc_annotations.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    paths = []
+    for name, part in (("search.csv", body[:SEARCH_ROWS]),
+                       ("test.csv", body[SEARCH_ROWS:SEARCH_ROWS + TEST_ROWS])):
+        with open(folder / name, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(header)
+            writer.writerows(part)
+        paths.append(folder / name)
+    return paths[0], paths[1]
+
+
+def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path) -> dict:
+    runs = WORK / f"search-seed{seed}"
+    shutil.rmtree(runs, ignore_errors=True)
+    study, model = f"quality-{seed}", f"quality-{seed}"
+    env = {**os.environ, "SEARCH_WEIGHTS_DIR": str(SHARED / "weights"),
+           "TF_CPP_MIN_LOG_LEVEL": "3"}
+    common = ["--runs-dir", str(runs)]
+    cli = [sys.executable, "-m", "search.cli"]
+    start = time.monotonic()
+    subprocess.run([*cli, "run", "--data", str(search_csv), "--space",
+                    str(benchlib.ROOT / "spaces" / "hvc.yaml"), "--study", study, "--seed",
+                    str(seed), "--trials", "100000", "--timeout", str(minutes * 60),
+                    "--no-progress", *common], env=env, check=True, cwd=benchlib.ROOT)
+    seconds = time.monotonic() - start
+    subprocess.run([*cli, "best", "--study", study, "--register", model, *common], env=env,
+                   check=True, cwd=benchlib.ROOT)
+    scores = runs / "test-scores.json"
+    subprocess.run([*cli, "evaluate", "--model", f"models:/{model}@champion", "--data",
+                    str(test_csv), "--json", str(scores), *common], env=env, check=True,
+                   cwd=benchlib.ROOT)
+    import optuna
+
+    trials = optuna.load_study(study_name=study,
+                               storage=f"sqlite:///{runs / 'optuna.db'}").get_trials()
+    states = [t.state.name for t in trials]
+    heads = json.loads(scores.read_text())["heads"]
+    return {"seconds": seconds, "complete": states.count("COMPLETE"),
+            "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
+            "accuracy": {h: heads[h]["accuracy"] for h in HEADS},
+            "balanced": {h: heads[h]["balanced_accuracy"] for h in HEADS},
+            "majority": {h: heads[h]["majority"] for h in HEADS}}
+
+
+def run_peer(minutes: float, test_csv: Path) -> dict:
+    from search import metrics
+
+    record, output = WORK / "peer-record.json", WORK / "peer.json"
+    wrapper = WORK / "peer_wrapper.py"
+    wrapper.write_text(PEER_WRAPPER)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    start = time.monotonic()
+    subprocess.run([sys.executable, str(wrapper), str(SHARED / "peers" / "plain_optuna.py"),
+                    str(record), "--data", str(SHARED / "hvc" / "hvc_annotations.csv"),
+                    "--test-last", str(TEST_ROWS), "--minutes", str(minutes), "--json",
+                    str(output)], env=env, check=True, cwd=WORK)
+    wall = time.monotonic() - start
+    result, recorded = json.loads(output.read_text()), json.loads(record.read_text())
+    with open(test_csv, newline="") as f:
+        truth = list(csv.DictReader(f))
+    with open(SHARED / "hvc" / "hvc_annotations.csv", newline="") as f:
+        every = list(csv.DictReader(f))
+    balanced = {}
+    for i, head in enumerate(HEADS):  # the peer's vocabulary: sorted labels of the whole CSV
+        vocab = sorted({row[head] for row in every})
+        y = [vocab.index(row[head]) for row in truth]
+        import numpy as np
+
+        balanced[head] = metrics.balanced_accuracy(np.array(y),
+                                                   np.array(recorded["test_predictions"][i]))
+    return {"seconds": result["search_seconds"], "wall": wall,
+            "complete": recorded["complete"], "pruned": recorded["pruned"],
+            "failed": recorded["failed"], "accuracy": result["test_accuracy"],
+            "balanced": balanced, "majority": result["test_majority"],
+            "best_params": result["best_params"]}
+
+
+def mean(values: dict) -> float:
+    return sum(values.values()) / len(values)
+
+
+def report(ours: dict, peer: dict, minutes: float, seed: int) -> list[str]:
+    trials = {k: v["complete"] + v["pruned"] for k, v in (("ours", ours), ("peer", peer))}
+    lines = [
+        f"Rows 1-{SEARCH_ROWS} searched, rows {SEARCH_ROWS + 1}-{SEARCH_ROWS + TEST_ROWS} "
+        f"tested; budget {minutes:g} min each, one after the other; search --seed {seed}.",
+        "",
+        "| | search | peer (plain_optuna.py) |",
+        "|---|---|---|",
+        f"| trials finished (complete + pruned) | {trials['ours']} ({ours['complete']} + "
+        f"{ours['pruned']}) | {trials['peer']} ({peer['complete']} + {peer['pruned']}) |",
+        f"| failed trials | {ours['failed']} | {peer['failed']} |",
+        f"| search seconds | {ours['seconds']:.0f} | {peer['seconds']:.0f} |",
+        f"| seconds per finished trial | {ours['seconds'] / max(trials['ours'], 1):.0f} | "
+        f"{peer['seconds'] / max(trials['peer'], 1):.0f} |",
+        "",
+        "| head | search acc | search bal | peer acc | peer bal | majority |",
+        "|---|---|---|---|---|---|",
+        *[f"| {h} | {ours['accuracy'][h]:.3f} | {ours['balanced'][h]:.3f} | "
+          f"{peer['accuracy'][h]:.3f} | {peer['balanced'][h]:.3f} | {ours['majority'][h]:.3f} |"
+          for h in HEADS],
+        f"| **mean** | **{mean(ours['accuracy']):.3f}** | **{mean(ours['balanced']):.3f}** | "
+        f"**{mean(peer['accuracy']):.3f}** | **{mean(peer['balanced']):.3f}** | "
+        f"{mean(ours['majority']):.3f} |",
+        "",
+    ]
+    below = [h for h in HEADS if ours["accuracy"][h] < ours["majority"][h]]
+    targets = [
+        ("test mean accuracy >= peer + 0.04",
+         mean(ours["accuracy"]) - mean(peer["accuracy"]), 0.04),
+        ("mean balanced accuracy >= peer + 0.05",
+         mean(ours["balanced"]) - mean(peer["balanced"]), 0.05),
+        ("trials >= 5x the peer's", trials["ours"] / max(trials["peer"], 1), 5.0),
+    ]
+    lines.append("Targets:")
+    for name, got, want in targets:
+        verdict = "met" if got >= want else f"missed by {want - got:.3f}"
+        lines.append(f"- {name}: {got:+.3f} (want {want:g}): {verdict}")
+    lines.append("- every head at or above its majority baseline: "
+                 + ("met" if not below else f"missed on {', '.join(below)}"))
+    lines.append(f"- peer's best params: `{json.dumps(peer['best_params'])}`")
+    return lines
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=20, help="search budget each side")
+    parser.add_argument("--seed", type=int, default=0, help="search's --seed")
+    parser.add_argument("--no-record", action="store_true")
+    args = parser.parse_args()
+    for needed in (SHARED / "hvc" / "hvc_annotations.csv", SHARED / "weights",
+                   SHARED / "peers" / "plain_optuna.py"):
+        if not needed.exists():
+            sys.exit(f"skipped: {needed} is not present")
+    WORK.mkdir(parents=True, exist_ok=True)
+    search_csv, test_csv = split_data()
+    ours = run_search(args.minutes, args.seed, search_csv, test_csv)
+    peer = run_peer(args.minutes, test_csv)
+    benchlib.record(f"quality: search vs plain Optuna, {args.minutes:g} min each, seed "
+                    f"{args.seed}", report(ours, peer, args.minutes, args.seed),
+                    enabled=not args.no_record)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
