@@ -11,6 +11,7 @@ install: the versions, installed here, of the third-party packages its loader im
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import tempfile
@@ -39,11 +40,26 @@ except ImportError:  # pragma: no cover
     _PythonModel = object
 
 
-with warnings.catch_warnings():
-    # MLflow warns, when the class is defined, that predict has no type hints: it takes a
-    # list of images of any sizes, which no hint that MLflow validates can describe.
-    warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+@contextlib.contextmanager
+def _without_type_hint_warnings():
+    """MLflow warns, when the class is defined and each time a model is logged, that predict
+    has no type hints: it takes a list of images of any sizes, which no hint MLflow validates
+    can describe. Its own filter ("once") overrides ours, so the message is dropped where it
+    would be shown."""
+    shown = warnings.showwarning
 
+    def show(message, *args, **kwargs):
+        if "type hint" not in str(message):
+            shown(message, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
+
+
+with _without_type_hint_warnings():
     class HeadsModel(_PythonModel):
         """pyfunc wrapper: `predict` takes a list of HxWx3 uint8 arrays, returns label dicts."""
 
@@ -62,8 +78,7 @@ def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
         labels.write_text(json.dumps({h: list(v) for h, v in vocab.items()}, indent=2))
         cfg = Path(tmp) / CONFIG_FILE
         cfg.write_text(json.dumps(config, indent=2, sort_keys=True))
-        with mlflow.start_run(run_id=run_id), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+        with mlflow.start_run(run_id=run_id), _without_type_hint_warnings():
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={"keras_model": str(keras_path), "labels": str(labels),
