@@ -7,13 +7,13 @@ probability must mean what it says: `keras.layers.RandomErasing(factor=p)` sampl
 uniformly in `[0, p]`.
 
 Randomness. `augment_batch(seed=int or shape-[2] int tensor)` is a pure function of its inputs
-(stateless ops). `augment_batch(seed=None)` uses TF's stateful random ops; inside `Dataset.map`
-their state restarts with every new iterator, i.e. every Keras epoch repeats the same draws per
-batch position. Hence, for training, use `make_augmenter`: it owns a `tf.random.Generator`
-(created eagerly, outside the traced map function, where variables cannot be created), so every
-batch of every epoch gets fresh draws, and the sequence is reproducible from `seed`, or from
-Python's `random` (which `keras.utils.set_random_seed` seeds) when `seed=None`. With a parallel
-map the draws may reach the batches in a different order.
+(stateless ops). Training (`search.data.train_dataset`) hands every batch its own seed from a
+seeded stream that draws anew each epoch: fresh augmentation every epoch, and the same draws
+whatever order a parallel map runs in, so a trial replays exactly. `augment_batch(seed=None)`
+uses TF's stateful random ops instead; inside `Dataset.map` their state restarts with every new
+iterator (every Keras epoch repeats the same draws per batch position). `make_augmenter` owns a
+`tf.random.Generator` for pipelines of one's own (fresh draws, but with a parallel map the
+draws may reach the batches in a different order).
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ def cmd_train(args) -> int:
 
     return retrain(_settings(args), args.from_trial, data=args.data, epochs=args.epochs,
                    all_data=args.all_data, register=args.register, alias=args.alias,
-                   seed=args.seed, val_fraction=args.val_fraction)
+                   seed=args.seed, val_fraction=args.val_fraction, exact=args.exact)
 
 
 def cmd_dashboard(args) -> int:
@@ -355,6 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="validation share of the rows (default: the study's)")
     p.add_argument("--register", metavar="NAME", help="register the retrained model")
     p.add_argument("--alias", default="retrained", help="alias for --register")
+    p.add_argument("--exact", action="store_true",
+                   help="deterministic kernels (TensorFlow op determinism): with no other "
+                        "override, reproduces the trial's validation scores also on a GPU "
+                        "(on a CPU they replay without it); slower")
     _common(p)
 
     p = add("eda", cmd_eda, "summarise a dataset; write an HTML report")

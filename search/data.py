@@ -158,6 +158,11 @@ def train_dataset(images, labels: dict, *, batch_size: int, seed: int, augment=N
     (one copy per batch, instead of passing every image through a shuffle buffer),
     augments it while still uint8 (a quarter of the bytes), then casts to float32 — all in
     TensorFlow, in parallel with training. No per-item Python in the hot path.
+
+    `augment(x, seed)` gets each batch's own stateless seed (a [2] int64 tensor) from a
+    seeded random stream that draws anew every epoch: fresh augmentation each epoch, and
+    the same draws for the same batch whatever order the parallel map runs in, so a trial
+    replays exactly from its seed.
     """
     import tensorflow as tf
 
@@ -167,15 +172,17 @@ def train_dataset(images, labels: dict, *, batch_size: int, seed: int, augment=N
     columns = tuple({k: tf.constant(v) for k, v in part.items()} for part in columns)
     order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
     order = order.batch(batch_size, drop_remainder=n >= batch_size)
+    draws = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
 
-    def take(rows):
+    def take(rows, draw):
         x = tf.gather(pool, rows)
         if augment is not None:
-            x = augment(x)
+            x = augment(x, draw)
         rest = tuple({k: tf.gather(v, rows) for k, v in part.items()} for part in columns)
         return (tf.cast(x, tf.float32), *rest)
 
-    return order.map(take, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return tf.data.Dataset.zip(order, draws).map(
+        take, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_dataset(images, *, batch_size: int):

@@ -40,12 +40,29 @@ def build(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model
     return model
 
 
+def _float32_copy(model: keras.Model, config: TrialConfig) -> keras.Model:
+    """The same network built under the float32 policy, with the trained weights (weights do
+    not depend on trainable flags for their order, and are float32 under mixed precision)."""
+    policy = keras.mixed_precision.global_policy()
+    vocab = {head: tuple(range(int(output.shape[-1]))) for head, output in model.output.items()}
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        fresh = build(config.replace(weights="none"), vocab)  # the weights are copied next
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
 def export(model: keras.Model, config: TrialConfig, priors: dict | None = None) -> keras.Model:
     """The serving model: raw RGB of any size in, one softmax per head out. It carries no
     optimizer, loss or learning-rate schedule (a fresh process loads it with nothing but
     Keras and this package's layers): the trained graph is re-wrapped, uncompiled, sharing
-    the trained layers and weights. Heads named in `priors` answer that prior instead
-    (`majority_fallback`)."""
+    the trained layers and weights. A network trained under mixed precision is rebuilt in
+    float32 with the trained weights, so it serves on any CPU. Heads named in `priors`
+    answer that prior instead (`majority_fallback`)."""
+    if keras.mixed_precision.global_policy().compute_dtype != "float32":
+        model = _float32_copy(model, config)
     inference = keras.Model(model.input, model.output, name=model.name)
     raw = keras.Input((None, None, 3), name="raw_image")
     x = Prepare(config.image_size, config.crop, name="prepare")(raw)

@@ -5,7 +5,10 @@ registered.
 The config is the trial's resolved `config` user attribute (every trial stores it, with the
 bounds an LR range test found), so the retrained model is the same architecture and
 schedule, with only the overrides changed. By default the data, heads and split (validation
-share, seed, stratification) are the study's own.
+share, seed, stratification) are the study's own, and every seed the trial used is its
+config's, so without overrides the retrained model replays the trial: on a CPU exactly (each
+batch's augmentation has its own seed, whatever order the pipeline runs in), on a GPU with
+--exact (TensorFlow's op determinism).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def parse_ref(ref: str) -> tuple[str, int]:
 
 def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | None,
             all_data: bool, register: str | None, alias: str, seed: int | None,
-            val_fraction: float | None) -> int:
+            val_fraction: float | None, exact: bool = False) -> int:
     from search import space as space_lib
     from search.config import TrialConfig
     from search.results import load_study
@@ -37,6 +40,10 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
     if not trials or "config" not in trials[0].user_attrs:
         raise UsageError(f"study {study_name!r} has no trial #{number} with a stored config")
+    if trials[0].state.name != "COMPLETE":
+        raise UsageError(f"trial #{number} of {study_name!r} did not finish "
+                         f"({trials[0].state.name}); retrain a completed trial (search best "
+                         f"--study {study_name} shows the best)")
     config = TrialConfig.from_dict(trials[0].user_attrs["config"])
     if epochs:
         config = config.replace(epochs=epochs)
@@ -59,9 +66,13 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     if all_data:
         session.train_rows = np.arange(len(session.table))
     session.open_tracking(create=parent is None, parent_run_id=parent)
+    if exact:  # CPU kernels replay anyway; this makes GPU ones deterministic too (slower)
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
     session.use_device()
     tags = {"search.retrained_from": f"{study_name}:{number}",
-            "search.all_data": str(all_data).lower()}
+            "search.all_data": str(all_data).lower(), "search.exact": str(exact).lower()}
     print(f"retraining trial #{number} of {study_name!r} on {session.csv} for {config.epochs} "
           f"epochs{' on all rows (validation rows seen in training)' if all_data else ''}")
     result = run(config, session, number=number, tags=tags, find_lr=False)

@@ -76,6 +76,7 @@ class Session:
     log_models: bool = True
     notes: list[str] = field(default_factory=list)  # said once when a search starts
     fingerprint: str = ""  # of the space as declared (before weights were checked)
+    sampler_seed: int | None = None  # this process's (set by the Optuna engine)
     extra: dict = field(default_factory=dict)  # per-process caches (e.g. images in memory)
 
     @classmethod
@@ -162,6 +163,17 @@ class Session:
                              f"({detail}). Use another --study name, or the same space, data "
                              f"and flags.")
 
+    def seeds(self, config) -> dict:
+        """Every seed a trial of `config` uses here: what an exact replay needs."""
+        seeds = {"split": self.options.seed, "trial": config.seed,
+                 "weights_init": config.seed, "augmentation": config.seed,
+                 "shuffle": config.seed, "views": "from the feature cache's key"}
+        if len(self.test_rows):
+            seeds["test_split"] = self.options.seed + TEST_SEED
+        if self.sampler_seed is not None:
+            seeds["sampler"] = self.sampler_seed
+        return seeds
+
     def describe(self) -> str:
         """'data X (N train / M validation images, heads: ...)' for the start-up line."""
         test = f" / {len(self.test_rows)} test" if len(self.test_rows) else ""
@@ -182,7 +194,8 @@ class Session:
             parent = tracker.study_run(self.study, {
                 "space": self.options.space, "data": str(self.csv),
                 "storage": self.settings.storage, "objective": self.space.objective,
-                "seed": self.options.seed, **(params or {})})
+                "seed": self.options.seed, "sampler": self.space.sampler,
+                "pruner": self.space.pruner, **(params or {})})
         else:
             parent = parent_run_id
             try:

@@ -27,12 +27,13 @@ from typing import Any
 
 import yaml
 
+from search import algorithms
 from search.config import TrialConfig
 from search.errors import ConfigError
 
 OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
-SAMPLERS = ("tpe", "random")
-PRUNERS = ("median", "hyperband", "none")
+SAMPLERS = tuple(algorithms.SAMPLERS)
+PRUNERS = tuple(algorithms.PRUNERS)
 CLR_BOUNDS = ("sample", "lr_find")
 DERIVED = ("lr_ratio",)
 CONFIG_KEYS = tuple(f.name for f in fields(TrialConfig))
@@ -187,8 +188,9 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     objectives = _objectives(data.get("objectives"))
-    sampler = _component("sampler", data.get("sampler", {"name": "tpe"}), SAMPLERS)
-    pruner = _component("pruner", data.get("pruner", {"name": "median"}), PRUNERS)
+    sampler = algorithms.component("sampler", data.get("sampler", {"name": "tpe"}), SAMPLERS)
+    pruner = algorithms.component("pruner", data.get("pruner", {"name": "median"}), PRUNERS)
+    algorithms.check(sampler, pruner)
     clr_bounds = data.get("clr_bounds", "sample")
     if clr_bounds not in CLR_BOUNDS:
         raise ConfigError(f"clr_bounds must be one of {', '.join(CLR_BOUNDS)}, got {clr_bounds!r}")
@@ -284,14 +286,6 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-def _component(kind: str, spec, names: tuple[str, ...]) -> dict:
-    if isinstance(spec, str):
-        spec = {"name": spec}
-    if not isinstance(spec, dict) or spec.get("name") not in names:
-        raise ConfigError(f"{kind}.name must be one of {', '.join(names)}, got {spec!r}")
-    return dict(spec)
 
 
 def _param(name: str, spec) -> Param:

@@ -23,9 +23,10 @@ import socket
 import optuna
 from optuna.trial import TrialState
 
+from search import algorithms
 from search.errors import UsageError
 from search.settings import mask
-from search.space import FIXED_CONFIG_ATTR, Space
+from search.space import FIXED_CONFIG_ATTR
 from search.storage import storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -37,25 +38,6 @@ WORKER_ATTR = "worker"
 
 class SurplusTrial(Exception):
     """The study already had its N trials when this one claimed a slot: it is not trained."""
-
-
-def sampler(space: Space, seed: int | None):
-    spec = {k: v for k, v in space.sampler.items() if k != "name"}
-    if space.sampler["name"] == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    return optuna.samplers.TPESampler(seed=seed, **spec)
-
-
-def pruner(space: Space):
-    spec = {k: v for k, v in space.pruner.items() if k != "name"}
-    name = space.pruner["name"]
-    if space.objectives:  # Optuna cannot prune multi-objective trials
-        return optuna.pruners.NopPruner()
-    if name == "hyperband":
-        return optuna.pruners.HyperbandPruner(**spec)
-    if name == "none":
-        return optuna.pruners.NopPruner()
-    return optuna.pruners.MedianPruner(**spec)
 
 
 def open_study(session, *, create: bool = True, seed: int | None = None) -> optuna.Study:
@@ -71,7 +53,9 @@ def open_study(session, *, create: bool = True, seed: int | None = None) -> optu
     directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
         or ["maximize"]
     study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,
-                                sampler=sampler(space, seed), pruner=pruner(space),
+                                sampler=algorithms.sampler(space.sampler, seed),
+                                pruner=algorithms.pruner(space.pruner,
+                                                         multi_objective=bool(space.objectives)),
                                 load_if_exists=True)
     if space.objectives and study.metric_names is None:
         study.set_metric_names([metric for metric, _ in space.objectives])

@@ -175,6 +175,17 @@ class TrialRun:
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, mask(_short(value, 5000)))
 
+    def log_data(self, table, csv) -> None:
+        """The annotation table this run trained and validated on, as an MLflow dataset input
+        (name, source path and a digest of its content)."""
+        import mlflow.data
+        from mlflow.entities import DatasetInput, InputTag
+
+        frame = table.frame[["image_path", *table.heads]]
+        dataset = mlflow.data.from_pandas(frame, source=str(csv), name=Path(csv).name)
+        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
+            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])])
+
     def log_dict(self, data: dict, name: str) -> None:
         self.client.log_text(self.run_id, json.dumps(data, indent=2, default=str), name)
 

@@ -111,34 +111,38 @@ def train_pipeline(config: TrialConfig, inputs, labels: dict, vocab: dict | None
     """The shuffled training batches of `config`: images augmented (flip, shift, cutout), or
     cached inputs through `transform` (which picks a view per sample); per-sample class
     weights under class_weighting: balanced (which needs `vocab`)."""
-    from search.augment import make_augmenter
+    from search.augment import augment_batch
     from search.data import balanced_weights, train_dataset
 
     weights = (balanced_weights(labels, vocab) if config.class_weighting == "balanced"
                else None)
-    if transform is None:  # one generator for the whole fit: fresh draws every epoch
-        augmenter = make_augmenter(config.flip, config.shift, config.cutout, seed=config.seed)
-        transform = lambda x: augmenter(x, None)[0]  # noqa: E731
+    if transform is None:  # each batch brings its own seed: fresh draws every epoch
+        def transform(x, seed):
+            return augment_batch(x, flip=config.flip, shift=config.shift,
+                                 cutout=config.cutout, seed=seed)
     return train_dataset(inputs, labels, batch_size=config.batch_size, seed=config.seed,
                          augment=transform, sample_weights=weights)
 
 
 def view_picker(cache, config: TrialConfig):
     """For cached inputs [B, V, ...]: one view per sample, a cut-out view with probability
-    config.cutout (when the cache has one), else one of the others; fresh draws each epoch."""
+    config.cutout (when the cache has one), else one of the others; each batch draws from its
+    own seed (see search.data.train_dataset)."""
     import tensorflow as tf
 
     plain, cut = cache.pools(config.flip, config.shift)
-    generator = tf.random.Generator.from_seed(config.seed)
     plain_t, cut_t = tf.constant(plain, tf.int32), tf.constant(cut or [0], tf.int32)
     p = config.cutout if cut else 0.0
 
-    def pick(x):
+    def pick(x, seed):
         b = tf.shape(x)[0]
-        which = tf.gather(plain_t, generator.uniform([b], 0, len(plain), tf.int32))
+        s_plain, s_cut, s_apply = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        which = tf.gather(plain_t, tf.random.stateless_uniform(
+            [b], s_plain, 0, len(plain), tf.int32))
         if p > 0:
-            cut_view = tf.gather(cut_t, generator.uniform([b], 0, len(cut), tf.int32))
-            which = tf.where(generator.uniform([b]) < p, cut_view, which)
+            cut_view = tf.gather(cut_t, tf.random.stateless_uniform(
+                [b], s_cut, 0, len(cut), tf.int32))
+            which = tf.where(tf.random.stateless_uniform([b], s_apply) < p, cut_view, which)
         return tf.gather(x, which, batch_dims=1)
 
     return pick

@@ -88,7 +88,9 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
         tracking = session.tracking
         run_ = tracking.tracker.start_trial(tracking.parent_run_id, session.study, number, tags)
         device = session.device.as_params() if session.device is not None else {}
-        run_.log_params({**config.to_dict(), **device})
+        seeds = {f"seed.{k}": v for k, v in session.seeds(config).items()}
+        run_.log_params({**config.to_dict(), **device, **seeds})
+        run_.log_data(session.table, session.csv)
     reporter.started(config, run_.run_id if run_ is not None else None)
     try:
         if find_lr is None:

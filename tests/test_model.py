@@ -112,3 +112,30 @@ def test_auto_crop_trims_black_side_padding():
     assert plain.min() == 0.0
     blank = prepare(np.zeros((1, 8, 8, 3)), (4, 4), "auto").numpy()
     assert blank.shape == (1, 4, 4, 3)
+
+
+def test_a_mixed_precision_network_is_exported_in_float32(tmp_path):
+    """Trained under mixed_bfloat16 (as on a GPU), the saved model computes in float32 and
+    answers what the trained network answers."""
+    import keras
+
+    from search import model
+
+    config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0)
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        net = model.build(config, VOCAB)
+        exported = model.export(net, config)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    path = tmp_path / "m.keras"
+    exported.save(path)
+    loaded = keras.models.load_model(path, safe_mode=True)
+    layers = [l for l in loaded.get_layer("search_model").get_layer("separable").layers]
+    assert {l.dtype_policy.compute_dtype for l in layers} == {"float32"}
+    images = np.random.randint(0, 255, (2, 32, 32, 3)).astype("float32")
+    trained = net.predict(images, verbose=0)
+    served = loaded.predict(images, verbose=0)
+    for head in VOCAB:
+        np.testing.assert_allclose(served[head], np.asarray(trained[head], np.float32),
+                                   atol=0.02)

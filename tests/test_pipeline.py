@@ -51,7 +51,7 @@ def test_train_and_eval_datasets(tiny_csv):
     labels = table.labels()
     weights = data.balanced_weights(labels, table.vocab)
     ds = data.train_dataset(images, labels, batch_size=32, seed=0, sample_weights=weights,
-                            augment=lambda x: x)
+                            augment=lambda x, seed: x)
     x, y, w = next(iter(ds))
     assert x.shape == (32, 32, 32, 3) and x.dtype.name == "float32"
     assert set(y) == set(table.heads) and y["age"].dtype.name == "int32"

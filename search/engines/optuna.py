@@ -24,6 +24,7 @@ import time
 import optuna
 from optuna.trial import TrialState
 
+from search import pruning
 from search import study as study_lib
 from search import workers
 from search.engines.base import Best, Engine, Outcome, Ranked, free_trial_graphs, reason
@@ -52,9 +53,13 @@ class OptunaReporter(Reporter):
         self.progress = progress  # the tqdm bar, for per-epoch progress
         self.engine = engine  # for how many models are kept
         self.epochs = 0
+        self.curve: dict[str, list[float]] = {}  # per head, per epoch (search.pruning)
+        spec = session.space.pruner
+        self.rule = pruning.HeadRule.from_spec(spec) if spec["name"] == "heads" else None
 
     def started(self, config, run_id):
         self.trial.set_user_attr("config", config.to_dict())  # `search train --from-trial`
+        self.trial.set_user_attr("seeds", self.session.seeds(config))
         if run_id:
             self.trial.set_user_attr("mlflow_run_id", run_id)
         self.epochs = config.epochs
@@ -63,6 +68,16 @@ class OptunaReporter(Reporter):
         if self.progress is not None:
             self.progress.set_postfix_str(f"trial {self.trial.number}: epoch {step}/"
                                           f"{self.epochs}", refresh=True)
+        heads = {h: float(logs[f"val_{h}_accuracy"]) for h in self.session.table.heads}
+        for head, value in heads.items():
+            self.curve.setdefault(head, []).append(value)
+        self.trial.set_user_attr(pruning.CURVE_ATTR, self.curve)
+        if self.rule is not None:
+            earlier = [t.user_attrs.get(pruning.CURVE_ATTR) for t in self.trial.study.get_trials(
+                deepcopy=False, states=study_lib.FINISHED) if t.number != self.trial.number]
+            why = self.rule.prune(step, heads, pruning.at_step(earlier, step))
+            if why:
+                raise Pruned(why)
         if self.session.space.objectives:  # Optuna cannot prune multi-objective trials
             return
         value = float(logs[self.session.objective_key])
@@ -145,8 +160,12 @@ class OptunaEngine(Engine):
         space = self.session.space
         if not space.objectives:
             return []
+        how = ("trials are pruned by the heads rule (pruner: heads)"
+               if space.pruner["name"] == "heads"
+               else "pruning is off, Optuna cannot prune multi-objective trials (pruner: heads "
+                    "prunes by per-head accuracies)")
         return ["multi-objective study (" + ", ".join(f"{m}:{d}" for m, d in space.objectives)
-                + "): pruning is off, Optuna cannot prune multi-objective trials"]
+                + f"): {how}"]
 
     def start_tracking(self) -> None:
         tracking = self.session.open_tracking(create=True)
@@ -325,7 +344,8 @@ def sampler_seed(session, salt: str) -> int:
     except KeyError:
         held = 0
     text = f"{session.options.seed}:{session.study}:{held}:{salt}"
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+    session.sampler_seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+    return session.sampler_seed
 
 
 def work(settings, options) -> int:

@@ -1,0 +1,69 @@
+"""Pruning by heads: a rule over every head's accuracy, for single- and multi-objective studies.
+
+Optuna's `trial.report` takes one float, so a multi-objective study cannot prune, and one
+averaged objective hides a trial that lags on most heads. Here each trial records every head's
+validation accuracy per epoch (user attr `head_curve`), and after a warm-up a trial is pruned
+when at least `min_heads` of its heads sit below the `percentile` of the earlier trials'
+accuracies on that head at the same epoch:
+
+    pruner: {name: heads, min_heads: 5, percentile: 50, warmup_epochs: 2, min_trials: 3}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+from search.errors import ConfigError
+
+CURVE_ATTR = "head_curve"
+
+
+@dataclass(frozen=True)
+class HeadRule:
+    min_heads: int = 5  # heads that must lag for a prune
+    percentile: float = 50.0  # of the earlier trials' accuracy on a head, same epoch
+    warmup_epochs: int = 2  # no pruning before this epoch
+    min_trials: int = 3  # earlier trials that reached the epoch, before any pruning
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "HeadRule":
+        known = {f.name for f in fields(cls)}
+        args = {k: v for k, v in spec.items() if k != "name"}
+        unknown = sorted(set(args) - known)
+        if unknown:
+            raise ConfigError(f"pruner heads: unknown key(s) {', '.join(unknown)}; known: "
+                              f"{', '.join(sorted(known))}")
+        rule = cls(**args)
+        if not 0 <= rule.percentile <= 100 or rule.min_heads < 1 or rule.min_trials < 1 \
+                or rule.warmup_epochs < 0:
+            raise ConfigError(f"pruner heads: need min_heads >= 1, 0 <= percentile <= 100, "
+                              f"warmup_epochs >= 0, min_trials >= 1; got {spec}")
+        return rule
+
+    def lagging(self, mine: dict[str, float], earlier: list[dict[str, float]]) -> list[str]:
+        """The heads on which `mine` is below the percentile of `earlier` (each: head →
+        accuracy at the same epoch); empty while there are too few earlier trials."""
+        if len(earlier) < self.min_trials:
+            return []
+        return [head for head, value in mine.items()
+                if value < np.percentile([e[head] for e in earlier if head in e],
+                                         self.percentile)]
+
+    def prune(self, step: int, mine: dict[str, float],
+              earlier: list[dict[str, float]]) -> str | None:
+        """Why the trial should stop at `step`, or None."""
+        if step <= self.warmup_epochs:
+            return None
+        behind = self.lagging(mine, earlier)
+        if len(behind) < min(self.min_heads, len(mine)):
+            return None
+        return (f"pruned after epoch {step}: {len(behind)} heads below the "
+                f"{self.percentile:g}th percentile of earlier trials ({', '.join(behind)})")
+
+
+def at_step(curves: list[dict[str, list[float]]], step: int) -> list[dict[str, float]]:
+    """Each curve's accuracies at epoch `step` (1-based), for the curves that reached it."""
+    return [{h: values[step - 1] for h, values in curve.items() if len(values) >= step}
+            for curve in curves if curve and all(len(v) >= step for v in curve.values())]

@@ -1,0 +1,82 @@
+"""Pruning by heads: the rule itself, then in real single- and multi-objective studies."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from conftest import TINY_SPACE
+from search import cli, pruning
+from search.errors import ConfigError
+
+HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
+         "bodypose")
+
+
+def test_the_rule_counts_heads_below_the_percentile_after_the_warm_up():
+    rule = pruning.HeadRule(min_heads=2, percentile=50, warmup_epochs=1, min_trials=2)
+    earlier = [{"a": 0.6, "b": 0.6, "c": 0.6}, {"a": 0.8, "b": 0.8, "c": 0.8}]
+    lagging = {"a": 0.5, "b": 0.5, "c": 0.9}
+    assert rule.lagging(lagging, earlier) == ["a", "b"]
+    assert rule.prune(1, lagging, earlier) is None  # warm-up
+    assert "2 heads below the 50th percentile" in rule.prune(2, lagging, earlier)
+    assert rule.prune(2, {"a": 0.5, "b": 0.9, "c": 0.9}, earlier) is None  # one head only
+    assert rule.prune(2, lagging, earlier[:1]) is None  # too few earlier trials
+
+
+def test_curves_are_compared_at_the_same_epoch():
+    curves = [{"a": [0.1, 0.2, 0.3]}, {"a": [0.5]}, {}]
+    assert pruning.at_step(curves, 2) == [{"a": 0.2}]
+
+
+def test_bad_rules_name_the_key():
+    with pytest.raises(ConfigError, match="unknown key"):
+        pruning.HeadRule.from_spec({"name": "heads", "median": 3})
+    with pytest.raises(ConfigError, match="percentile"):
+        pruning.HeadRule.from_spec({"name": "heads", "percentile": 150})
+
+
+def _run(tmp_path, tiny_csv, study, extra, earlier_accuracy, trials=2):
+    """A study whose earlier trials (added by hand) scored earlier_accuracy on every head at
+    every epoch; then `trials` real trials under the heads rule."""
+    space = tmp_path / f"{study}.yaml"
+    space.write_text(TINY_SPACE.read_text().replace("pruner: {name: none}",
+                     "pruner: {name: heads, min_heads: 4, warmup_epochs: 1, min_trials: 2}")
+                     .replace("  epochs: 1", "  epochs: 3")
+                     + "prune_below_majority: false\n" + extra)
+    runs = tmp_path / "runs"
+    args = ["run", "--space", str(space), "--data", str(tiny_csv), "--study", study,
+            "--runs-dir", str(runs), "--no-progress"]
+    storage = f"sqlite:///{runs / 'optuna.db'}"
+    runs.mkdir(exist_ok=True)
+    multi = "objectives" in extra
+    study_ = optuna.create_study(storage=storage, study_name=study,
+                                 directions=["maximize", "minimize"] if multi else ["maximize"])
+    curve = {h: [earlier_accuracy] * 3 for h in HEADS}
+    for _ in range(2):
+        study_.add_trial(optuna.create_trial(
+            state=TrialState.COMPLETE, values=[earlier_accuracy, 1.0] if multi
+            else [earlier_accuracy], user_attrs={pruning.CURVE_ATTR: curve}))
+    assert cli.main(args + ["--trials", str(2 + trials)]) == 0
+    return optuna.load_study(study_name=study, storage=storage).get_trials()[2:]
+
+
+def test_trials_lagging_on_most_heads_are_pruned(tmp_path, tiny_csv):
+    pruned = _run(tmp_path, tiny_csv, "lag", "", earlier_accuracy=1.0)
+    assert all(t.state == TrialState.PRUNED for t in pruned)
+    assert all(len(t.user_attrs[pruning.CURVE_ATTR]["age"]) == 2 for t in pruned)  # epoch 2
+
+
+def test_trials_ahead_of_earlier_ones_are_not_pruned(tmp_path, tiny_csv):
+    kept = _run(tmp_path, tiny_csv, "ahead", "", earlier_accuracy=0.0)
+    assert all(t.state == TrialState.COMPLETE for t in kept)
+
+
+def test_a_multi_objective_study_prunes_by_heads_and_keeps_its_pareto_front(tmp_path, tiny_csv):
+    trials = _run(tmp_path, tiny_csv, "multi", "objectives: [mean_accuracy, params]\n",
+                  earlier_accuracy=1.0)
+    assert all(t.state == TrialState.PRUNED for t in trials)
+    study = optuna.load_study(study_name="multi",
+                              storage=f"sqlite:///{tmp_path / 'runs' / 'optuna.db'}")
+    assert study.best_trials  # the front is made of the complete trials
