@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 import pytest
 
 import tiny_study
+from conftest import TINY_SPACE
 from browser import chromium_path, console_errors, render_dom
 from search import cli
 from search.views import figures, report
@@ -177,3 +178,15 @@ def test_parallel_coordinates_encode_categories_logs_and_unset():
     assert list(lr.values)[:2] == pytest.approx([-3, -2]) and lr.values[2] < -3
     assert lr.ticktext[0] == "0.001" and lr.ticktext[-1] == "unset"
     assert age.label == "age" and list(age.values) == [0.4, 0.5, 0.6]
+
+
+def test_the_header_shows_the_champion_on_the_test_rows(tmp_path, tiny_csv):
+    out = tmp_path / "report.html"
+    runs = tmp_path / "runs"
+    assert cli.main(["run", "--trials", "1", "--space", str(TINY_SPACE), "--data",
+                     str(tiny_csv), "--study", "held", "--runs-dir", str(runs),
+                     "--test-fraction", "0.25", "--no-progress"]) == 0
+    assert cli.main(["report", "--study", "held", "--runs-dir", str(runs), "--out",
+                     str(out)]) == 0
+    page = out.read_text()
+    assert "<table id='test'>" in page and "40 held-out test rows" in page

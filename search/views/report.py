@@ -307,7 +307,27 @@ def header(study, settings: Settings, best, objective: str) -> str:
     return (f"<p>storage <code>{html.escape(mask(settings.storage))}</code> · MLflow "
             f"<code>{html.escape(mask(settings.tracking_uri))}</code></p>"
             f"<p>{sum(states.values())} trial(s): {html.escape(counts)} · best trial "
-            f"#{best.number}: {html.escape(objective)} = {score(best):.4f}</p>")
+            f"#{best.number}: {html.escape(objective)} = {score(best):.4f}</p>"
+            + test_table(best))
+
+
+def test_table(best) -> str:
+    """The champion on the held-out test rows (`--test-fraction`) beside its validation
+    accuracy, per head with 95% bootstrap intervals; '' when the study has no test rows."""
+    test = best.user_attrs.get("test_scores")
+    if not test:
+        return ""
+    val = best.user_attrs.get("head_accuracy", {})
+    rows = "".join(
+        f"<tr><td>{html.escape(h)}</td><td>{val.get(h, float('nan')):.3f}</td>"
+        f"<td>{s['accuracy']:.3f} [{s['accuracy_ci'][0]:.3f}, {s['accuracy_ci'][1]:.3f}]</td>"
+        f"<td>{s['balanced_accuracy']:.3f}</td><td>{s['majority']:.3f}</td></tr>"
+        for h, s in test.items())
+    n = next(iter(test.values()))["n"]
+    return (f"<table id='test'><caption>Best trial on the {n} held-out test rows (no trial "
+            f"trained or validated on them)</caption><tr><th>head</th><th>validation</th>"
+            f"<th>test [95% CI]</th><th>test balanced</th><th>test majority</th></tr>"
+            f"{rows}</table>")
 
 
 STYLE = """body{font-family:system-ui,sans-serif;margin:0 2em 3em;color:#222}
