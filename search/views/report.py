@@ -307,8 +307,16 @@ def header(study, settings: Settings, best, objective: str) -> str:
     return (f"<p>storage <code>{html.escape(mask(settings.storage))}</code> · MLflow "
             f"<code>{html.escape(mask(settings.tracking_uri))}</code></p>"
             f"<p>{sum(states.values())} trial(s): {html.escape(counts)} · best trial "
-            f"#{best.number}: {html.escape(objective)} = {score(best):.4f}</p>"
-            + test_table(best))
+            f"#{best.number}: {html.escape(objective)} = {score(best):.4f}"
+            + weights_note(best) + "</p>" + test_table(best))
+
+
+def weights_note(trial) -> str:
+    """Said when a 'pretrained' trial had no ImageNet weights (weights: auto, offline)."""
+    resolved = trial.user_attrs.get("weights_resolved", "")
+    if not resolved.startswith("none"):
+        return ""
+    return f" · <strong>trained from random weights</strong> ({html.escape(resolved)})"
 
 
 def test_table(best) -> str:
