@@ -16,11 +16,14 @@ import yaml
 STORE_DIR = "optuna-artifacts"
 
 
-def store(runs_dir: Path):
+def store(runs_dir: Path, create: bool = True):
+    """The store under runs_dir. A reader (the dashboard) passes create=False: it may start
+    before the first trial uploads, and then finds the files once they are there."""
     from optuna.artifacts import FileSystemArtifactStore
 
     folder = Path(runs_dir) / STORE_DIR
-    folder.mkdir(parents=True, exist_ok=True)
+    if create:
+        folder.mkdir(parents=True, exist_ok=True)
     return FileSystemArtifactStore(str(folder))
 
 

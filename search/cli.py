@@ -15,6 +15,7 @@ from search import __version__
 from search.config import BACKBONES, FAMILIES
 from search.engines import ENGINES, TUNERS
 from search.errors import UsageError
+from search.formats import FORMAT_HELP, FORMATS
 
 EPILOG = "Environment: SEARCH_RUNS_DIR, SEARCH_STORAGE, MLFLOW_TRACKING_URI, SEARCH_WEIGHTS_DIR."
 # Commands that load TensorFlow: it is imported up front, quietly (search.console).
@@ -28,6 +29,10 @@ def _common(p: argparse.ArgumentParser) -> None:
                                      "$SEARCH_STORAGE); e.g. postgresql+psycopg2://u:p@host/db")
     g.add_argument("--tracking-uri", help="MLflow tracking URI (default: sqlite in runs/, or "
                                           "$MLFLOW_TRACKING_URI)")
+
+
+def _format_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, default="table", help=FORMAT_HELP)
 
 
 def _settings(args):
@@ -172,11 +177,24 @@ def cmd_lr_find(args) -> int:
                    min_lr=args.min_lr, max_lr=args.max_lr, out=args.out)
 
 
+def cmd_studies(args) -> int:
+    """Every study in the storage, one row each: trials complete, pruned, failed (surplus
+    trials are not failures) and running, the best score, each head's best validation
+    accuracy, the registered model aliased 'champion' that is one of its trials, when it
+    started and its last update. Reads the storage read-only, so it runs beside workers."""
+    from search.studies import studies
+
+    return studies(_settings(args), args.sort, args.format)
+
+
 def cmd_best(args) -> int:
-    """Show the best trial; with --register, register its model and set alias 'champion'."""
+    """Show the best trial; with --register, register its model and set alias 'champion'
+    (and 'best-<head>' on each head's best). With --format csv or json, stdout holds only the
+    data (json: the champion's per-head validation accuracy, each head's best trial, test
+    scores, and the registered versions); registration lines go to stderr."""
     from search.results import best
 
-    return best(_settings(args), args.study, args.register)
+    return best(_settings(args), args.study, args.register, args.format)
 
 
 def cmd_pareto(args) -> int:
@@ -184,7 +202,7 @@ def cmd_pareto(args) -> int:
     trials by per-head validation accuracy (works while the study is still running)."""
     from search.pareto import pareto
 
-    return pareto(_settings(args), args.study, args.heads, args.json)
+    return pareto(_settings(args), args.study, args.heads, args.format)
 
 
 def cmd_report(args) -> int:
@@ -250,7 +268,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_dashboard(args) -> int:
-    """Start optuna-dashboard on the study storage (loopback by default)."""
+    """Start optuna-dashboard on the study storage, read-only (loopback by default).
+
+    Read-only, so the dashboard can watch a running `search run` without locking or slowing
+    it; notes and other edits made in the dashboard are refused."""
     from search.servers import dashboard
 
     return dashboard(_settings(args), args.host, args.port)
@@ -308,15 +329,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="HTML file for the curve (default: runs/lr_find-<study>.html)")
     _common(p)
 
+    p = add("studies", cmd_studies, "one table of every study in the storage")
+    p.add_argument("--sort", default="study", metavar="COLUMN",
+                   help="study, complete, pruned, failed, running, best, a head name (its best "
+                        "accuracy), champion, started or updated; names sort A-Z, numbers "
+                        "highest and times newest first (default: %(default)s)")
+    _format_option(p)
+    _common(p)
+
     p = add("best", cmd_best, "show the best trial; register its model")
     p.add_argument("--study", default="default")
     p.add_argument("--register", metavar="NAME", help="registered model name")
+    _format_option(p)
     _common(p)
 
     p = add("pareto", cmd_pareto, "the Pareto-optimal trials across heads")
     p.add_argument("--study", default="default")
     p.add_argument("--heads", help="comma-separated heads to compare (default: all heads)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    _format_option(p)
+    p.add_argument("--json", dest="format", action="store_const", const="jsonl",
+                   help="deprecated, kept for scripts: one JSON object per line (--format "
+                        "json prints one JSON document instead)")
     _common(p)
 
     p = add("report", cmd_report, "write an HTML report of a study")

@@ -11,6 +11,7 @@ import json
 from dataclasses import asdict, dataclass
 
 from search.errors import UsageError
+from search.formats import csv_text, json_text
 from search.study import score
 
 
@@ -113,19 +114,29 @@ def table(rows: list[Row], heads: list[str]) -> str:
     return "\n".join(lines)
 
 
-def pareto(settings, study_name: str, heads: str | None, as_json: bool) -> int:
-    """Print the Pareto set of a study (table, or one JSON object per line)."""
+def pareto(settings, study_name: str, heads: str | None, fmt: str = "table") -> int:
+    """Print the Pareto set of a study: a table, CSV, one JSON document, or (fmt "jsonl", the
+    deprecated `--json`) one JSON object per line."""
     from search.results import load_study
 
     rows = require_rows(load_study(settings, study_name))
     chosen = choose_heads(rows, heads)
     front = front_rows(rows, chosen)
-    if as_json:
-        for r in front:
-            print(json.dumps({**asdict(r), "head_accuracy": {h: r.head_accuracy[h]
-                                                             for h in chosen}}))
-        return 0
-    print(f"study {study_name!r}: {len(front)} of {len(rows)} completed trial(s) are Pareto-"
-          f"optimal over {len(chosen)} head(s) (validation accuracy, higher is better)")
-    print(table(front, chosen))
+    records = [{**asdict(r), "head_accuracy": {h: r.head_accuracy[h] for h in chosen}}
+               for r in front]
+    if fmt == "jsonl":
+        for record in records:
+            print(json.dumps(record))
+    elif fmt == "json":
+        print(json_text({"study": study_name, "heads": chosen, "completed": len(rows),
+                         "front": records}))
+    elif fmt == "csv":
+        print(csv_text(["trial", "run_id", *chosen, "params_count", "mean_accuracy", "value"],
+                       [[r.trial, r.run_id, *(r.head_accuracy[h] for h in chosen),
+                         r.params_count, r.mean_accuracy, r.value] for r in front]))
+    else:
+        print(f"study {study_name!r}: {len(front)} of {len(rows)} completed trial(s) are "
+              f"Pareto-optimal over {len(chosen)} head(s) (validation accuracy, higher is "
+              f"better)")
+        print(table(front, chosen))
     return 0

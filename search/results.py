@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from search.errors import UsageError
+from search.formats import csv_text, json_text
 from search.settings import Settings
 
 
@@ -18,6 +20,7 @@ def require_storage(settings: Settings) -> None:
 
 
 def load_study(settings: Settings, name: str):
+    """The study, opened read-only: the reading commands run beside workers (search.storage)."""
     import optuna
 
     from search.storage import storage
@@ -25,15 +28,18 @@ def load_study(settings: Settings, name: str):
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     require_storage(settings)
     try:
-        return optuna.load_study(study_name=name, storage=storage(settings.storage))
+        return optuna.load_study(study_name=name,
+                                 storage=storage(settings.storage, read_only=True))
     except KeyError:
         raise UsageError(f"no study named {name!r} in the storage; "
                          f"run `search run --study {name}` first") from None
 
 
-def best(settings: Settings, study_name: str, register: str | None) -> int:
+def best(settings: Settings, study_name: str, register: str | None, fmt: str = "table") -> int:
     """Print the best trial; with register, alias `champion` → the objective-best trial's
-    model and `best-<head>` → the model best on each head (re-pointed as better ones appear)."""
+    model and `best-<head>` → the model best on each head (re-pointed as better ones appear).
+    In csv and json stdout holds the data only: registration lines go to stderr, and the JSON
+    document also lists the registered versions (`registered`)."""
     from optuna.trial import TrialState
 
     from search.study import score
@@ -47,6 +53,38 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
     heads = list(champion.user_attrs["head_accuracy"])
     per_head = {h: max(complete, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
                 for h in heads}
+    if fmt == "table":
+        _best_table(champion, per_head)
+    registered = None
+    if register:
+        registered = _register(settings, study_name, register, champion, per_head,
+                               out=sys.stdout if fmt == "table" else sys.stderr)
+    if fmt == "json":
+        objective = (study.user_attrs.get("objective", "mean_accuracy")
+                     if len(study.directions) == 1 else "mean_accuracy")
+        print(json_text(_best_document(study_name, objective, champion, per_head, registered)))
+    elif fmt == "csv":
+        test = champion.user_attrs.get("test_scores") or {}
+        print(csv_text(BEST_CSV, [
+            [h, champion.number, champion.user_attrs["head_accuracy"][h],
+             top.user_attrs["head_accuracy"][h], top.number,
+             *(_test_cells(test[h]) if h in test else (None, None, None))]
+            for h, top in per_head.items()]))
+    return 0
+
+
+BEST_CSV = ["head", "champion_trial", "champion_accuracy", "best_accuracy", "best_trial",
+            "test_accuracy", "test_accuracy_low", "test_accuracy_high"]
+
+
+def _test_cells(scores: dict) -> tuple:
+    low, high = scores["accuracy_ci"]
+    return scores["accuracy"], low, high
+
+
+def _best_table(champion, per_head: dict) -> None:
+    from search.study import score
+
     weights = champion.user_attrs.get("weights_resolved", "")
     note = f" [weights: {weights}]" if weights.startswith("none") else ""
     epoch = champion.user_attrs.get("best_epoch")
@@ -55,8 +93,7 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
     test = champion.user_attrs.get("test_scores") or {}
     print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial"
           + (f"  {'champion on test [95% CI]':>27}" if test else ""))
-    for h in heads:
-        top = per_head[h]
+    for h, top in per_head.items():
         line = (f"  {h:<14}{champion.user_attrs['head_accuracy'][h]:>9.3f}"
                 f"{top.user_attrs['head_accuracy'][h]:>8.3f}  #{top.number:<5}")
         if h in test:
@@ -64,18 +101,49 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
             line += f"  {test[h]['accuracy']:>10.3f} [{low:.3f}, {high:.3f}]"
         print(line)
     if test:
-        mean = sum(t["accuracy"] for t in test.values()) / len(test)
         print(f"  mean accuracy on the {next(iter(test.values()))['n']} held-out test rows: "
-              f"{mean:.4f} (validation: {champion.user_attrs.get('mean_accuracy', 0):.4f})")
-    if not register:
-        return 0
+              f"{_test_mean(test):.4f} (validation: "
+              f"{champion.user_attrs.get('mean_accuracy', 0):.4f})")
+
+
+def _test_mean(test: dict) -> float:
+    return sum(t["accuracy"] for t in test.values()) / len(test)
+
+
+def _best_document(study_name: str, objective: str, champion, per_head: dict,
+                   registered: dict | None) -> dict:
+    """`search best --format json`: the champion, each head's best trial, test scores."""
+    from search.study import score
+
+    attrs = champion.user_attrs
+    test = attrs.get("test_scores") or {}
+    return {
+        "study": study_name, "objective": objective, "trial": champion.number,
+        "value": score(champion), "mean_accuracy": attrs.get("mean_accuracy"),
+        "best_epoch": attrs.get("best_epoch"), "weights": attrs.get("weights_resolved"),
+        "mlflow_run_id": attrs.get("mlflow_run_id"), "model_uri": attrs.get("model_uri"),
+        "heads": {h: {"accuracy": attrs["head_accuracy"][h],
+                      "best_accuracy": top.user_attrs["head_accuracy"][h],
+                      "best_trial": top.number, "test": test.get(h)}
+                  for h, top in per_head.items()},
+        "test_mean_accuracy": _test_mean(test) if test else None,
+        "registered": registered,
+    }
+
+
+def _register(settings: Settings, study_name: str, name: str, champion, per_head: dict,
+              out) -> dict:
+    """Register the champion's and each head's best model under `name` and point the aliases;
+    progress lines go to `out`. {"model", "versions": [{version, trial, aliases}],
+    "not_set": [{trial, aliases, why}]}."""
     from search import registry
     from search.tracking import using
 
     aliases: dict[int, list[str]] = {champion.number: [registry.CHAMPION]}
     for h, t in per_head.items():
         aliases.setdefault(t.number, []).append(registry.head_alias(h))
-    by_number = {t.number: t for t in complete}
+    by_number = {t.number: t for t in (champion, *per_head.values())}
+    done: dict = {"model": name, "versions": [], "not_set": []}
     with using(settings.tracking_uri):
         for number, names in aliases.items():
             trial = by_number[number]
@@ -85,14 +153,17 @@ def best(settings: Settings, study_name: str, register: str | None) -> int:
                 if number == champion.number:
                     raise UsageError(f"trial #{number} {why}; retrain it with `search train "
                                      f"--from-trial {study_name}:{number} --register "
-                                     f"{register}`")
-                print(f"trial #{number} {why}: {', '.join(names)} not set")
+                                     f"{name}`")
+                print(f"trial #{number} {why}: {', '.join(names)} not set", file=out)
+                done["not_set"].append({"trial": number, "aliases": names, "why": why})
                 continue
-            version = registry.register(uri, register, trial.user_attrs.get("mlflow_run_id"),
+            version = registry.register(uri, name, trial.user_attrs.get("mlflow_run_id"),
                                         names)
-            print(f"{register} version {version} (trial #{number}): {', '.join(names)}")
-    print(f"use it: search predict --model models:/{register}@{registry.CHAMPION} IMAGE...")
-    return 0
+            print(f"{name} version {version} (trial #{number}): {', '.join(names)}", file=out)
+            done["versions"].append({"version": version, "trial": number, "aliases": names})
+    print(f"use it: search predict --model models:/{name}@{registry.CHAMPION} IMAGE...",
+          file=out)
+    return done
 
 
 def _model_deleted(settings: Settings, trial) -> bool:

@@ -9,6 +9,11 @@ from search.settings import Settings, mask
 
 
 def dashboard(settings: Settings, host: str, port: int) -> int:
+    """optuna-dashboard on the storage opened read-only (search.storage): beside a running
+    `search run` it never takes SQLite's write lock, so neither side sees "database is locked"
+    (optuna-dashboard#545). What the dashboard would write (notes, study edits, uploads) is
+    refused. Trial artifacts are served from runs/optuna-artifacts, also when the dashboard
+    started before the first trial wrote any."""
     from optuna_dashboard import run_server
 
     from search import artifacts
@@ -16,12 +21,10 @@ def dashboard(settings: Settings, host: str, port: int) -> int:
     from search.storage import storage
 
     require_storage(settings)
-    artifact_store = None
-    if (settings.runs_dir / artifacts.STORE_DIR).is_dir():
-        artifact_store = artifacts.store(settings.runs_dir)
-    print(f"optuna-dashboard on {mask(settings.storage)}: http://{host}:{port}/  (Ctrl-C stops)",
-          flush=True)
-    run_server(storage(settings.storage), host=host, port=port, artifact_store=artifact_store)
+    print(f"optuna-dashboard on {mask(settings.storage)} (read-only): http://{host}:{port}/  "
+          f"(Ctrl-C stops)", flush=True)
+    run_server(storage(settings.storage, read_only=True), host=host, port=port,
+               artifact_store=artifacts.store(settings.runs_dir, create=False))
     return 0
 
 

@@ -9,6 +9,12 @@ grace period and is retried (`RetryHeartbeatStaleTrialCallback`). JournalStorage
 would stay RUNNING for ever. SQLite needs all workers on one machine (no network file systems);
 for several machines use PostgreSQL. Heartbeat interval and grace period come from
 SEARCH_HEARTBEAT_INTERVAL / SEARCH_HEARTBEAT_GRACE (seconds; default 30 / 120).
+
+Readers (`search dashboard`, `studies`, `best`, `pareto`, `report`) open the storage with
+`read_only=True`: no heartbeat (they run no trial) and, for SQLite, a read-only connection
+(`mode=ro`), so a reader beside running workers never takes the write lock, never writes on
+start-up (optuna-dashboard#545: a dashboard that did crashed the study with "database is
+locked") and, in WAL mode, never makes a writer wait.
 """
 
 from __future__ import annotations
@@ -26,25 +32,48 @@ from search.settings import mask
 HEARTBEAT_SECONDS = 30
 
 
-def storage(url: str):
-    """An Optuna storage for url: RDB with heartbeats (stale trials FAIL and are retried)."""
+def storage(url: str, *, read_only: bool = False):
+    """An Optuna storage for url: RDB with heartbeats (stale trials FAIL and are retried), or
+    with read_only a reader's (see the module docstring; a journal file is read as it is)."""
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     if url.startswith("journal:"):
         from optuna.storages.journal import JournalFileBackend
 
         return optuna.storages.JournalStorage(JournalFileBackend(url.removeprefix("journal:")))
     sqlite = url.startswith("sqlite")
-    interval, grace = heartbeat()
+    interval, grace = (None, None) if read_only else heartbeat()
     try:
-        if sqlite:
+        opened = url
+        if sqlite and read_only:
+            opened = read_only_url(url)
+        elif sqlite:
             sqlite_wal(url)
         return optuna.storages.RDBStorage(
-            url, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
+            opened, engine_kwargs={"connect_args": {"timeout": 60}} if sqlite else {},
             heartbeat_interval=interval, grace_period=grace,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
-                max_retry=2))
-    except Exception as exc:  # bad URL, server down, missing driver
+            heartbeat_stale_trial_callback=None if read_only else
+            optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
+    except Exception as exc:  # bad URL, server down, missing driver, no such file
         raise UsageError(f"cannot open study storage {mask(url)}: {exc}") from None
+
+
+def read_only_url(url: str) -> str:
+    """The SQLite URL opened read-only: `sqlite:///file:PATH?mode=ro&uri=true` (SQLAlchemy
+    hands `file:PATH?mode=ro` to sqlite3 as a URI). A write through it fails with "attempt
+    to write a readonly database" instead of taking the lock. In-memory URLs stay as they are.
+    """
+    from urllib.parse import quote
+
+    import sqlalchemy
+
+    parsed = sqlalchemy.engine.make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or parsed.query.get("mode") == "memory":
+        return url
+    if parsed.query.get("uri") not in ("true", "1"):
+        path = "file:" + quote(path)  # SQLite decodes %XX in a URI: spaces, '?', '#'
+    return (parsed.set(database=path).update_query_dict({"mode": "ro", "uri": "true"})
+            .render_as_string(hide_password=False))
 
 
 def sqlite_wal(url: str) -> None:

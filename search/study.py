@@ -57,19 +57,19 @@ def open_study(session, *, create: bool = True, seed: int | None = None) -> optu
                                 pruner=algorithms.pruner(space.pruner,
                                                          multi_objective=bool(space.objectives)),
                                 load_if_exists=True)
-    if space.objectives and study.metric_names is None:
-        study.set_metric_names([metric for metric, _ in space.objectives])
     identity = session.identity()
     stored = {k: study.user_attrs.get(k) for k in identity}
     if any(v is not None for v in stored.values()):
         session.check_identity(stored, "study")
-        return study
-    for key, value in identity.items():
-        study.set_user_attr(key, value)
-    study.set_user_attr("objective", space.objective)  # `search train` ranks the same way
-    for entry in space.enqueue:
-        study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
-                                            "baseline": entry["name"]})
+    else:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr("objective", space.objective)  # `search train` ranks the same way
+        for entry in space.enqueue:
+            study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
+                                                "baseline": entry["name"]})
+    if study.metric_names is None:  # optuna-dashboard shows these, not "Objective 0"
+        study.set_metric_names([metric for metric, _ in space.objectives] or [space.objective])
     return study
 
 

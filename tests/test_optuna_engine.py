@@ -4,12 +4,16 @@ predict), resuming, and the loop's bookkeeping when workers race for the last sl
 from __future__ import annotations
 
 import json
+import time
+import urllib.error
+import urllib.request
 
 import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
 
+import browser
 from search import cli
 from conftest import TINY_SPACE
 
@@ -262,6 +266,142 @@ def test_servers_answer_on_loopback(study_dir, command, path, expect):
             os.killpg(proc.pid, signal.SIGKILL)
     first_line = proc.stdout.readline()
     assert f"http://127.0.0.1:{port}/" in first_line
+
+
+class Watch:
+    """`search run --workers 2` on the default SQLite storage, and `search dashboard` on it,
+    polled while the run trains: what each side did."""
+
+    def __init__(self, runs, port):
+        self.runs, self.port = runs, port
+        self.polls: list[tuple[str, object]] = []  # (path, trials seen, or why it failed)
+        self.study_id = None
+        self.run_code = None
+        self.run_log = self.dashboard_log = ""
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=30) as r:
+            return json.loads(r.read())
+
+    def poll(self):
+        """Alternately the study list and the study with its trials."""
+        path = ("/api/studies" if len(self.polls) % 2 == 0 or self.study_id is None
+                else f"/api/studies/{self.study_id}?after=0")
+        try:
+            body = self.get(path)
+        except Exception as exc:  # a refused, failed or timed-out answer is the finding
+            self.polls.append((path, f"{type(exc).__name__}: {exc}"))
+            return
+        if "study_summaries" in body:
+            ids = [s["study_id"] for s in body["study_summaries"] if s["study_name"] == "watched"]
+            self.study_id = ids[0] if ids else None
+            self.polls.append((path, None))
+        else:
+            self.polls.append((path, [t["state"] for t in body["trials"]]))
+
+
+@pytest.fixture(scope="module")
+def watched(tmp_path_factory, tiny_csv):
+    from test_workers import LIGHT_SPACE, wait_for, worker_pids
+    from test_workers import search as start
+
+    folder = tmp_path_factory.mktemp("watched")
+    space = folder / "light.yaml"
+    space.write_text(LIGHT_SPACE)
+    watch = Watch(folder / "runs", _free_port())
+    run_log, dashboard_log = folder / "run.log", folder / "dashboard.log"
+    run = start(["run", "--workers", "2", "--trials", "4", "--study", "watched", "--space",
+                 str(space), "--data", str(tiny_csv), "--heads", "gender,age", "--runs-dir",
+                 str(watch.runs), "--no-progress"], run_log)
+    dashboard = None
+    try:
+        wait_for(lambda: worker_pids(run_log), "the study to start", 120)  # it exists now
+        dashboard = start(["dashboard", "--port", str(watch.port), "--runs-dir",
+                           str(watch.runs)], dashboard_log)
+        wait_for(lambda: _answers(watch), "the dashboard to listen", 60)
+        deadline = time.monotonic() + 600
+        while run.poll() is None and time.monotonic() < deadline:
+            watch.poll()
+            time.sleep(0.2)
+        watch.run_code = run.wait(timeout=60)
+        watch.poll()
+        watch.poll()  # once more each, after the run ended
+        watch.run_log, watch.dashboard_log = run_log.read_text(), dashboard_log.read_text()
+        yield watch  # the dashboard keeps serving for the page test
+    finally:
+        for process in (run, dashboard):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+def _answers(watch) -> bool:
+    try:
+        watch.get("/api/meta")
+        return True
+    except OSError:
+        return False
+
+
+def test_a_dashboard_beside_two_workers_neither_locks_nor_fails(watched):
+    """optuna-dashboard#545 on the default storage: the dashboard opens runs/optuna.db
+    read-only, so the run's writers never see "database is locked" and the dashboard answers
+    every poll while they write, with the trials as they come."""
+    assert watched.run_code == 0, watched.run_log[-3000:]
+    study = _study_at(watched.runs, "watched")
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 4
+    failures = [(path, why) for path, why in watched.polls if isinstance(why, str)]
+    assert failures == []
+    seen = [states for _, states in watched.polls if isinstance(states, list)]
+    assert len(seen) >= 5  # it was asked while the run trained ...
+    assert any(states.count("Complete") < 4 for states in seen)  # ... saw it unfinished ...
+    assert seen[-1].count("Complete") == 4  # ... and the end
+    for log in (watched.run_log, watched.dashboard_log):
+        assert "database is locked" not in log and "Traceback" not in log
+
+    before = _system_attrs(watched.runs)
+    note = urllib.request.Request(  # what the dashboard's note editor sends
+        f"http://127.0.0.1:{watched.port}/api/studies/{watched.study_id}/note", method="PUT",
+        data=json.dumps({"version": 1, "body": "a note"}).encode(),
+        headers={"Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(note, timeout=30)
+    assert refused.value.code == 500  # read-only: it cannot write, so it never locks
+    assert _system_attrs(watched.runs) == before
+
+
+@pytest.mark.skipif(browser.chromium_path() is None, reason="chromium is not installed")
+def test_the_dashboard_pages_show_the_study_and_a_trial_s_artifacts(watched):
+    """The page itself, in headless Chromium: the study list, the study's history named by
+    its objective (not "Objective 0"), and one trial's artifacts; no console errors."""
+    base = f"http://127.0.0.1:{watched.port}/dashboard"
+    number = _study_at(watched.runs, "watched").best_trial.number
+    pages = {"list": f"{base}", "history": f"{base}/studies/{watched.study_id}",
+             "trial": f"{base}/studies/{watched.study_id}/trials?numbers={number}"}
+    texts = {}
+    for name, url in pages.items():
+        dom, log = browser.render_url(url)
+        assert browser.console_errors(log) == [], name
+        texts[name] = browser.page_text(dom)
+    assert "watched" in texts["list"] and "Direction: MAXIMIZE" in texts["list"]
+    assert "y Axis mean_accuracy" in texts["history"] and "Objective 0" not in texts["history"]
+    trial = texts["trial"]
+    assert f"Trial {number} (trial_id=" in trial
+    files = trial[trial.index("Artifacts"):]
+    for name in ("config.yaml", "learning_curves.json", "learning_curves.html",
+                 "confusion.json"):
+        assert name in files, name
+
+
+def _study_at(runs, name):
+    return optuna.load_study(study_name=name, storage=f"sqlite:///{runs / 'optuna.db'}")
+
+
+def _system_attrs(runs) -> dict:
+    """The study's system attributes, where optuna-dashboard keeps notes."""
+    store = optuna.storages.RDBStorage(f"sqlite:///{runs / 'optuna.db'}")
+    return store.get_study_system_attrs(store.get_study_id_from_name("watched"))
 
 
 def test_multi_objective_study_has_named_directions_and_no_pruning(tmp_path, tiny_csv, capsys):

@@ -3,6 +3,8 @@ study."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import random
 
@@ -91,6 +93,31 @@ def test_json_rows_and_chosen_heads(runs, capsys):
         assert list(r["head_accuracy"]) == heads
         assert r["run_id"] == t.user_attrs["mlflow_run_id"] and r["value"] == t.value
         assert r["params_count"] == t.user_attrs["params_count"]
+
+
+def test_format_json_is_one_document_and_csv_holds_the_same_rows(runs, capsys):
+    """--format json: one document whose front is what the deprecated --json prints line by
+    line; --format csv: the same rows, one per line under a header."""
+    base = ["pareto", "--study", tiny_study.STUDY, "--runs-dir", str(runs),
+            "--heads", "age,gender"]
+    assert cli.main([*base, "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert cli.main([*base, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "study": tiny_study.STUDY, "heads": ["age", "gender"], "completed": 3, "front": lines}
+    assert cli.main([*base, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0]) == ["trial", "run_id", "age", "gender", "params_count",
+                             "mean_accuracy", "value"]
+    assert [[int(r["trial"]), r["run_id"], float(r["age"]), float(r["gender"]),
+             int(r["params_count"]), float(r["mean_accuracy"]), float(r["value"])]
+            for r in rows] == [[line["trial"], line["run_id"], line["head_accuracy"]["age"],
+                                line["head_accuracy"]["gender"], line["params_count"],
+                                line["mean_accuracy"], line["value"]] for line in lines]
+    with pytest.raises(SystemExit):
+        cli.main(["pareto", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--format {table,csv,json}" in text and "--json deprecated" in text
 
 
 @pytest.mark.parametrize("args, message", [
