@@ -274,7 +274,7 @@ def cmd_dashboard(args) -> int:
     it; notes and other edits made in the dashboard are refused."""
     from search.servers import dashboard
 
-    return dashboard(_settings(args), args.host, args.port)
+    return dashboard(_settings(args), args.host, args.port, args.study)
 
 
 def cmd_mlflow_ui(args) -> int:
@@ -405,6 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = add(name, func, func.__doc__.splitlines()[0].lower().rstrip("."))
         p.add_argument("--host", default="127.0.0.1", help="bind address (default: loopback)")
         p.add_argument("--port", type=int, default=8080 if name == "dashboard" else 5000)
+        if name == "dashboard":
+            p.add_argument("--study", help="print the address of this study's page (the "
+                                           "dashboard serves every study of the storage)")
         _common(p)
     return parser
 

@@ -8,7 +8,7 @@ import sys
 from search.settings import Settings, mask
 
 
-def dashboard(settings: Settings, host: str, port: int) -> int:
+def dashboard(settings: Settings, host: str, port: int, study: str | None = None) -> int:
     """optuna-dashboard on the storage opened read-only (search.storage): beside a running
     `search run` it never takes SQLite's write lock, so neither side sees "database is locked"
     (optuna-dashboard#545). What the dashboard would write (notes, study edits, uploads) is
@@ -21,9 +21,19 @@ def dashboard(settings: Settings, host: str, port: int) -> int:
     from search.storage import storage
 
     require_storage(settings)
-    print(f"optuna-dashboard on {mask(settings.storage)} (read-only): http://{host}:{port}/  "
-          f"(Ctrl-C stops)", flush=True)
-    run_server(storage(settings.storage, read_only=True), host=host, port=port,
+    opened = storage(settings.storage, read_only=True)
+    page = ""
+    if study:
+        try:
+            page = f"dashboard/studies/{opened.get_study_id_from_name(study)}"
+        except KeyError:
+            from search.errors import UsageError
+
+            raise UsageError(f"no study named {study!r} in {mask(settings.storage)}; "
+                             f"`search studies` lists them") from None
+    print(f"optuna-dashboard on {mask(settings.storage)} (read-only): http://{host}:{port}/"
+          f"{page}  (Ctrl-C stops)", flush=True)
+    run_server(opened, host=host, port=port,
                artifact_store=artifacts.store(settings.runs_dir, create=False))
     return 0
 

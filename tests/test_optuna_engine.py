@@ -241,8 +241,9 @@ def test_servers_answer_on_loopback(study_dir, command, path, expect):
     import urllib.request
 
     port = _free_port()
+    study = ["--study", "tiny"] if command == "dashboard" else []
     proc = subprocess.Popen([sys.executable, "-m", "search.cli", command, "--port", str(port),
-                             "--runs-dir", str(study_dir)],
+                             "--runs-dir", str(study_dir), *study],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     try:
@@ -266,6 +267,13 @@ def test_servers_answer_on_loopback(study_dir, command, path, expect):
             os.killpg(proc.pid, signal.SIGKILL)
     first_line = proc.stdout.readline()
     assert f"http://127.0.0.1:{port}/" in first_line
+    if command == "dashboard":  # with --study: the address of that study's own page
+        assert f"http://127.0.0.1:{port}/dashboard/studies/" in first_line, first_line
+
+
+def test_the_dashboard_refuses_an_unknown_study(study_dir, capsys):
+    assert cli.main(["dashboard", "--study", "nope", "--runs-dir", str(study_dir)]) == 2
+    assert "no study named 'nope'" in capsys.readouterr().err
 
 
 class Watch:
