@@ -93,6 +93,8 @@ class Tracker:
     def close_orphans(self, ended: dict[int, tuple[str, str]]) -> None:
         """Close the trial runs left RUNNING whose trial is over: `ended` maps a trial number
         to its final state (COMPLETE, PRUNED, FAIL) and, for FAIL, the reason."""
+        from mlflow.exceptions import MlflowException
+
         runs = self.client.search_runs(
             [self.experiment_id],
             filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = 'trial'")
@@ -102,11 +104,16 @@ class Tracker:
                 continue  # still running in a live worker
             state, why = ended[number]
             run_id = run.info.run_id
-            self.client.set_tag(run_id, "search.state", state)
-            if state == "FAIL":
-                self.client.set_tag(run_id, "search.reason", mask(why))
-            self.client.set_terminated(run_id, status={"COMPLETE": "FINISHED",
-                                                       "PRUNED": "KILLED"}.get(state, "FAILED"))
+            try:
+                self.client.set_tag(run_id, "search.state", state)
+                if state == "FAIL":
+                    self.client.set_tag(run_id, "search.reason", mask(why))
+                self.client.set_terminated(run_id, status={"COMPLETE": "FINISHED",
+                                                           "PRUNED": "KILLED"}.get(state, "FAILED"))
+            except MlflowException:
+                # Another worker's sweep is closing the same run (MLflow's set_tag inserts
+                # and two inserts of one tag collide); if both gave up, the next sweep retries.
+                continue
 
     def drop_models(self, run_ids) -> list[str]:
         """Delete the logged models of these trial runs (files and MLflow records), except

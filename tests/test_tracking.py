@@ -1,0 +1,52 @@
+"""The MLflow side of a study: runs that dead workers left open are closed exactly once, even
+when two workers sweep at the same moment."""
+
+from search.tracking import ROLE_TAG, Tracker
+
+
+def _open_trial_run(tracker: Tracker, number: int) -> str:
+    run = tracker.client.create_run(tracker.experiment_id, run_name=f"trial-{number}",
+                                    tags={ROLE_TAG: "trial", "search.trial": str(number)})
+    return run.info.run_id
+
+
+def test_orphan_runs_close_with_their_trial_state(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = Tracker(uri, "orphans", artifact_root=tmp_path / "mlartifacts")
+    failed, pruned, live = (_open_trial_run(tracker, n) for n in (0, 1, 2))
+    tracker.close_orphans({0: ("FAIL", "its worker died"), 1: ("PRUNED", "")})
+    runs = {r: tracker.client.get_run(r) for r in (failed, pruned, live)}
+    assert runs[failed].info.status == "FAILED"
+    assert runs[failed].data.tags["search.reason"] == "its worker died"
+    assert runs[pruned].info.status == "KILLED"
+    assert runs[live].info.status == "RUNNING"  # its trial is still running somewhere
+
+
+def test_two_workers_closing_the_same_orphan_do_not_crash(tmp_path):
+    """MLflow's set_tag reads, then inserts; when another worker's sweep inserts the same tag
+    in between, the insert fails (UNIQUE constraint) and used to kill the worker (seen in CI).
+    The other worker's whole sweep is made to land exactly there, on the real store."""
+    from sqlalchemy import event
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ours = Tracker(uri, "race", artifact_root=tmp_path / "mlartifacts")
+    theirs = Tracker(uri, "race", artifact_root=tmp_path / "mlartifacts")
+    run_id = _open_trial_run(ours, 3)
+    ended = {3: ("FAIL", "its worker died mid-trial")}
+    interleaved = []
+
+    def other_worker_first(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("INSERT INTO TAGS") and not interleaved:
+            interleaved.append(statement)
+            theirs.close_orphans(ended)
+
+    engine = ours.client._tracking_client.store.engine
+    event.listen(engine, "before_cursor_execute", other_worker_first)
+    try:
+        ours.close_orphans(ended)
+    finally:
+        event.remove(engine, "before_cursor_execute", other_worker_first)
+    assert interleaved, "the interleaving did not happen: the test proves nothing"
+    run = ours.client.get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert run.data.tags["search.reason"] == "its worker died mid-trial"
