@@ -16,7 +16,11 @@ accuracy and balanced accuracy with the majority baseline, the means, and the is
 (mean accuracy >= peer + 0.04, mean balanced accuracy >= peer + 0.05, every head at or above
 its majority baseline, >= 5x the peer's trials).
 
-    .venv/bin/python bench/quality.py [--minutes 20] [--seed 0] [--no-record]
+    .venv/bin/python bench/quality.py [--minutes 20] [--seed 0] [--reuse-peer] [--no-record]
+
+--reuse-peer takes the peer's figures from the last run (runs/bench/quality/peer-result.json,
+same minutes) instead of running it again: the peer's own TPE is seeded, so a second seed of
+`search` is compared against the same peer result.
 Needs ../shared (hvc images, weights, peers) and `pip install -e '.[bench]'`.
 """
 
@@ -201,6 +205,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=20, help="search budget each side")
     parser.add_argument("--seed", type=int, default=0, help="search's --seed")
+    parser.add_argument("--reuse-peer", action="store_true",
+                        help="the peer's figures from the last run with the same --minutes")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     for needed in (SHARED / "hvc" / "hvc_annotations.csv", SHARED / "weights",
@@ -210,7 +216,13 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     search_csv, test_csv = split_data()
     ours = run_search(args.minutes, args.seed, search_csv, test_csv)
-    peer = run_peer(args.minutes, test_csv)
+    saved = WORK / "peer-result.json"
+    previous = json.loads(saved.read_text()) if saved.exists() else {}
+    if args.reuse_peer and previous.get("minutes") == args.minutes:
+        peer = previous["peer"]
+    else:
+        peer = run_peer(args.minutes, test_csv)
+        saved.write_text(json.dumps({"minutes": args.minutes, "peer": peer}))
     benchlib.record(f"quality: search vs plain Optuna, {args.minutes:g} min each, seed "
                     f"{args.seed}", report(ours, peer, args.minutes, args.seed),
                     enabled=not args.no_record)
