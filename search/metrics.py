@@ -46,7 +46,7 @@ def beats_majority(y_true: np.ndarray, y_pred: np.ndarray, majority: int,
     right, c rows only the majority answer gets right; b - c > z * sqrt(b + c))."""
     right, baseline = y_pred == y_true, y_true == majority
     b, c = int(np.sum(right & ~baseline)), int(np.sum(~right & baseline))
-    return b - c > z * np.sqrt(b + c)
+    return bool(b - c > z * np.sqrt(b + c))
 
 
 def priors(labels: dict[str, np.ndarray], vocab: dict) -> dict[str, np.ndarray]:

@@ -118,10 +118,31 @@ def register(model_uri: str, name: str, run_id: str, aliases: Iterable[str] = (C
     except mlflow.exceptions.MlflowException:  # the registered model does not exist yet
         version = None
     if version is None:
-        version = mlflow.register_model(model_uri, name).version
+        version = _quietly_register(model_uri, name)
     for alias in aliases:
         client.set_registered_model_alias(name, alias, str(version))
     return str(version)
+
+
+def _quietly_register(model_uri: str, name: str) -> str:
+    """mlflow.register_model, without its "Successfully registered model" / "already exists.
+    Creating a new version" lines on stderr (the caller prints what was registered); any
+    other line it prints still goes through."""
+    import contextlib
+    import io
+    import sys
+
+    import mlflow
+
+    chatter = ("Successfully registered model ", "Registered model ", "Created version ")
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(buffer):
+            return mlflow.register_model(model_uri, name).version
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if not line.startswith(chatter):
+                print(line, file=sys.stderr)
 
 
 def head_alias(head: str) -> str:

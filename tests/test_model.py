@@ -100,20 +100,6 @@ def test_export_takes_raw_images_of_any_size_and_round_trips(tmp_path):
     assert result[0]["carryingbag"]["label"] in VOCAB["carryingbag"]
 
 
-def test_auto_crop_trims_black_side_padding():
-    from search.preprocess import prepare
-
-    image = np.zeros((1, 20, 40, 3), np.float32)
-    image[:, :, 10:30] = 200.0  # content in the middle half, black padding each side
-    image[:, :, 10] = 50.0
-    cropped = prepare(image, (20, 20), "auto").numpy()
-    assert cropped.min() >= 49.0  # no black column survived
-    plain = prepare(image, (20, 20), "none").numpy()
-    assert plain.min() == 0.0
-    blank = prepare(np.zeros((1, 8, 8, 3)), (4, 4), "auto").numpy()
-    assert blank.shape == (1, 4, 4, 3)
-
-
 def test_a_mixed_precision_network_is_exported_in_float32(tmp_path):
     """Trained under mixed_bfloat16 (as on a GPU), the saved model computes in float32 and
     answers what the trained network answers."""

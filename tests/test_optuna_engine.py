@@ -97,6 +97,9 @@ def test_best_register_pull_predict(study_dir, tiny_csv, tmp_path, capsys):
     base = ["--runs-dir", str(study_dir)]
     assert cli.main(["best", "--study", "tiny", "--register", "tiny-model", *base]) == 0
     assert cli.main(["best", "--study", "tiny", "--register", "tiny-model", *base]) == 0
+    out, err = capsys.readouterr()
+    assert "champion" in out
+    assert "Successfully registered" not in err and "already exists" not in err  # MLflow's
     client = _client(study_dir)
     champion = client.get_model_version_by_alias("tiny-model", "champion")
     study = _study(study_dir)
