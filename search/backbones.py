@@ -144,6 +144,16 @@ def cut_layer(base: keras.Model, fraction: float) -> str | None:
     below can be cached as one array); near that depth (within a tenth of the layers) the
     narrowest such output wins, since it is what gets cached (a block's output, not its 6x
     wider expansion). None: no such layer; train from the input."""
+    key = (base.name, tuple(base.input.shape[1:]), len(base.layers), fraction)
+    if key not in _CUTS:  # the search below builds a model per candidate: ~0.7 s
+        _CUTS[key] = _find_cut(base, fraction)
+    return _CUTS[key]
+
+
+_CUTS: dict[tuple, str | None] = {}
+
+
+def _find_cut(base: keras.Model, fraction: float) -> str | None:
     layers = base.layers
     target = int(round(len(layers) * (1 - fraction)))
     window = max(3, len(layers) // 10)

@@ -2,16 +2,20 @@
 
 `pool` turns the backbone's feature map into a vector (global average pooling or flatten);
 `build` maps that vector to {head: probabilities}: a shared Dense neck, then per head an
-optional Dense layer and its softmax. Being a model of its own, the same heads serve the whole
+optional dropout and Dense+ReLU layer and its logits (`Towers`, all heads at once), and a
+softmax named after the head. Being a model of its own, the same heads serve the whole
 network (image → backbone → pool → heads) and a trial that trains on cached features
-(vector → heads), sharing weights. Head names (gender, age, ...) are kept in layer names, so
-Keras metrics, MLflow keys and the label file all use the attribute's own name. Softmax outputs
-are float32 even under mixed precision, so losses and probabilities stay exact.
+(vector → heads), sharing weights. Head names (gender, age, ...) are the names of the softmax
+layers, so Keras metrics, MLflow keys and the label file all use the attribute's own name.
+Softmax outputs are float32 even under mixed precision, so losses and probabilities stay exact.
 """
 
 from __future__ import annotations
 
+import math
+
 import keras
+from keras import ops
 
 from search.config import TrialConfig
 
@@ -31,16 +35,66 @@ def build(features: int, config: TrialConfig, vocab: dict[str, tuple[str, ...]])
         x = keras.layers.Dense(config.neck_units, activation="relu", name="neck_dense")(x)
     if config.neck_dropout:
         x = keras.layers.Dropout(config.neck_dropout, name="neck_drop")(x)
-    outputs = {}
-    for head, labels in vocab.items():
-        h = x
-        if config.head_dropout:
-            h = keras.layers.Dropout(config.head_dropout, name=f"{head}_drop")(h)
-        if config.head_units:
-            h = keras.layers.Dense(config.head_units, activation="relu", name=f"{head}_dense")(h)
-        outputs[head] = keras.layers.Dense(len(labels), activation="softmax", dtype="float32",
-                                           name=head)(h)
+    logits = Towers([len(labels) for labels in vocab.values()], units=config.head_units,
+                    dropout=config.head_dropout, name="towers")(x)
+    outputs = {head: keras.layers.Activation("softmax", dtype="float32", name=head)(z)
+               for head, z in zip(vocab, logits)}
     return keras.Model(inputs, outputs, name="heads")
+
+
+@keras.saving.register_keras_serializable(package="search")
+class Towers(keras.layers.Layer):
+    """Every head's tower at once: per head its own dropout mask on the shared vector, a
+    Dense(units)+ReLU layer (none when units is 0) and a Dense layer to its logits.
+
+    The same function as one Dense layer per head (each head has its own weights, initialised
+    as Keras' Glorot-uniform Dense would be), held in four weight tensors instead of four per
+    head: a train step with Adam then traces about twice as fast, and tracing is most of what
+    a short trial on cached features costs (bench/RESULTS.md). Returns one logits tensor per
+    head, in the order of `classes`."""
+
+    def __init__(self, classes, units: int = 0, dropout: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.classes = [int(k) for k in classes]
+        self.units, self.dropout = int(units), float(dropout)
+        self.drop = keras.layers.Dropout(self.dropout) if self.dropout else None
+
+    def build(self, input_shape):
+        heads, width = len(self.classes), int(input_shape[-1])
+        if self.units:
+            self.hidden_kernel = self._kernel("hidden_kernel", heads, width, self.units)
+            self.hidden_bias = self.add_weight(name="hidden_bias", shape=(heads, self.units),
+                                               initializer="zeros")
+            width = self.units
+        self.kernel = self._kernel("kernel", heads, width, max(self.classes))
+        self.bias = self.add_weight(name="bias", shape=(heads, max(self.classes)),
+                                    initializer="zeros")
+
+    def _kernel(self, name: str, heads: int, fan_in: int, fan_out: int):
+        limit = math.sqrt(6.0 / (fan_in + fan_out))  # Glorot uniform of one head's Dense
+        return self.add_weight(name=name, shape=(heads, fan_in, fan_out),
+                               initializer=keras.initializers.RandomUniform(-limit, limit))
+
+    def call(self, x, training=None):
+        heads = len(self.classes)
+        if self.drop is not None:  # [B, F] → [B, heads, F]: a mask of its own per head
+            x = self.drop(ops.repeat(ops.expand_dims(x, 1), heads, axis=1), training=training)
+        if self.units:
+            x = ops.relu(self._dense(x, self.hidden_kernel, self.hidden_bias))
+        logits = self._dense(x, self.kernel, self.bias)
+        return [logits[:, i, :k] for i, k in enumerate(self.classes)]
+
+    @staticmethod
+    def _dense(x, kernel, bias):
+        equation = "bf,hfu->bhu" if len(x.shape) == 2 else "bhf,hfu->bhu"
+        return ops.einsum(equation, x, ops.cast(kernel, x.dtype)) + ops.cast(bias, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return [(input_shape[0], k) for k in self.classes]
+
+    def get_config(self):
+        return {**super().get_config(), "classes": self.classes, "units": self.units,
+                "dropout": self.dropout}
 
 
 @keras.saving.register_keras_serializable(package="search")
@@ -54,8 +108,6 @@ class Prior(keras.layers.Layer):
         self.prior = [float(p) for p in prior]
 
     def call(self, x):
-        import keras.ops as ops
-
         prior = ops.convert_to_tensor([self.prior], dtype="float32")
         return ops.tile(prior, [ops.shape(x)[0], 1])
 

@@ -4,9 +4,11 @@ Optuna's `trial.report` takes one float, so a multi-objective study cannot prune
 averaged objective hides a trial that lags on most heads. Here each trial records every head's
 validation accuracy per epoch (user attr `head_curve`), and after a warm-up a trial is pruned
 when at least `min_heads` of its heads sit below the `percentile` of the earlier trials'
-accuracies on that head at the same epoch:
+accuracies on that head at the same epoch. `heads` restricts the rule to some heads (the
+session checks that the data has them):
 
     pruner: {name: heads, min_heads: 5, percentile: 50, warmup_epochs: 2, min_trials: 3}
+    pruner: {name: heads, heads: [gender, age, emotion], min_heads: 2}
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class HeadRule:
     percentile: float = 50.0  # of the earlier trials' accuracy on a head, same epoch
     warmup_epochs: int = 2  # no pruning before this epoch
     min_trials: int = 3  # earlier trials that reached the epoch, before any pruning
+    heads: tuple[str, ...] | None = None  # the heads it watches (default: every head)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "HeadRule":
@@ -35,6 +38,13 @@ class HeadRule:
         if unknown:
             raise ConfigError(f"pruner heads: unknown key(s) {', '.join(unknown)}; known: "
                               f"{', '.join(sorted(known))}")
+        if "heads" in args:
+            watched = args["heads"]
+            if not isinstance(watched, list) or not watched \
+                    or not all(isinstance(h, str) for h in watched):
+                raise ConfigError(f"pruner heads: heads must be a list of head names, got "
+                                  f"{watched!r}")
+            args["heads"] = tuple(watched)
         rule = cls(**args)
         if not 0 <= rule.percentile <= 100 or rule.min_heads < 1 or rule.min_trials < 1 \
                 or rule.warmup_epochs < 0:
@@ -47,9 +57,12 @@ class HeadRule:
         accuracy at the same epoch); empty while there are too few earlier trials."""
         if len(earlier) < self.min_trials:
             return []
-        return [head for head, value in mine.items()
+        return [head for head, value in self.watched(mine).items()
                 if value < np.percentile([e[head] for e in earlier if head in e],
                                          self.percentile)]
+
+    def watched(self, mine: dict[str, float]) -> dict[str, float]:
+        return mine if self.heads is None else {h: mine[h] for h in self.heads if h in mine}
 
     def prune(self, step: int, mine: dict[str, float],
               earlier: list[dict[str, float]]) -> str | None:
@@ -57,7 +70,7 @@ class HeadRule:
         if step <= self.warmup_epochs:
             return None
         behind = self.lagging(mine, earlier)
-        if len(behind) < min(self.min_heads, len(mine)):
+        if len(behind) < min(self.min_heads, len(self.watched(mine))):
             return None
         return (f"pruned after epoch {step}: {len(behind)} heads below the "
                 f"{self.percentile:g}th percentile of earlier trials ({', '.join(behind)})")

@@ -108,6 +108,7 @@ class Session:
         csv = resolve_data(settings, options.data)
         table = data_lib.read_table(csv, options.heads, on_bad_images=options.on_bad_images)
         check_objectives(space, table.heads)
+        check_pruner_heads(space, table.heads)
         strata = None
         if options.stratify:
             if options.stratify not in table.heads:
@@ -238,6 +239,16 @@ def check_objectives(space: space_lib.Space, heads) -> None:
         raise UsageError(f"{space.name}: objectives names {', '.join(map(repr, unknown))}, which "
                          f"is neither a metric ({', '.join(METRICS)}) nor a head of the data "
                          f"({', '.join(heads)})")
+
+
+def check_pruner_heads(space: space_lib.Space, heads) -> None:
+    """`pruner: {name: heads, heads: [...]}` may only name heads of the data."""
+    watched = space.pruner.get("heads") if space.pruner["name"] == "heads" else None
+    unknown = [h for h in watched or () if h not in heads]
+    if unknown:
+        raise UsageError(f"{space.name}: pruner heads names {', '.join(map(repr, unknown))}, "
+                         f"which {'is not a head' if len(unknown) == 1 else 'are not heads'} "
+                         f"of the data ({', '.join(heads)})")
 
 
 def without_missing_weights(space: space_lib.Space) -> tuple[space_lib.Space, list[str]]:

@@ -94,6 +94,9 @@ def compile_model(model, config: TrialConfig, steps_per_epoch: int, *, learning_
     rate = schedule(config, steps_per_epoch, scale) if learning_rate is None else learning_rate
     model.compile(optimizer=optimizer(config, rate), loss=losses(heads),
                   metrics={h: ["accuracy"] for h in heads}, jit_compile=jit_compile)
+    # The optimizer's slots made now, eagerly: made on the first step instead, inside the
+    # traced train function, they cost a short trial about a second more (bench/RESULTS.md).
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

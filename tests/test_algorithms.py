@@ -41,7 +41,8 @@ def _space(tmp_path, extra: str):
     ("sampler: {name: annealing}\n", "sampler.name must be one of tpe, random, gp, cmaes"),
     ("pruner: {name: asha}\n", "pruner.name must be one of median, percentile"),
     ("pruner: {name: median, patience: 3}\n", "pruner {'name': 'median', 'patience': 3}"),
-    ("pruner: {name: heads, heads: 3}\n", "pruner heads: unknown key(s) heads"),
+    ("pruner: {name: heads, median: 3}\n", "pruner heads: unknown key(s) median"),
+    ("pruner: {name: heads, heads: 3}\n", "pruner heads: heads must be a list of head names"),
     ("pruner: {name: patient, patience: 1, wrapped: {name: nope}}\n",
      "pruner.wrapped.name must be one of")])
 def test_bad_algorithms_are_refused_when_the_space_loads(tmp_path, tiny_csv, capsys, extra,

@@ -37,6 +37,28 @@ def test_bad_rules_name_the_key():
         pruning.HeadRule.from_spec({"name": "heads", "percentile": 150})
 
 
+def test_the_rule_can_watch_some_heads_only():
+    rule = pruning.HeadRule.from_spec({"name": "heads", "heads": ["a", "b"], "min_heads": 2,
+                                       "min_trials": 1, "warmup_epochs": 0})
+    earlier = [{"a": 0.5, "b": 0.5, "c": 0.5}]
+    assert rule.prune(1, {"a": 0.1, "b": 0.9, "c": 0.1}, earlier) is None  # c is not watched
+    assert "a, b" in rule.prune(1, {"a": 0.1, "b": 0.1, "c": 0.9}, earlier)
+
+
+def test_a_rule_naming_a_head_the_data_lacks_is_refused_before_anything_is_written(
+        tmp_path, tiny_csv, capsys):
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE.read_text().replace(
+        "pruner: {name: none}", "pruner: {name: heads, heads: [gender, shoesize]}"))
+    runs = tmp_path / "runs"
+    assert cli.main(["run", "--space", str(space), "--data", str(tiny_csv), "--runs-dir",
+                     str(runs), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "pruner heads names 'shoesize', which is not a head of the data" in err
+    assert len(err.strip().splitlines()) == 1
+    assert not (runs / "optuna.db").exists() and not (runs / "mlflow.db").exists()
+
+
 def _run(tmp_path, tiny_csv, study, extra, earlier_accuracy, trials=2):
     """A study whose earlier trials (added by hand) scored earlier_accuracy on every head at
     every epoch; then `trials` real trials under the heads rule."""
