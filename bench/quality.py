@@ -193,8 +193,10 @@ def report(ours: dict, peer: dict, minutes: float, seed: int) -> list[str]:
     ]
     lines.append("Targets:")
     for name, got, want in targets:
-        verdict = "met" if got >= want else f"missed by {want - got:.3f}"
-        lines.append(f"- {name}: {got:+.3f} (want {want:g}): {verdict}")
+        ratio = name.startswith("trials")
+        shown = f"{got:.2f}x" if ratio else f"{got:+.3f}"
+        verdict = "met" if got >= want else f"missed by {want - got:.{2 if ratio else 3}f}"
+        lines.append(f"- {name}: {shown} (want {want:g}{'x' if ratio else ''}): {verdict}")
     lines.append("- every head at or above its majority baseline: "
                  + ("met" if not below else f"missed on {', '.join(below)}"))
     lines.append(f"- peer's best params: `{json.dumps(peer['best_params'])}`")

@@ -21,22 +21,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from search import algorithms
+from search import param as param_lib
 from search.config import TrialConfig
 from search.errors import ConfigError
+from search.param import CONFIG_KEYS, DERIVED, Param, ordered
 
 OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
 SAMPLERS = tuple(algorithms.SAMPLERS)
 PRUNERS = tuple(algorithms.PRUNERS)
 CLR_BOUNDS = ("sample", "lr_find")
-DERIVED = ("lr_ratio",)
-CONFIG_KEYS = tuple(f.name for f in fields(TrialConfig))
 TOP_KEYS = ("name", "description", "objective", "objectives", "sampler", "pruner", "clr_bounds",
             "prune_below_majority", "keep_models", "params", "enqueue", "include")
 # A trial below the majority-class baseline after this epoch by more than margin is pruned.
@@ -44,19 +44,6 @@ MAJORITY_GUARD = {"after_epoch": 2, "margin": 0.03}
 KEEP_MODELS = 5  # models kept: the best trials' and each head's best; the others' are deleted
 # Enqueued configs (baselines) are stored on the trial under this user attr, not as params.
 FIXED_CONFIG_ATTR = "fixed_config"
-
-
-@dataclass(frozen=True)
-class Param:
-    """One key of the space: a fixed value or an Optuna distribution, maybe conditional."""
-
-    name: str
-    value: Any = None  # fixed value when distribution is None
-    distribution: Any = None  # optuna.distributions.BaseDistribution
-    when: dict[str, tuple] = field(default_factory=dict)
-
-    def active(self, chosen: dict[str, Any]) -> bool:
-        return all(chosen.get(parent) in values for parent, values in self.when.items())
 
 
 @dataclass(frozen=True)
@@ -91,7 +78,7 @@ class Space:
             if param.distribution is None:
                 chosen[param.name] = copy.deepcopy(param.value)
             else:
-                chosen[param.name] = _suggest(trial, param)
+                chosen[param.name] = param.suggest(trial)
         return resolve(chosen)
 
     def pin(self, **values: Any) -> "Space":
@@ -104,7 +91,7 @@ class Space:
         params += [Param(name=k, value=v) for k, v in pins.items()]
         source = copy.deepcopy(self.source)
         source.setdefault("params", {}).update(pins)
-        return replace(self, params=_ordered(params), source=source,
+        return replace(self, params=ordered(params), source=source,
                         enqueue=tuple(_pin_enqueued(self.enqueue, pins)))
 
     def fingerprint(self) -> str:
@@ -197,7 +184,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     raw_params = data.get("params") or {}
     if not isinstance(raw_params, dict):
         raise ConfigError("params must be a mapping of key: spec")
-    params = [_param(name, spec) for name, spec in raw_params.items()]
+    params = [param_lib.parse(name, spec) for name, spec in raw_params.items()]
     names = {p.name for p in params}
     for p in params:
         for parent in p.when:
@@ -209,7 +196,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
             raise ConfigError(f"clr_bounds: lr_find derives the LR bounds; remove "
                               f"{', '.join(sorted(clash))} from params")
     enqueue = list(_enqueued(data, base_dir))
-    space = Space(name=str(data.get("name", default_name)), params=_ordered(params),
+    space = Space(name=str(data.get("name", default_name)), params=ordered(params),
                   objective=objective, objectives=objectives, sampler=sampler, pruner=pruner,
                   clr_bounds=clr_bounds, majority_guard=_guard(data.get(
                       "prune_below_majority", True)),
@@ -286,94 +273,6 @@ def _as_list(value) -> list:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]
-
-
-def _param(name: str, spec) -> Param:
-    import optuna.distributions as od
-
-    if name not in CONFIG_KEYS and name not in DERIVED:
-        raise ConfigError(f"params.{name}: unknown key; known keys: "
-                          f"{', '.join(CONFIG_KEYS + DERIVED)}")
-    if not isinstance(spec, dict):
-        return Param(name=name, value=spec)
-    spec = dict(spec)
-    when = spec.pop("when", None) or {}
-    if not isinstance(when, dict):
-        raise ConfigError(f"params.{name}.when must map a param to a value or list of values")
-    when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when.items()}
-    if "value" in spec:
-        extra = set(spec) - {"value"}
-        if extra:
-            raise ConfigError(f"params.{name}: 'value' cannot be combined with {sorted(extra)}")
-        return Param(name=name, value=spec["value"], when=when)
-    kind = spec.pop("type", "categorical" if "choices" in spec else None)
-    allowed = {"categorical": {"choices"}, "float": {"low", "high", "step", "log"},
-               "int": {"low", "high", "step", "log"}}
-    if kind not in allowed:
-        raise ConfigError(f"params.{name}.type must be one of float, int, categorical "
-                          f"(or give 'value' or 'choices'), got {kind!r}")
-    extra = set(spec) - allowed[kind]
-    if extra:
-        raise ConfigError(f"params.{name}: unknown field(s) {sorted(extra)} for type {kind}")
-    try:
-        if kind == "categorical":
-            choices = spec.get("choices")
-            if not isinstance(choices, list) or not choices:
-                raise ConfigError(f"params.{name}.choices must be a non-empty list")
-            dist = od.CategoricalDistribution(choices=[_hashable(c) for c in choices])
-        else:
-            if "low" not in spec or "high" not in spec:
-                raise ConfigError(f"params.{name}: type {kind} needs low and high")
-            cls = od.FloatDistribution if kind == "float" else od.IntDistribution
-            if kind == "int":
-                spec.setdefault("step", 1)
-            dist = cls(**spec)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(f"params.{name}: {exc}") from None
-    return Param(name=name, distribution=dist, when=when)
-
-
-def _hashable(choice):
-    """Optuna choices must be None/bool/int/float/str: lists (image sizes) become 'HxW'."""
-    if isinstance(choice, list):
-        return "x".join(str(c) for c in choice)
-    return choice
-
-
-def _suggest(trial, param: Param):
-    import optuna.distributions as od
-
-    d = param.distribution
-    if isinstance(d, od.CategoricalDistribution):
-        value = trial.suggest_categorical(param.name, d.choices)
-        if param.name == "image_size" and isinstance(value, str):
-            return [int(v) for v in value.split("x")]
-        if param.name == "convs_per_block" and isinstance(value, str):
-            return [int(v) for v in value.split("x")]
-        return value
-    if isinstance(d, od.IntDistribution):
-        return trial.suggest_int(param.name, d.low, d.high, step=d.step, log=d.log)
-    return trial.suggest_float(param.name, d.low, d.high, step=d.step, log=d.log)
-
-
-def _ordered(params: list[Param]) -> tuple[Param, ...]:
-    """Parents before children, so a condition always sees its parent's value."""
-    by_name = {p.name: p for p in params}
-    done: dict[str, Param] = {}
-
-    def visit(p: Param, trail: tuple[str, ...]) -> None:
-        if p.name in done:
-            return
-        if p.name in trail:
-            raise ConfigError(f"params.{p.name}: circular 'when' condition via {' -> '.join(trail)}")
-        for parent in p.when:
-            if parent in by_name:
-                visit(by_name[parent], trail + (p.name,))
-        done[p.name] = p
-
-    for p in params:
-        visit(p, ())
-    return tuple(done.values())
 
 
 def _check_sample(space: Space) -> None:

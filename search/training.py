@@ -305,6 +305,7 @@ class _Context:
         cache = session.extra[memo_key]
         kind = "probe" if cut == "pooled" else "fine_tune"
         self.plan.notes[f"{kind}.cache_seconds"] = round(cache.built_seconds, 1)
+        cache.built_seconds = 0.0  # paid by this trial; the next ones read it from memory
         self.plan.notes[f"{kind}.cache_bytes"] = int(cache.array.nbytes)
         return cache
 

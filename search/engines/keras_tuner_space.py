@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import keras_tuner as kt
 
-from search import space as space_lib
+from search.param import hashable
 from search.config import TrialConfig
 from search.errors import UsageError
 from search.space import Space
@@ -32,7 +32,7 @@ class Codec:
         return cls(as_json=len(types) > 1 or not types <= {str, int, float})
 
     def encode(self, value):
-        value = space_lib._hashable(value)
+        value = hashable(value)
         return json.dumps(value) if self.as_json else value
 
     def decode(self, value):

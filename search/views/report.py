@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from search.views import figures
+from search.views.page import Section, write
 from search.config import TrialConfig
 from search.errors import ConfigError, UsageError
 from search.pareto import Row, choose_heads, front_rows, require_rows
@@ -24,14 +25,6 @@ from search.settings import Settings, mask
 from search.study import score
 
 TOP = 5  # best trials compared with the baselines
-
-
-@dataclass
-class Section:
-    id: str
-    title: str
-    figures: list
-    text: str = ""
 
 
 @dataclass
@@ -336,36 +329,3 @@ def test_table(best) -> str:
             f"trained or validated on them)</caption><tr><th>head</th><th>validation</th>"
             f"<th>test [95% CI]</th><th>test balanced</th><th>test majority</th></tr>"
             f"{rows}</table>")
-
-
-STYLE = """body{font-family:system-ui,sans-serif;margin:0 2em 3em;color:#222}
-header{border-bottom:1px solid #ccc;margin-bottom:1em}nav a{margin-right:1em}
-section{margin-top:2em}.figs{display:grid;gap:8px}
-#confusion .figs{grid-template-columns:repeat(auto-fill,minmax(420px,1fr))}
-code{background:#f3f3f3;padding:0 .3em}"""
-
-
-def render(title: str, head_html: str, sections: list[Section]) -> str:
-    """The HTML page: plotly.js once in <head>, then one <section id=…> with an <h2> each."""
-    from plotly.offline import get_plotlyjs
-
-    nav = "".join(f"<a href='#{s.id}'>{i}. {html.escape(s.title)}</a>"
-                  for i, s in enumerate(sections, 1))
-    body = []
-    for i, s in enumerate(sections, 1):
-        plots = "".join(f"<div>{f.to_html(full_html=False, include_plotlyjs=False)}</div>"
-                        for f in s.figures)
-        text = f"<p>{html.escape(s.text)}</p>" if s.text else ""
-        body.append(f"<section id='{s.id}'><h2>{i}. {html.escape(s.title)}</h2>{text}"
-                    f"<div class='figs'>{plots}</div></section>")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
-            f"</title><style>{STYLE}</style>"
-            f"<script type='text/javascript'>{get_plotlyjs()}</script></head><body>"
-            f"<header><h1>{html.escape(title)}</h1>{head_html}<nav>{nav}</nav></header>"
-            f"{''.join(body)}</body></html>")
-
-
-def write(path: Path, head_html: str, sections: list[Section], title: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(title, head_html, sections), encoding="utf-8")
-    return path
