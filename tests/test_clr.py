@@ -185,6 +185,17 @@ def test_lr_range_test_restores_model_and_optimizer(diverged):
     assert float(model.optimizer.learning_rate) == pytest.approx(0.01)
 
 
+def test_lr_range_test_takes_class_weighted_batches():
+    """`class_weighting: balanced` pipelines yield (x, y, sample weights): the range test
+    used to unpack (x, y) and crashed every such trial (issue 12)."""
+    keras.utils.set_random_seed(0)
+    model = _two_head_model()
+    weighted = _dataset().map(lambda x, y: (x, y, {h: tf.ones_like(v, tf.float32)
+                                                   for h, v in y.items()}))
+    result = lr_range_test(model, weighted, min_lr=1e-4, max_lr=1.0, num_steps=20)
+    assert len(result.lrs) > 2 and all(math.isfinite(v) for v in result.losses[:2])
+
+
 def test_lr_range_test_rejects_scheduled_optimizer():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(CyclicalLearningRate(0.01, 0.1, 5)), loss="mse")

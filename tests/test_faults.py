@@ -105,3 +105,12 @@ def test_ctrl_c_fails_the_running_trials_and_prints_the_resume_command(tmp_path,
     killed = [t for t in trials if t.state == TrialState.FAIL]
     assert all(client.get_run(t.user_attrs["mlflow_run_id"]).info.status == "KILLED"
                for t in killed if "mlflow_run_id" in t.user_attrs)
+
+
+def test_a_failed_trial_s_reason_is_one_masked_line():
+    """What a failed trial stores (fail_reason, keras-tuner's trial message) and prints is
+    masked like every other message: a storage URL in an exception keeps no password."""
+    from search.engines.base import reason
+
+    text = reason(RuntimeError("could not reach\npostgresql+psycopg2://me:s3cret@db/search"))
+    assert text == "RuntimeError: could not reach postgresql+psycopg2://me:***@db/search"

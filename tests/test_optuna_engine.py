@@ -523,3 +523,47 @@ def test_models_outside_the_best_are_deleted_and_disk_use_is_shown(tmp_path, tin
     assert len(list(models.iterdir())) == len(kept)
     assert cli.main(["best", "--study", "keep", "--register", "kept", "--runs-dir",
                      str(runs)]) == 0
+
+
+def test_a_pretrained_trial_without_imagenet_weights_says_so_everywhere(tmp_path, tiny_csv,
+                                                                        capsys, monkeypatch):
+    """weights: auto that fell back to random init shows in the trial's line, its user attrs,
+    `search best` and the report, not only as an MLflow param (issue 12)."""
+    from search import weights
+
+    if weights.downloadable():
+        pytest.skip("ImageNet weights can be downloaded here: nothing falls back")
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # no cached weight file either
+    space = tmp_path / "space.yaml"  # MobileNet alpha 0.75: no file of it in ../shared
+    space.write_text(TINY_SPACE.read_text().replace(
+        "  backbone: separable\n",
+        "  backbone: pretrained\n  family: mobilenet\n  alpha: 0.75\n  weights: auto\n"))
+    runs = tmp_path / "runs"
+    common = ["--study", "random-init", "--runs-dir", str(runs)]
+    assert cli.main(["run", "--space", str(space), "--data", str(tiny_csv), "--trials", "1",
+                     "--no-progress", *common]) == 0
+    said = "[weights: none (imagenet unavailable"
+    assert said in capsys.readouterr().out  # the trial's line and the summary
+    (trial,) = optuna.load_study(study_name="random-init",
+                                 storage=f"sqlite:///{runs / 'optuna.db'}").get_trials()
+    assert trial.user_attrs["weights_resolved"].startswith("none (imagenet unavailable")
+    assert cli.main(["best", *common]) == 0
+    assert said in capsys.readouterr().out
+    page = tmp_path / "report.html"
+    assert cli.main(["report", "--out", str(page), *common]) == 0
+    assert "trained from random weights" in page.read_text()
+
+
+def test_a_missing_gradient_registry_is_said_once(monkeypatch, capsys):
+    """free_trial_graphs relies on TensorFlow's private gradient registry; a release without
+    it gets one warning (memory then grows per trial), not silence and not a crash."""
+    from tensorflow.python.framework import ops
+
+    from search.engines import base
+
+    monkeypatch.setattr(ops, "_gradient_registry", None)
+    monkeypatch.setattr(base, "_WARNED", set())
+    base.free_trial_graphs()
+    base.free_trial_graphs()
+    err = capsys.readouterr().err
+    assert err.count("gradient registry is gone") == 1 and "--isolate" in err

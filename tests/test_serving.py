@@ -52,9 +52,20 @@ enqueue:
 
 def search_process(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
     """`search ARGS` as a user runs it: a new interpreter, nothing preloaded."""
+    return search_processes([args], cwd)[0]
+
+
+def search_processes(commands: list[list[str]], cwd: Path) -> list[subprocess.CompletedProcess]:
+    """Several `search` commands, each in its own new interpreter, run side by side."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    started = [subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=cwd, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+               for args in commands]
+    done = []
+    for args, process in zip(commands, started):
+        out, err = process.communicate(timeout=600)
+        done.append(subprocess.CompletedProcess(args, process.returncode, out, err))
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -93,9 +104,9 @@ def test_every_family_and_schedule_predicts_in_a_fresh_process(trained, tiny_csv
     assert set(uris) == {"separable-triangular", "separable-triangular2", "frozen-exp-range",
                          "fine-tuned-constant"}
     image = str(sorted((tiny_csv.parent / "images").iterdir())[0])
-    for name, uri in uris.items():
-        done = search_process(["predict", "--runs-dir", str(runs), "--model", uri, image],
-                              folder)
+    runs_ = search_processes([["predict", "--runs-dir", str(runs), "--model", uri, image]
+                              for uri in uris.values()], folder)
+    for name, done in zip(uris, runs_):
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
         line = json.loads(done.stdout.strip().splitlines()[-1])
         assert line["image"] == image and set(line) > {"gender", "emotion", "bodypose"}
@@ -104,16 +115,15 @@ def test_every_family_and_schedule_predicts_in_a_fresh_process(trained, tiny_csv
 def test_registered_champion_predicts_and_evaluates_in_fresh_processes(trained, tiny_csv):
     folder, runs = trained
     image = str(sorted((tiny_csv.parent / "images").iterdir())[1])
-    done = search_process(["predict", "--runs-dir", str(runs), "--model",
-                           "models:/served@champion", image], folder)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1])["gender"]["label"] in (
-        "male", "female")
     scores = folder / "scores.json"
-    done = search_process(["evaluate", "--runs-dir", str(runs), "--model",
-                           "models:/served@champion", "--data", str(tiny_csv), "--bootstrap",
-                           "20", "--json", str(scores)], folder)
-    assert done.returncode == 0, done.stderr[-2000:]
+    predicted, evaluated = search_processes([
+        ["predict", "--runs-dir", str(runs), "--model", "models:/served@champion", image],
+        ["evaluate", "--runs-dir", str(runs), "--model", "models:/served@champion", "--data",
+         str(tiny_csv), "--bootstrap", "20", "--json", str(scores)]], folder)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    assert json.loads(predicted.stdout.strip().splitlines()[-1])["gender"]["label"] in (
+        "male", "female")
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
     assert set(json.loads(scores.read_text())["heads"]) >= {"gender", "age", "emotion"}
 
 
