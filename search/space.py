@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 
 from search import algorithms
-from search import param as param_lib
 from search.config import TrialConfig
 from search.errors import ConfigError
 from search.param import CONFIG_KEYS, DERIVED, Param, ordered
+from search.param import parse as parse_param
 
 OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
 SAMPLERS = tuple(algorithms.SAMPLERS)
@@ -184,7 +184,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     raw_params = data.get("params") or {}
     if not isinstance(raw_params, dict):
         raise ConfigError("params must be a mapping of key: spec")
-    params = [param_lib.parse(name, spec) for name, spec in raw_params.items()]
+    params = [parse_param(name, spec) for name, spec in raw_params.items()]
     names = {p.name for p in params}
     for p in params:
         for parent in p.when:
