@@ -138,6 +138,9 @@ def pretrained(config: TrialConfig) -> keras.Model:
     return model
 
 
+_CUTS: dict[tuple, str | None] = {}  # cut_layer's answers, per network and fraction
+
+
 def cut_layer(base: keras.Model, fraction: float) -> str | None:
     """The layer after which the top `fraction` of a pretrained network's layers is trained.
     It must be a block boundary (its output alone feeds everything above it, so the layers
@@ -148,9 +151,6 @@ def cut_layer(base: keras.Model, fraction: float) -> str | None:
     if key not in _CUTS:  # the search below builds a model per candidate: ~0.7 s
         _CUTS[key] = _find_cut(base, fraction)
     return _CUTS[key]
-
-
-_CUTS: dict[tuple, str | None] = {}
 
 
 def _find_cut(base: keras.Model, fraction: float) -> str | None:

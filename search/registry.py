@@ -128,7 +128,6 @@ def _quietly_register(model_uri: str, name: str) -> str:
     """mlflow.register_model, without its "Successfully registered model" / "already exists.
     Creating a new version" lines on stderr (the caller prints what was registered); any
     other line it prints still goes through."""
-    import contextlib
     import io
     import sys
 
@@ -189,6 +188,7 @@ def load(model: str):
 
 
 def load_folder(folder: Path):
+    _check_folder(Path(folder))
     import keras
 
     import search.backbones  # noqa: F401  registers custom layers for deserialisation
@@ -199,6 +199,25 @@ def load_folder(folder: Path):
     model = keras.models.load_model(Path(folder) / MODEL_FILE, safe_mode=True, compile=False)
     vocab = json.loads((Path(folder) / LABELS_FILE).read_text())
     return model, {h: tuple(v) for h, v in vocab.items()}
+
+
+def _check_folder(folder: Path) -> None:
+    """One clear line, not a zip traceback, for a folder missing a file or with a model.keras
+    cut short (an interrupted pull or copy): every member's CRC is checked."""
+    import zipfile
+
+    for name in (MODEL_FILE, LABELS_FILE):
+        if not (folder / name).is_file():
+            raise UsageError(f"{folder} has no {name}: not a whole search model; pull it again")
+    try:
+        with zipfile.ZipFile(folder / MODEL_FILE) as archive:
+            bad = archive.testzip()
+        json.loads((folder / LABELS_FILE).read_text())
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        bad = f"{type(exc).__name__}: {exc}"
+    if bad:
+        raise UsageError(f"{folder}: {MODEL_FILE} or {LABELS_FILE} is damaged or cut short "
+                         f"({bad}); pull the model again")
 
 
 def predict_probs(model, images: list[np.ndarray], batch_size: int = 64) -> dict[str, np.ndarray]:

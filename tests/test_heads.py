@@ -30,6 +30,7 @@ def test_zero_units_means_no_hidden_layer():
 
 def test_towers_compute_one_dense_tower_per_head():
     """Each head's logits are its own Dense(units)+ReLU then Dense(k), on its own weights."""
+    keras.utils.set_random_seed(0)
     towers = heads.Towers([2, 3], units=4, name="towers")
     x = np.random.default_rng(0).normal(size=(6, 5)).astype("float32")
     logits = [np.asarray(z) for z in towers(x)]

@@ -57,6 +57,18 @@ def test_a_frozen_backbone_trains_its_heads_on_cached_features(session, weights_
     assert not base.trainable_weights  # frozen: only the heads learn
 
 
+def test_only_the_trial_that_built_the_cache_logs_its_build_time(tmp_path, tiny_csv,
+                                                                  weights_dir):
+    fresh = Session.on_data(Settings.resolve(tmp_path / "runs"), Options(data=str(tiny_csv)),
+                            space_lib.Space(name="t", params=()))
+    seconds = []
+    for _ in range(2):  # the second trial of this process reads the cache from memory
+        plan = training.prepare(TrialConfig(**PRETRAINED), fresh)
+        next(plan.stages())
+        seconds.append(plan.notes["probe.cache_seconds"])
+    assert seconds[0] > 0 and seconds[1] == 0
+
+
 def test_cached_features_give_the_networks_own_outputs(session, weights_dir):
     """The heads on view 0 of the cache answer what the whole network answers on the images
     (float16 storage aside): training on the cache trains the saved model."""

@@ -35,12 +35,14 @@ def render_html(report: Report, path) -> Path:
     for a, b in report.pairs():
         sid = re.sub(r"[^A-Za-z0-9_-]+", "-", f"cross-{a}-{b}")  # an id: no spaces
         parts.append(_section(sid, f"{a} × {b}", _cross_figure(report, a, b)))
-    parts.append(_table("suspicious", "Suspicious combinations", ["rule", "rows", "CSV lines"], [
+    parts.append(_table("suspicious", "Suspicious combinations",
+                        ["rule", "rows", "CSV lines"], [
         (f"{r.head}={r.value} → {r.other} in {'/'.join(r.expected)} ({r.why})", len(bad),
          lines_text(bad).lstrip(": ")) for r, bad in report.flags]))
 
     ok = report.readable()
-    parts.append(_table("sizes", "Image sizes, modes and formats", ["size / mode / format", "images"],
+    parts.append(_table("sizes", "Image sizes, modes and formats",
+                        ["size / mode / format", "images"],
                         [*size_counts(ok).items(), *ok["mode"].value_counts().items(),
                          *ok["format"].value_counts().items()]))
     pad = go.Figure([go.Histogram(x=ok[side], name=side, opacity=0.6)
@@ -48,7 +50,8 @@ def render_html(report: Report, path) -> Path:
     pad.update_layout(barmode="overlay", xaxis_title=f"black columns (luminance ≤ {BLACK})",
                       yaxis_title="images")
     parts.append(_section("padding", "Black side padding per image", pad))
-    parts.append(_table("duplicates", "Exact duplicate images (same bytes)", ["CSV lines", "image"], [
+    parts.append(_table("duplicates", "Exact duplicate images (same bytes)",
+                        ["CSV lines", "image"], [
         (", ".join(map(str, g)), report.images.at[g[0], "sha1"][:12]) for g in
         report.duplicates()]))
     parts.append(_table("unreadable", "Unreadable images", ["CSV line", "problem"],
