@@ -19,11 +19,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search import validate
+from search import validate, verified
 from search.errors import DataError
 
 DEFAULT_HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear",
                  "emotion", "bodypose")
+IMAGE_CACHE_VERSION = 1  # bump when preparing images changes, so cached ones are rebuilt
 
 
 @dataclass(frozen=True)
@@ -112,20 +113,22 @@ def load_images(table: Table, size: tuple[int, int], crop: str = "none",
                 cache_dir: str | os.PathLike | None = None) -> np.ndarray:
     """All images of the table prepared at `size` as uint8 [N, H, W, 3], cached on disk.
 
-    The cache key is the table's content hash, the size and the crop mode; a cache file is
-    written atomically so concurrent workers can share it.
+    The cache, runs/cache/images-<table>-<H>x<W>-<crop>.npy, goes through `search.verified`:
+    keyed by the table's content hash, the size and the crop mode; checked on every read
+    (size against its header, key, SHA-256) and rebuilt with one line saying why when it is
+    truncated or altered; written atomically and built by one process while concurrent
+    workers wait.
     """
-    key = f"{table.fingerprint()}-{size[0]}x{size[1]}-{crop}"
-    target = Path(cache_dir) / f"images-{key}.npy" if cache_dir else None
-    if target is not None and target.is_file():
-        return np.load(target, mmap_mode="r")
-    images = _prepare_all(table.paths, size, crop)
-    if target is not None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp.npy")
-        np.save(tmp, images)
-        os.replace(tmp, target)
-    return images
+    def build() -> np.ndarray:
+        return _prepare_all(table.paths, size, crop)
+
+    if not cache_dir:
+        return build()
+    fingerprint = table.fingerprint()
+    key = {"kind": "images", "version": IMAGE_CACHE_VERSION, "table": fingerprint,
+           "size": [int(size[0]), int(size[1])], "crop": crop}
+    target = Path(cache_dir) / f"images-{fingerprint}-{size[0]}x{size[1]}-{crop}.npy"
+    return verified.load_or_build(target, key, build)[0]
 
 
 def _prepare_all(paths: list[str], size: tuple[int, int], crop: str) -> np.ndarray:

@@ -7,17 +7,15 @@ table, in V views — plain, flipped, then alternately shifted and cut out (rand
 trials draw one view per image per epoch: a cut-out view with the trial's `cutout`
 probability, else one of the others.
 
-On disk: runs/cache/features-<key>.npy (float16, [N, V, ...]) and a JSON sidecar holding the
-key, shape, dtype and the SHA-256 of the array. A file whose sidecar does not match (another
-data set, size or weights; a half-written or truncated file) is rebuilt, never trusted. Writes
-are atomic (temp file, then rename) and a lock file makes concurrent workers wait for one
-build instead of each doing it.
+On disk: runs/cache/features-<key>.npy (float16, [N, V, ...]) with a JSON sidecar, through
+`search.verified`: checked on every read (size against its header, key, SHA-256) and rebuilt
+with one line saying why when anything is wrong (another data set, size or weights; a
+half-written or truncated file), written atomically, built by one process while concurrent
+workers wait.
 """
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -26,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from search import verified
 
 VERSION = 1
 SHIFT = 0.08  # of the side, for the shifted and cut-out views
@@ -98,51 +98,21 @@ def load(cache_key: dict, cache_dir: Path | None, images, extractor_factory) -> 
     """The cached array for cache_key, from disk when a valid file is there, else computed
     (extractor_factory() → a Keras model image → output) from `images` [N, H, W, 3] uint8."""
     chosen = views(len(cache_key["views"]))
+
+    def build() -> np.ndarray:
+        return compute(images, extractor_factory(), chosen, cache_key)
+
     if cache_dir is None:
         start = time.perf_counter()
-        array = compute(images, extractor_factory(), chosen, cache_key)
-        return Cache(array, chosen, None, time.perf_counter() - start)
-    cache_dir = Path(cache_dir)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    name = hashlib.sha256(json.dumps(cache_key, sort_keys=True).encode()).hexdigest()[:20]
-    path = cache_dir / f"features-{name}.npy"
-    with _locked(path.with_suffix(".lock")):
-        array = read(path, cache_key)
-        if array is not None:
-            return Cache(array, chosen, path, 0.0)
-        start = time.perf_counter()
-        array = compute(images, extractor_factory(), chosen, cache_key)
-        write(path, array, cache_key)
-        return Cache(array, chosen, path, time.perf_counter() - start)
+        return Cache(build(), chosen, None, time.perf_counter() - start)
+    path = Path(cache_dir) / f"features-{name(cache_key)}.npy"
+    array, seconds = verified.load_or_build(path, cache_key, build)
+    return Cache(array, chosen, path, seconds)
 
 
-def read(path: Path, cache_key: dict) -> np.ndarray | None:
-    """The array at path if its sidecar says it is this key's, whole and unchanged."""
-    meta_path = path.with_suffix(".json")
-    try:
-        meta = json.loads(meta_path.read_text())
-        array = np.load(path, mmap_mode="r")
-    except (OSError, ValueError, EOFError):
-        return None
-    if meta.get("key") != cache_key or list(array.shape) != meta.get("shape") \
-            or str(array.dtype) != meta.get("dtype"):
-        return None
-    if _digest(array) != meta.get("sha256"):
-        return None
-    return np.asarray(array)
-
-
-def write(path: Path, array: np.ndarray, cache_key: dict) -> None:
-    """Array and sidecar, each written to a temp file and renamed into place; the sidecar
-    last, so a reader never pairs a new sidecar with an old or partial array."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
-    meta = {"key": cache_key, "shape": list(array.shape), "dtype": str(array.dtype),
-            "sha256": _digest(array)}
-    tmp_meta = path.with_name(f"{path.stem}.{os.getpid()}.tmp.json")
-    tmp_meta.write_text(json.dumps(meta, indent=1))
-    os.replace(tmp_meta, path.with_suffix(".json"))
+def name(cache_key: dict) -> str:
+    """The file name's part that stands for the key."""
+    return hashlib.sha256(json.dumps(cache_key, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def compute(images, extractor, chosen: list[View], cache_key: dict) -> np.ndarray:
@@ -175,18 +145,3 @@ def compute(images, extractor, chosen: list[View], cache_key: dict) -> np.ndarra
 def nbytes(count: int, rows: int, shape) -> int:
     """Bytes of a float16 cache of `rows` images, `count` views, outputs of `shape`."""
     return 2 * rows * count * int(np.prod(shape))
-
-
-def _digest(array: np.ndarray) -> str:
-    return hashlib.sha256(np.ascontiguousarray(array).data).hexdigest()
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """An exclusive lock on path: other processes wait here while one builds."""
-    with open(path, "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,26 @@ def test_images_are_cached_uint8_at_size(tiny_csv, tmp_path):
     assert len(cached) == 1
     again = data.load_images(table, (40, 36), cache_dir=tmp_path)
     assert np.array_equal(np.asarray(again), images)
+
+
+def test_a_truncated_image_cache_is_rebuilt_not_trusted(tiny_csv, tmp_path, capsys):
+    """Issue 21: the decoded images cut to half their size (a full disk, an interrupted copy)
+    failed every trial with `mmap length is greater than file size`; now they are rebuilt."""
+    table = data.read_table(tiny_csv)
+    images = np.array(data.load_images(table, (32, 32), cache_dir=tmp_path))
+    (cached,) = tmp_path.glob("images-*.npy")
+    size = cached.stat().st_size
+    capsys.readouterr()
+    os.truncate(cached, size // 2)
+    again = data.load_images(table, (32, 32), cache_dir=tmp_path)
+    assert np.array_equal(np.asarray(again), images) and cached.stat().st_size == size
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rebuilding ")
+    assert lines[0].endswith(f"{cached.name}: truncated ({size // 2 / 1e6:.1f} MB of "
+                             f"{size / 1e6:.1f} MB)")
+    np.save(cached, images[::-1])  # same size, other pixels, old sidecar: not served either
+    assert np.array_equal(np.asarray(data.load_images(table, (32, 32), cache_dir=tmp_path)),
+                          images)
 
 
 def test_train_and_eval_datasets(tiny_csv):

@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from search import features
+from search import features, verified
 
 KEY = features.key(table="t1", family="mobilenet_v2", alpha=0.35, weights="w1",
                    image_size=(8, 8), crop="none", cut="pooled:gap", count=3)
@@ -54,7 +54,7 @@ def test_computed_once_then_read_back(tmp_path, images):
 def test_another_key_is_never_served_from_the_file(tmp_path, images):
     features.load(KEY, tmp_path, images, Extractor())
     path = next(tmp_path.glob("features-*.npy"))
-    assert features.read(path, {**KEY, "weights": "w2"}) is None
+    assert verified.read(path, {**KEY, "weights": "w2"}) is None
     other = features.load({**KEY, "image_size": [16, 16]}, tmp_path, images, Extractor())
     assert other.built_seconds > 0 and len(list(tmp_path.glob("features-*.npy"))) == 2
 
@@ -69,14 +69,14 @@ def test_a_truncated_or_altered_file_is_rebuilt(tmp_path, images):
     data = np.load(path)
     data[0, 0, 0] += 1  # same size, other content: the digest tells
     np.save(path, data)
-    assert features.read(path, KEY) is None
+    assert verified.read(path, KEY) is None
 
 
 def test_an_array_without_its_sidecar_is_not_trusted(tmp_path, images):
     features.load(KEY, tmp_path, images, Extractor())
     path = next(tmp_path.glob("features-*.npy"))
     path.with_suffix(".json").unlink()  # a worker killed between the two renames
-    assert features.read(path, KEY) is None
+    assert verified.read(path, KEY) is None
 
 
 def test_concurrent_processes_build_it_once(tmp_path, images):

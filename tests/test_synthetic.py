@@ -1,5 +1,6 @@
 """The synthetic default dataset: format, determinism, idempotence, learnability of every head."""
 
+import os
 import subprocess
 import sys
 
@@ -169,3 +170,41 @@ def test_every_head_is_learnable_by_a_linear_classifier(default_csv, default_df)
     print(report)
     for head, (acc, majority) in report.items():
         assert acc >= majority + 0.05, (head, acc, majority)
+
+
+@pytest.mark.parametrize("damage", ["image", "truncate", "csv", "marker"])
+def test_a_damaged_or_half_copied_dataset_is_regenerated(tmp_path, damage, capsys):
+    """Issue 21: the marker written last lists what a whole generation holds; a dataset that
+    lost an image, has one cut short, another CSV or no marker is generated again."""
+    out = tmp_path / "d"
+    csv = generate(out, n=12, seed=3)
+    whole = {p.name: p.read_bytes() for p in [csv, *(out / "images").iterdir()]}
+    image = out / "images" / "000007.png"
+    if damage == "image":
+        image.unlink()
+    elif damage == "truncate":
+        os.truncate(image, image.stat().st_size // 2)
+    elif damage == "csv":
+        csv.write_text(csv.read_text().replace("male", "female", 1))
+    else:  # an interrupted copy: the marker is the last file a finished run writes
+        (out / ".synthetic.json").unlink()
+    capsys.readouterr()
+    assert generate(out, n=12, seed=3) == csv
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"regenerating {out}: ")
+    if damage == "image":
+        assert lines[0].endswith("11 of 12 images")
+    assert {p.name: p.read_bytes() for p in [csv, *(out / "images").iterdir()]} == whole
+    assert generate(out, n=12, seed=3) == csv and capsys.readouterr().err == ""
+
+
+def test_a_killed_generation_s_temp_folder_is_removed_by_the_next(tmp_path):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "d"
+    stale = tmp_path / (synthetic._temp_prefix(out, dead.pid) + "abc")
+    live = tmp_path / (synthetic._temp_prefix(out) + "def")  # this process: still writing
+    for folder in (stale, live):
+        (folder / "images").mkdir(parents=True)
+    generate(out, n=4)
+    assert not stale.exists() and live.exists()
