@@ -15,7 +15,7 @@ import time
 import keras
 import numpy as np
 
-from search import metrics
+from search import metrics, pruning
 
 
 class NonFiniteLoss(RuntimeError):
@@ -74,15 +74,18 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 
 class Reporting(keras.callbacks.Callback):
-    """Hand each epoch's logs to the trial's reporter (which may stop the trial: pruning)."""
+    """Hand each epoch's logs to the trial's reporter (which may stop the trial: pruning),
+    at the stage-aligned step of `search.pruning.stage_step`."""
 
-    def __init__(self, reporter, offset: int = 0):
+    def __init__(self, reporter, stage: str = "train", judged: bool = True):
         super().__init__()
         self.reporter = reporter
-        self.offset = offset  # epochs of earlier stages, so steps count across stages
+        self.stage = stage
+        self.judged = judged  # False: a lead-in stage that pruners do not see
 
     def on_epoch_end(self, epoch, logs=None):
-        self.reporter.epoch(self.offset + epoch + 1, logs or {})
+        self.reporter.epoch(pruning.stage_step(self.stage, epoch + 1), logs or {},
+                            judged=self.judged)
 
 
 class BestEpoch(keras.callbacks.Callback):

@@ -18,6 +18,14 @@ from search.errors import UsageError
 from search.formats import FORMAT_HELP, FORMATS
 
 EPILOG = "Environment: SEARCH_RUNS_DIR, SEARCH_STORAGE, MLFLOW_TRACKING_URI, SEARCH_WEIGHTS_DIR."
+# What `run` and `worker` exit with (search.engines.base.Outcome).
+EXIT_CODES = ("Exit codes: 0 the study reached --trials (or had nothing to do), or the search "
+              "converged (--until-converged), or --timeout was reached (a wall-clock budget "
+              "is a target too); 1 it stopped early: trials kept failing (--max-failures) or "
+              "a worker died; 2 a usage or data error, before anything was written; 130 "
+              "interrupted (Ctrl-C).")
+MIN_TRIALS = 20  # --until-converged's default (search.convergence.MIN_TRIALS, not imported:
+# importing Optuna here would slow --help)
 # Commands that load TensorFlow: it is imported up front, quietly (search.console).
 TENSORFLOW_COMMANDS = ("run", "worker", "lr-find", "predict", "evaluate", "train")
 
@@ -108,12 +116,37 @@ def _trial_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolate", action="store_true",
                    help="train each trial in a fresh process (frees all its memory, GPU "
                         "included; costs a TensorFlow start per trial)")
+    p.add_argument("--until-converged", type=int, nargs="?", const=MIN_TRIALS,
+                   metavar="MIN_TRIALS",
+                   help="stop starting trials once the best value has risen by no more than "
+                        "its validation noise over the last MIN_TRIALS/2 complete trials, "
+                        "after at least MIN_TRIALS of them (default: %(const)s); the remaining "
+                        "--trials budget is left for the final model. Exit code 0. Optuna, "
+                        "single objective only")
+
+
+def _final_options(p: argparse.ArgumentParser) -> None:
+    """The final-model flags (search.final_model), shared by the commands that build one."""
+    g = p.add_argument_group("final model (candidates compared on the held-out rows; the best "
+                             "gets alias 'champion')")
+    g.add_argument("--refit", action="store_true",
+                   help="also retrain the best trial's config on the train + validation rows "
+                        "for its best number of epochs per stage (the --test-fraction rows "
+                        "stay held out); alias 'refit'")
+    g.add_argument("--ensemble", type=int, metavar="K",
+                   help="also build the mean of the K best kept models' probabilities (alias "
+                        "'ensemble') and a per-head ensemble, each head from the kept trial "
+                        "best at it (alias 'per-head'); K from 2 to the number of kept models")
 
 
 def _run_options(args, **extra):
     if args.trials < 1:
         raise UsageError("--trials must be at least 1")
+    if args.until_converged is not None and args.until_converged < 2:
+        raise UsageError(f"--until-converged MIN_TRIALS must be at least 2, got "
+                         f"{args.until_converged}")
     return _options(args, trials=args.trials, timeout=args.timeout,
+                    until_converged=args.until_converged,
                     objective=args.objective, baselines=not args.no_baselines,
                     precision=args.precision, xla=args.xla, verbose=1 if args.keras_progress
                     else 0, max_failures=args.max_failures, progress=not args.no_progress,
@@ -151,12 +184,27 @@ def cmd_run(args) -> int:
     from search.session import Session
 
     options = _run_options(args, workers=args.workers, gpus=args.gpus)
+    final = args.refit or args.ensemble is not None
+    if final and not args.register:
+        raise UsageError("--refit and --ensemble build a model to register: add --register "
+                         "NAME (or run `search best --register NAME ...` after the search)")
+    if final and args.ensemble is not None and args.ensemble < 2:
+        raise UsageError(f"--ensemble K needs K >= 2 kept models, got {args.ensemble}")
     if args.engine == "keras-tuner":
         from search.engines.keras_tuner import KerasTunerEngine, check_options
 
+        if args.register:
+            raise UsageError("--register after the search reads an Optuna study: with "
+                             "--engine keras-tuner, drop it")
         check_options(options)
         return KerasTunerEngine(Session.build(_settings(args), options), args.tuner).run()
-    return engines.create(args.engine, Session.build(_settings(args), options)).run()
+    code = engines.create(args.engine, Session.build(_settings(args), options)).run()
+    if code != 0 or not args.register:
+        return code
+    from search.results import best  # what the search learnt, on the budget it left
+
+    return best(_settings(args), args.study, args.register, "table", refit=args.refit,
+                ensemble=args.ensemble)
 
 
 def cmd_worker(args) -> int:
@@ -191,10 +239,17 @@ def cmd_best(args) -> int:
     """Show the best trial; with --register, register its model and set alias 'champion'
     (and 'best-<head>' on each head's best). With --format csv or json, stdout holds only the
     data (json: the champion's per-head validation accuracy, each head's best trial, test
-    scores, and the registered versions); registration lines go to stderr."""
+    scores, and the registered versions); registration lines go to stderr. --refit and
+    --ensemble K build final-model candidates beside the best trial, score them on the
+    validation and test rows, and give 'champion' to the best on the held-out rows."""
     from search.results import best
 
-    return best(_settings(args), args.study, args.register, args.format)
+    if args.refit or args.ensemble is not None:  # they train and load models: TensorFlow
+        from search import console
+
+        console.quiet(args.debug)
+    return best(_settings(args), args.study, args.register, args.format,
+                refit=args.refit, ensemble=args.ensemble)
 
 
 def cmd_pareto(args) -> int:
@@ -294,14 +349,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show tracebacks, and the libraries' own log lines")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    def add(name, func, help_):
-        p = sub.add_parser(name, help=help_, description=func.__doc__, epilog=EPILOG)
+    def add(name, func, help_, epilog=EPILOG):
+        p = sub.add_parser(name, help=help_, description=func.__doc__, epilog=epilog)
         p.set_defaults(func=func)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help="show tracebacks, and the libraries' own log lines")
         return p
 
-    p = add("run", cmd_run, "run or resume a search")
+    p = add("run", cmd_run, "run or resume a search", f"{EXIT_CODES} {EPILOG}")
     _search_options(p)
     _trial_options(p)
     p.add_argument("--workers", type=int, default=1,
@@ -314,9 +369,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tuner", choices=TUNERS, default="hyperband",
                    help="keras-tuner oracle (default: %(default)s); hyperband's max_epochs is "
                         "the space's epochs upper bound")
+    p.add_argument("--register", metavar="NAME",
+                   help="after the search, `search best --register NAME` (with --refit and "
+                        "--ensemble K: the final model) on this study")
+    _final_options(p)
     _common(p)
 
-    p = add("worker", cmd_worker, "join a running study from this or another machine")
+    p = add("worker", cmd_worker, "join a running study from this or another machine",
+            f"{EXIT_CODES} {EPILOG}")
     _search_options(p)
     _trial_options(p)
     _common(p)
@@ -340,6 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("best", cmd_best, "show the best trial; register its model")
     p.add_argument("--study", default="default")
     p.add_argument("--register", metavar="NAME", help="registered model name")
+    _final_options(p)
     _format_option(p)
     _common(p)
 
@@ -382,7 +443,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="annotation CSV (default: the study's)")
     p.add_argument("--epochs", type=int, help="override the trial's epochs")
     p.add_argument("--all-data", action="store_true",
-                   help="train on every row (validation scores then include seen rows)")
+                   help="train on the train and validation rows (validation scores then "
+                        "include seen rows; the study's --test-fraction rows stay held out)")
     p.add_argument("--seed", type=int, help="split seed (default: the study's)")
     p.add_argument("--val-fraction", type=float,
                    help="validation share of the rows (default: the study's)")

@@ -1,9 +1,11 @@
 """`search eda`: a look at an annotation CSV and its images before searching.
 
 `analyse` returns numbers (a `Report`) that tests can check; `summary_text` and the page
-(`search.views.eda_page.render_html`) only show them. Where images may be is checked as in `search run` (the same
-`search.validate.resolve_paths`: paths outside the CSV's folder are an error), but what `run`
-stops on about the images themselves (unreadable or repeated images) is reported, not fatal.
+(`search.views.eda_page.render_html`) only show them. The CSV goes through the same check as
+in `search run` (`search.validate.check`: columns, empty cells, image paths outside the CSV's
+folder, single-class heads are errors, exit 2), except that what `run` stops on about the
+images themselves (missing, folders, unreadable) is listed, with the line `run` would stop on,
+not fatal: listing them is what eda is for.
 PIL + numpy only — no TensorFlow — so the 5,600 real images take seconds.
 """
 
@@ -54,6 +56,7 @@ class Report:
     images: pd.DataFrame  # image_stats(), same index
     flags: list[tuple[Rule, list[int]]]  # each applicable rule and the CSV lines breaking it
     seconds: float
+    refused: str | None = None  # the line `search run` stops on for these images, if any
 
     def counts(self) -> dict[str, pd.Series]:
         return class_counts(self.frame, self.heads)
@@ -79,16 +82,15 @@ class Report:
 
 
 def analyse(csv_path, heads) -> Report:
-    """Read the CSV and every image once. Fatal (DataError) as in `search run`: missing columns,
-    image paths outside the CSV's folder; unreadable images are reported instead."""
+    """Read the CSV and every image once. Fatal (DataError) as in `search run`, through the
+    same `validate.check`; unreadable images are reported instead (see the module docstring)."""
     start = time.perf_counter()
     csv_path, heads = Path(csv_path), tuple(heads)
-    frame = validate.read_csv(csv_path)
-    validate.check_columns(frame, heads, csv_path)
-    paths = validate.resolve_paths(frame, csv_path)
-    images = image_stats(paths, index=frame.index)
+    frame, _ = validate.check(csv_path, heads, on_bad_images="report")
+    images = image_stats(frame["path"].tolist(), index=frame.index)
     return Report(csv_path=csv_path, frame=frame[list(heads)], heads=heads, images=images,
-                  flags=flag(frame, heads, RULES), seconds=time.perf_counter() - start)
+                  flags=flag(frame, heads, RULES), seconds=time.perf_counter() - start,
+                  refused=validate.bad_images_message(frame, images["problem"], csv_path))
 
 
 def class_counts(frame: pd.DataFrame, heads) -> dict[str, pd.Series]:
@@ -211,7 +213,9 @@ def summary_text(report: Report) -> str:
     bad = report.unreadable()
     lines.append(f"unreadable images: {len(bad)}" + "".join(
         f"; {n} {kind}{lines_text(bad.index[bad == kind].tolist())}"
-        for kind, n in bad.value_counts().items()))
+        for kind, n in bad.value_counts().items())
+        + ("; `search run` stops on them (exit 2) unless --on-bad-images skip drops those rows"
+           if report.refused else ""))
     return "\n".join(lines)
 
 

@@ -14,7 +14,10 @@ from typing import Any
 from search.config import TrialConfig
 from search.errors import ConfigError
 
-DERIVED = ("lr_ratio",)  # max_lr = base_lr * lr_ratio (search.space.resolve)
+# Derived keys (search.space.resolve): max_lr = base_lr * lr_ratio; family_alpha
+# "mobilenet_v2:0.5" sets family and alpha together, so a choice never pairs a family with a
+# width it has no ImageNet weights for (MobileNet v1 0.25, MobileNetV2 0.35 and 0.5).
+DERIVED = ("lr_ratio", "family_alpha")
 CONFIG_KEYS = tuple(f.name for f in fields(TrialConfig))
 SPLIT_CHOICES = ("image_size", "convs_per_block")  # list choices, stored by Optuna as 'AxB'
 
@@ -90,6 +93,22 @@ def parse(name: str, spec) -> Param:
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"params.{name}: {exc}") from None
     return Param(name=name, distribution=dist, when=when)
+
+
+def family_alpha(value: str) -> tuple[str, float]:
+    """'mobilenet_v2:0.5' → ('mobilenet_v2', 0.5); a ConfigError names what is wrong."""
+    from search.config import FAMILIES
+
+    family, _, alpha = str(value).partition(":")
+    try:
+        width = float(alpha)
+    except ValueError:
+        width = 0.0
+    if family not in FAMILIES or width <= 0:
+        raise ConfigError(f"family_alpha must be FAMILY:ALPHA with FAMILY one of "
+                          f"{', '.join(FAMILIES)} and ALPHA > 0, e.g. mobilenet_v2:0.5; "
+                          f"got {value!r}")
+    return family, width
 
 
 def hashable(choice):

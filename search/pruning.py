@@ -20,6 +20,28 @@ import numpy as np
 from search.errors import ConfigError
 
 CURVE_ATTR = "head_curve"
+STEPS_ATTR = "head_curve_steps"  # the stage-aligned step of each epoch of the curve
+STAGE_STEPS = {"train": 0, "probe": 0, "fine_tune": 1000}  # a stage's first step - 1
+
+
+def stage_step(stage: str, epoch: int) -> int:
+    """The pruners' step of a stage's 1-based `epoch`. Pruners compare trials at the same
+    step, so each stage has a range of its own: the third fine-tuning epoch is step 1003
+    whatever the probe's length, compared only with other trials' third fine-tuning epoch,
+    never with a probe epoch (a frozen trial's one stage is a probe: heads on frozen
+    features, like the probe before fine-tuning)."""
+    return STAGE_STEPS[stage] + epoch
+
+
+def stage_epoch(step: int) -> int:
+    """The 1-based epoch within its stage of a stage-aligned step."""
+    return step - STAGE_STEPS["fine_tune"] if step > STAGE_STEPS["fine_tune"] else step
+
+
+def stage_name(step: int) -> str:
+    """'epoch 3' or 'fine-tuning epoch 3': a stage-aligned step in words."""
+    prefix = "fine-tuning " if step > STAGE_STEPS["fine_tune"] else ""
+    return f"{prefix}epoch {stage_epoch(step)}"
 
 
 @dataclass(frozen=True)
@@ -62,21 +84,35 @@ class HeadRule:
                                          self.percentile)]
 
     def watched(self, mine: dict[str, float]) -> dict[str, float]:
+        """The accuracies of the heads this rule watches."""
         return mine if self.heads is None else {h: mine[h] for h in self.heads if h in mine}
 
     def prune(self, step: int, mine: dict[str, float],
               earlier: list[dict[str, float]]) -> str | None:
         """Why the trial should stop at `step`, or None."""
-        if step <= self.warmup_epochs:
+        if stage_epoch(step) <= self.warmup_epochs:  # each stage warms up
             return None
         behind = self.lagging(mine, earlier)
         if len(behind) < min(self.min_heads, len(self.watched(mine))):
             return None
-        return (f"pruned after epoch {step}: {len(behind)} heads below the "
+        return (f"pruned after {stage_name(step)}: {len(behind)} heads below the "
                 f"{self.percentile:g}th percentile of earlier trials ({', '.join(behind)})")
 
 
-def at_step(curves: list[dict[str, list[float]]], step: int) -> list[dict[str, float]]:
-    """Each curve's accuracies at epoch `step` (1-based), for the curves that reached it."""
-    return [{h: values[step - 1] for h, values in curve.items() if len(values) >= step}
-            for curve in curves if curve and all(len(v) >= step for v in curve.values())]
+def at_step(curves: list, step: int) -> list[dict[str, float]]:
+    """Each curve's accuracies at the stage-aligned `step`, for the curves that reached it.
+    A curve is (head → accuracies, their steps); without steps (older trials) its epochs
+    are steps 1, 2, ..."""
+    out = []
+    for item in curves:
+        curve, steps = item if isinstance(item, tuple) else (item, None)
+        if not curve:
+            continue
+        n = len(next(iter(curve.values())))
+        steps = steps or list(range(1, n + 1))
+        if step not in steps:
+            continue
+        i = steps.index(step)
+        if all(len(v) > i for v in curve.values()):
+            out.append({h: values[i] for h, values in curve.items()})
+    return out

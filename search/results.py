@@ -35,11 +35,14 @@ def load_study(settings: Settings, name: str):
                          f"run `search run --study {name}` first") from None
 
 
-def best(settings: Settings, study_name: str, register: str | None, fmt: str = "table") -> int:
+def best(settings: Settings, study_name: str, register: str | None, fmt: str = "table",
+         refit: bool = False, ensemble: int | None = None) -> int:
     """Print the best trial; with register, alias `champion` → the objective-best trial's
     model and `best-<head>` → the model best on each head (re-pointed as better ones appear).
+    With refit or ensemble, final-model candidates are built and compared too
+    (search.final_model), and `champion` goes to the best of them on the held-out rows.
     In csv and json stdout holds the data only: registration lines go to stderr, and the JSON
-    document also lists the registered versions (`registered`)."""
+    document also lists the registered versions (`registered`) and the candidates (`final`)."""
     from optuna.trial import TrialState
 
     from search.study import score
@@ -53,16 +56,43 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
     heads = list(champion.user_attrs["head_accuracy"])
     per_head = {h: max(complete, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
                 for h in heads}
+    out = sys.stdout if fmt == "table" else sys.stderr
+    final = kept = None
+    if refit or ensemble is not None:
+        from search import final_model
+
+        kept = final_model.kept_trials(settings, study, complete)
+        final_model.check(study_name, champion, kept, refit, ensemble)  # before any output
     if fmt == "table":
         _best_table(champion, per_head)
+    if kept is not None:
+        final = final_model.build(settings, study, champion, kept, refit=refit,
+                                  ensemble=ensemble, out=out)
+        final_model.print_table(final, out)
     registered = None
     if register:
-        registered = _register(settings, study_name, register, champion, per_head,
-                               out=sys.stdout if fmt == "table" else sys.stderr)
+        from search import registry
+
+        own = [registry.CHAMPION]
+        if final is not None:
+            own = [final_model.BEST_TRIAL] + (
+                [registry.CHAMPION] if final.chosen.alias == final_model.BEST_TRIAL else [])
+        registered = _register(settings, study_name, register, champion, per_head, out=out,
+                               champion_aliases=own)
+        if final is not None:
+            registered["versions"] += final_model.register(settings, register, final, out)
+        print(f"use it: search predict --model models:/{register}@{registry.CHAMPION} "
+              f"IMAGE...", file=out)
+    elif final is not None:
+        print(f"not registered: add --register NAME to register the candidates "
+              f"(champion: {final.chosen.name})", file=out)
     if fmt == "json":
         objective = (study.user_attrs.get("objective", "mean_accuracy")
                      if len(study.directions) == 1 else "mean_accuracy")
-        print(json_text(_best_document(study_name, objective, champion, per_head, registered)))
+        document = _best_document(study_name, objective, champion, per_head, registered)
+        if final is not None:
+            document["final"] = final.document()
+        print(json_text(document))
     elif fmt == "csv":
         test = champion.user_attrs.get("test_scores") or {}
         print(csv_text(BEST_CSV, [
@@ -132,14 +162,16 @@ def _best_document(study_name: str, objective: str, champion, per_head: dict,
 
 
 def _register(settings: Settings, study_name: str, name: str, champion, per_head: dict,
-              out) -> dict:
-    """Register the champion's and each head's best model under `name` and point the aliases;
-    progress lines go to `out`. {"model", "versions": [{version, trial, aliases}],
-    "not_set": [{trial, aliases, why}]}."""
+              out, champion_aliases: list[str] | None = None) -> dict:
+    """Register the champion's and each head's best model under `name` and point the aliases
+    (the champion trial's: `champion_aliases`, default `champion`); progress lines go to
+    `out`. {"model", "versions": [{version, trial, aliases}], "not_set": [{trial, aliases,
+    why}]}."""
     from search import registry
     from search.tracking import using
 
-    aliases: dict[int, list[str]] = {champion.number: [registry.CHAMPION]}
+    aliases: dict[int, list[str]] = {champion.number: list(champion_aliases
+                                                           or [registry.CHAMPION])}
     for h, t in per_head.items():
         aliases.setdefault(t.number, []).append(registry.head_alias(h))
     by_number = {t.number: t for t in (champion, *per_head.values())}
@@ -161,8 +193,6 @@ def _register(settings: Settings, study_name: str, name: str, champion, per_head
                                         names)
             print(f"{name} version {version} (trial #{number}): {', '.join(names)}", file=out)
             done["versions"].append({"version": version, "trial": number, "aliases": names})
-    print(f"use it: search predict --model models:/{name}@{registry.CHAMPION} IMAGE...",
-          file=out)
     return done
 
 

@@ -29,10 +29,8 @@ def parse_ref(ref: str) -> tuple[str, int]:
 def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | None,
             all_data: bool, register: str | None, alias: str, seed: int | None,
             val_fraction: float | None, exact: bool = False) -> int:
-    from search import space as space_lib
     from search.config import TrialConfig
     from search.results import load_study
-    from search.session import Options, Session
     from search.trial import run
 
     study_name, number = parse_ref(ref)
@@ -47,25 +45,14 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     config = TrialConfig.from_dict(trials[0].user_attrs["config"])
     if epochs:
         config = config.replace(epochs=epochs)
-    split = study_split(study)
-    options = Options(study=study_name, data=data, heads=tuple(study_heads(study, trials[0])),
-                      seed=split["seed"] if seed is None else seed,
-                      val_fraction=split["val_fraction"] if val_fraction is None
-                      else val_fraction,
-                      stratify=split["stratify"], verbose=1)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    objective = study.user_attrs.get("objective", "mean_accuracy")
-    space = space_lib.Space(name="retrain", params=(), objective=objective)
-    session = None
-    if data is None:
-        from search.tracking import Tracker
-
-        tracker = Tracker(settings.tracking_uri, study_name, settings.artifact_root)
-        options.data = _study_data(tracker, parent)
-    session = Session.on_data(settings, options, space)
+    session = study_session(settings, study, trials[0], data=data, seed=seed,
+                            val_fraction=val_fraction)
+    rows = ""
     if all_data:
-        session.train_rows = np.arange(len(session.table))
-    session.open_tracking(create=parent is None, parent_run_id=parent)
+        session.train_rows = train_and_validation(session)
+        rows = " on all rows (validation rows seen in training" + (
+            f"; the study's {len(session.test_rows)} test rows held out)"
+            if len(session.test_rows) else ")")
     if exact:  # CPU kernels replay anyway; this makes GPU ones deterministic too (slower)
         import tensorflow as tf
 
@@ -74,7 +61,7 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     tags = {"search.retrained_from": f"{study_name}:{number}",
             "search.all_data": str(all_data).lower(), "search.exact": str(exact).lower()}
     print(f"retraining trial #{number} of {study_name!r} on {session.csv} for {config.epochs} "
-          f"epochs{' on all rows (validation rows seen in training)' if all_data else ''}")
+          f"epochs{rows}")
     result = run(config, session, number=number, tags=tags, find_lr=False)
     print(f"mean accuracy {result.summary['mean_accuracy']:.4f}; MLflow run {result.run_id}")
     if register:
@@ -87,12 +74,50 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
     return 0
 
 
+def study_session(settings: Settings, study, trial, *, data: str | None = None,
+                  seed: int | None = None, val_fraction: float | None = None):
+    """A Session on the study's data, heads and split (its held-out test rows included), with
+    tracking under the study's MLflow parent run and this process's device chosen: what a
+    retrain of one of its trials, or a final model built from them, starts from."""
+    from search import space as space_lib
+    from search.session import Options, Session
+
+    split = study_split(study)
+    options = Options(study=study.study_name, data=data, heads=tuple(study_heads(study, trial)),
+                      seed=split["seed"] if seed is None else seed,
+                      val_fraction=split["val_fraction"] if val_fraction is None
+                      else val_fraction,
+                      stratify=split["stratify"], test_fraction=split["test_fraction"],
+                      verbose=1)
+    parent = study.user_attrs.get("mlflow_parent_run_id")
+    objective = study.user_attrs.get("objective", "mean_accuracy")
+    space = space_lib.Space(name="retrain", params=(), objective=objective)
+    if data is None:
+        from search.tracking import Tracker
+
+        tracker = Tracker(settings.tracking_uri, study.study_name, settings.artifact_root)
+        options.data = _study_data(tracker, parent)
+    session = Session.on_data(settings, options, space)
+    session.open_tracking(create=parent is None, parent_run_id=parent)
+    return session
+
+
+def train_and_validation(session) -> np.ndarray:
+    """The rows a retrain on "all data" trains on: train and validation, never the study's
+    held-out test rows (`--test-fraction`)."""
+    return np.sort(np.concatenate([session.train_rows, session.val_rows]))
+
+
 def study_split(study) -> dict:
-    """The split a study was run with, from its identity ('0.2:0:plain')."""
+    """The split a study was run with, from its identity: '0.2:0:plain', and ':test=F' when
+    it held back rows with --test-fraction (None: it did not)."""
     text = study.user_attrs.get("split") or "0.2:0:plain"
-    fraction, seed, strata = (text.split(":") + ["plain"])[:3]
+    parts = text.split(":")
+    fraction, seed, strata = (parts[:3] + ["plain"])[:3]
+    test = [float(p.removeprefix("test=")) for p in parts[3:] if p.startswith("test=")]
     return {"val_fraction": float(fraction), "seed": int(seed),
-            "stratify": None if strata == "plain" else strata}
+            "stratify": None if strata == "plain" else strata,
+            "test_fraction": test[0] if test else None}
 
 
 def study_heads(study, trial) -> list[str]:

@@ -48,6 +48,7 @@ class Options:
     isolate: bool = False  # each trial in a fresh process
     test_fraction: float | None = None  # rows held back from every trial (--test-fraction)
     keep_models: int | str | None = None  # overrides the space's keep_models
+    until_converged: int | None = None  # min complete trials before search.convergence stops
 
 
 @dataclass
@@ -95,6 +96,10 @@ class Session:
         if space.objectives and options.isolate:
             raise UsageError("--isolate does not support multi-objective spaces yet; "
                              "drop --isolate or the space's `objectives`")
+        if space.objectives and options.until_converged is not None:
+            raise UsageError("--until-converged needs a single objective (it compares the best "
+                             "value's gain with its validation noise); this space has "
+                             "`objectives`: drop one or the other")
         fingerprint = space.fingerprint()
         space, notes = without_missing_weights(space)
         session = cls.on_data(settings, options, space)
@@ -272,6 +277,8 @@ def without_missing_weights(space: space_lib.Space) -> tuple[space_lib.Space, li
         else:
             kept.append(entry)
     space = dataclasses.replace(space, enqueue=tuple(kept))
+    space, note = _without_missing_nets(space, how)
+    notes += note
     params = {p.name: p for p in space.params}
     backbone, chosen = params.get("backbone"), params.get("weights")
     if backbone is None or backbone.distribution is None or chosen is None \
@@ -280,13 +287,49 @@ def without_missing_weights(space: space_lib.Space) -> tuple[space_lib.Space, li
     options = {name: (p.distribution.choices if p.distribution is not None else [p.value])
                for name, p in params.items() if name in ("family", "alpha")}
     families = options.get("family", ["mobilenet_v2"])
-    alphas = options.get("alpha", [0.35])
-    if any(weights.available(f, a) for f in families for a in alphas):
+    pairs = [(f, a) for f in families for a in options.get("alpha", [0.35])]
+    if "family_alpha" in params:
+        from search.param import family_alpha
+
+        nets = params["family_alpha"]
+        pairs = [family_alpha(c) for c in (nets.distribution.choices if nets.distribution
+                                           is not None else [nets.value])]
+        families = sorted({f for f, _ in pairs})
+    if any(weights.available(f, a) for f, a in pairs):
         return space, notes
     notes.append(f"pretrained backbones left out: no ImageNet weights for "
                  f"{', '.join(families)} here (weights: auto would train them from random "
                  f"weights); {how}")
     return space.pin(backbone="separable"), notes
+
+
+def _without_missing_nets(space: space_lib.Space, how: str) -> tuple[space_lib.Space, list]:
+    """A sampled `family_alpha` without the choices whose ImageNet weights cannot be had
+    here (under weights imagenet or auto), with one line naming them: such a trial could
+    only fail or train a "pretrained" net from random weights. When no choice has weights,
+    the key is left as it is, for the backbone rule below (or the trial's own error)."""
+    import optuna.distributions as od
+
+    from search import weights
+    from search.param import Param, family_alpha
+
+    params = {p.name: p for p in space.params}
+    nets, chosen = params.get("family_alpha"), params.get("weights")
+    if nets is None or nets.distribution is None or (
+            chosen is not None and chosen.value not in ("imagenet", "auto")):
+        return space, []
+    choices = list(nets.distribution.choices)
+    kept = [c for c in choices if weights.available(*family_alpha(c))]
+    if not kept or kept == choices:
+        return space, []
+    missing = [c for c in choices if c not in kept]
+    narrowed = (Param(name=nets.name, value=kept[0], when=nets.when) if len(kept) == 1 else
+                Param(name=nets.name, distribution=od.CategoricalDistribution(kept),
+                      when=nets.when))
+    space = dataclasses.replace(space, params=tuple(
+        narrowed if p.name == nets.name else p for p in space.params))
+    return space, [f"family_alpha choice(s) {', '.join(missing)} left out: no ImageNet "
+                   f"weights for them here; {how}"]
 
 
 def resolve_data(settings: Settings, path: str | None) -> Path:

@@ -30,7 +30,7 @@ import yaml
 from search import algorithms
 from search.config import TrialConfig
 from search.errors import ConfigError
-from search.param import CONFIG_KEYS, DERIVED, Param, ordered
+from search.param import CONFIG_KEYS, DERIVED, Param, family_alpha, ordered
 from search.param import parse as parse_param
 
 OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
@@ -87,12 +87,16 @@ class Space:
         for key in pins:
             if key not in CONFIG_KEYS and key not in DERIVED:
                 raise ConfigError(f"cannot pin unknown key {key!r}")
-        params = [p for p in self.params if p.name not in pins]
+        params = [_narrowed(p, pins) for p in self.params if p.name not in pins]
         params += [Param(name=k, value=v) for k, v in pins.items()]
         source = copy.deepcopy(self.source)
         source.setdefault("params", {}).update(pins)
-        return replace(self, params=ordered(params), source=source,
-                        enqueue=tuple(_pin_enqueued(self.enqueue, pins)))
+        pinned = replace(self, params=ordered(params), source=source,
+                         enqueue=tuple(_pin_enqueued(self.enqueue, pins)))
+        if pins:  # checked like a loaded space, before anything is written
+            _check_sample(pinned, "the space with " + ", ".join(
+                f"{k}={v!r}" for k, v in pins.items()) + " pinned")
+        return pinned
 
     def fingerprint(self) -> str:
         """A short hash of what the space samples, stored on the study to refuse mixing."""
@@ -105,6 +109,26 @@ class Space:
 # Pins that change a baseline's budget apply to it; pins of its architecture drop it instead.
 BUDGET_KEYS = ("image_size", "epochs", "batch_size", "crop", "seed")
 IDENTITY_KEYS = ("backbone", "family")
+
+
+def _narrowed(param: Param, pins: dict) -> Param:
+    """A sampled family_alpha under a pinned family (or alpha): only its matching choices
+    (a pin wins over the space, as for any other key)."""
+    import optuna.distributions as od
+
+    if param.name != "family_alpha" or not {"family", "alpha"} & set(pins):
+        return param
+    choices = param.distribution.choices if param.distribution is not None else [param.value]
+    kept = [c for c in choices if all(
+        pins.get(k, v) == v for k, v in zip(("family", "alpha"), family_alpha(c)))]
+    if not kept:
+        pinned = ", ".join(f"{k}={pins[k]}" for k in ("family", "alpha") if k in pins)
+        raise ConfigError(f"--{pinned.replace('=', ' ')}: none of the space's family_alpha "
+                          f"choices ({', '.join(map(str, choices))}) has {pinned}")
+    if len(kept) == 1:
+        return Param(name=param.name, value=kept[0], when=param.when)
+    return Param(name=param.name, distribution=od.CategoricalDistribution(kept),
+                 when=param.when)
 
 
 def _pin_enqueued(entries, pins: dict):
@@ -121,6 +145,9 @@ def _pin_enqueued(entries, pins: dict):
 def resolve(chosen: dict[str, Any]) -> TrialConfig:
     """Turn sampled values (with derived keys such as lr_ratio) into a TrialConfig."""
     values = dict(chosen)
+    pair = values.pop("family_alpha", None)
+    if pair is not None:
+        values["family"], values["alpha"] = family_alpha(pair)
     ratio = values.pop("lr_ratio", None)
     if ratio is not None:
         values["max_lr"] = values.get("base_lr", TrialConfig.base_lr) * ratio
@@ -275,8 +302,9 @@ def _as_list(value) -> list:
     return value if isinstance(value, list) else [value]
 
 
-def _check_sample(space: Space) -> None:
-    """Fail at load time, not in trial 1, if the space's corners make invalid configs."""
+def _check_sample(space: Space, what: str = "the space") -> None:
+    """Fail at load time (and when keys are pinned), not in trial 1, if the space's corners
+    make invalid configs."""
     import optuna
 
     for pick in (0, -1):
@@ -291,4 +319,4 @@ def _check_sample(space: Space) -> None:
         try:
             space.sample(optuna.trial.FixedTrial(values))
         except ConfigError as exc:
-            raise ConfigError(f"the space can produce an invalid config: {exc}") from None
+            raise ConfigError(f"{what} can produce an invalid config: {exc}") from None

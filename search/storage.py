@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sqlite3
 import warnings
 
@@ -54,7 +55,59 @@ def storage(url: str, *, read_only: bool = False):
             heartbeat_stale_trial_callback=None if read_only else
             optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=2))
     except Exception as exc:  # bad URL, server down, missing driver, no such file
-        raise UsageError(f"cannot open study storage {mask(url)}: {exc}") from None
+        raise UsageError(open_error(url, exc)) from None
+
+
+DEFAULT_PORTS = {"postgresql": 5432, "mysql": 3306, "mariadb": 3306}
+
+
+def open_error(url: str, exc: BaseException) -> str:
+    """The one line for a storage that cannot be opened: the URL (password masked), where it
+    points (host, port), the driver's own first line without SQLAlchemy's wrapping (the
+    exception class, SQL, "Background on this error at: https://sqlalche.me/..."), and what
+    to check."""
+    import sqlalchemy
+
+    text = str(getattr(exc, "orig", None) or exc)  # the driver's error, not SQLAlchemy's
+    text = re.sub(r"\(Background on this error at: [^)]*\)", "", text)
+    text = " ".join((text.strip().splitlines() or [type(exc).__name__])[0].split())
+    try:
+        parsed = sqlalchemy.engine.make_url(url)
+    except Exception:
+        parsed = None
+    if parsed is not None and parsed.host:
+        port = parsed.port or DEFAULT_PORTS.get(parsed.get_backend_name(), "default")
+        where = f" (host {parsed.host}, port {port})"
+        check = ("check that the database server runs there and accepts connections from this "
+                 "machine, and the user, password and database name; or fix --storage / "
+                 "SEARCH_STORAGE")
+    elif url.startswith("sqlite"):
+        where, check = "", "check that its folder exists and is writable, or fix --storage"
+    else:
+        where, check = "", "check the URL (--storage / SEARCH_STORAGE) and its driver"
+    return mask(f"cannot open study storage {url}{where}: {text}; {check}")
+
+
+def heartbeat_ages(study) -> dict[int, float]:
+    """Seconds since each trial's last heartbeat (trial number → age), by the database's own
+    clock, which is also what Optuna's stale-trial check reads (so no two machines' clocks
+    are compared); {} where the storage records no heartbeats (read-only, journal). Reads
+    Optuna's heartbeat table through its RDB models, which are private: Optuna has no public
+    call for a heartbeat's time."""
+    import sqlalchemy
+    from optuna.storages._rdb import models
+    from optuna.storages._rdb.storage import _create_scoped_session
+
+    backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps it
+    if not isinstance(backend, optuna.storages.RDBStorage) or backend.heartbeat_interval is None:
+        return {}
+    with _create_scoped_session(backend.scoped_session) as session:
+        now = session.execute(sqlalchemy.func.now()).scalar().replace(tzinfo=None)
+        rows = (session.query(models.TrialModel.number, models.TrialHeartbeatModel.heartbeat)
+                .join(models.TrialHeartbeatModel,
+                      models.TrialHeartbeatModel.trial_id == models.TrialModel.trial_id)
+                .filter(models.TrialModel.study_id == study._study_id).all())
+    return {number: (now - beat.replace(tzinfo=None)).total_seconds() for number, beat in rows}
 
 
 def read_only_url(url: str) -> str:

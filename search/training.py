@@ -57,6 +57,10 @@ class Plan:
     def weights_source(self) -> str:
         return getattr(self.net, "weights_source", "none")
 
+    @property
+    def stage_count(self) -> int:
+        return len(self._builders)
+
     def stages(self) -> Iterator[Stage]:
         """Each stage is built when the previous one has trained (it unfreezes layers)."""
         for builder in self._builders:

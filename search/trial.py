@@ -30,8 +30,11 @@ class Reporter:
         """The trial began; run_id is its MLflow run (None: no tracking). The config trained
         is `TrialResult.config` (an LR range test may set its bounds)."""
 
-    def epoch(self, step: int, logs: dict) -> None:
-        """An epoch ended (step counts from 1); raise `Pruned` to stop the trial."""
+    def epoch(self, step: int, logs: dict, judged: bool = True) -> None:
+        """An epoch ended; `step` is stage-aligned (search.pruning.stage_step: a stage's
+        epochs count from 1, fine-tuning's from 1001); raise `Pruned` to stop the trial.
+        judged=False: a lead-in stage (the probe before fine-tuning), which pruners do not
+        see (its accuracy does not predict the fine-tuned one, bench/RESULTS.md)."""
 
     def prune(self, reason: str) -> None:
         """The trial cannot win (below the majority baseline). Raising `Pruned` ends it;
@@ -126,11 +129,12 @@ def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
     guard = session.space.majority_guard
     history: dict[str, list] = {}
     offset, images = 0, 0
-    for stage in plan.stages():
+    for index, stage in enumerate(plan.stages()):
         evaluator = cb.HeadEvaluator(stage.val, plan.val_labels, plan.train_labels)
         callbacks = [timer, evaluator, best.watching(evaluator, stage, offset),
                      cb.StopOnNonFinite(), cb.EpochLogger(run_, expected, offset),
-                     cb.Reporting(reporter, offset)]
+                     cb.Reporting(reporter, stage.name,
+                                  judged=index == plan.stage_count - 1)]
         stop = None
         if guard:
             stop = cb.MajorityGuard(guard["after_epoch"], guard["margin"], reporter.prune,

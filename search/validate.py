@@ -28,7 +28,7 @@ from search.errors import DataError
 
 IMAGE_COLUMN = "image_path"
 SHOW_ROWS = 5  # offending rows quoted in a message
-ON_BAD_IMAGES = ("error", "skip")
+ON_BAD_IMAGES = ("error", "skip", "report")  # report: the caller lists them (search eda)
 DUPLICATES = ("warn", "error")
 
 # Image problems, worded to follow "N image file(s) ...".
@@ -45,7 +45,11 @@ _MAGIC = {b"\xff\xd8\xff": "a JPEG image", b"\x89PNG": "a PNG image", b"PK\x03\x
 def check(csv_path, heads, vocab=None, *, on_bad_images="error", allow_outside=False,
           duplicates="warn") -> tuple[pd.DataFrame, dict[str, tuple[str, ...]]]:
     """The validated rows (image_path, absolute path, one column per head; index = CSV line)
-    and the vocabulary per head: `vocab` as given, else the sorted labels found."""
+    and the vocabulary per head: `vocab` as given, else the sorted labels found. The one
+    check of an annotation CSV: `run`, `worker`, `lr-find` (through `search.data.read_table`)
+    and `eda` all call it. Unreadable images stop it ("error"), are dropped ("skip"), or are
+    left to the caller ("report": `eda` inspects every image and lists them, with the line
+    `run` would stop on, `bad_images_message`)."""
     if on_bad_images not in ON_BAD_IMAGES:
         raise ValueError(f"on_bad_images must be one of {ON_BAD_IMAGES}, got {on_bad_images!r}")
     if duplicates not in DUPLICATES:
@@ -59,7 +63,8 @@ def check(csv_path, heads, vocab=None, *, on_bad_images="error", allow_outside=F
     if vocab is not None:
         vocab = _check_vocab(frame, heads, vocab, csv_path)
     _check_duplicates(frame, csv_path, duplicates)
-    frame = _check_images(frame, csv_path, on_bad_images)
+    if on_bad_images != "report":
+        frame = _check_images(frame, csv_path, on_bad_images)
     if vocab is None:
         vocab = _found_vocab(frame, heads, csv_path)
     return frame, vocab
@@ -195,17 +200,29 @@ def _check_images(frame: pd.DataFrame, csv_path: Path, on_bad_images: str) -> pd
     bad = problems.notna()
     if not bad.any():
         return frame
-    kinds = "; ".join(
+    if on_bad_images == "error" or bad.all():
+        raise DataError(bad_images_message(frame, problems, csv_path))
+    print(f"{csv_path}: skipping {bad.sum()} of {len(frame)} rows with unreadable images: "
+          f"{_kinds(frame, problems)}", file=sys.stderr)
+    return frame[~bad]
+
+
+def bad_images_message(frame: pd.DataFrame, problems: pd.Series, csv_path: Path) -> str | None:
+    """The line `run` stops with for these image problems (per CSV line: None or one of
+    PROBLEMS), or None when every image is readable."""
+    bad = problems.notna()
+    if not bad.any():
+        return None
+    fix = ("every row is unreadable; check the image folder" if bad.all() else
+           "fix or delete those rows, or drop them with --on-bad-images skip")
+    return f"{csv_path}: {_kinds(frame, problems)}; {fix}"
+
+
+def _kinds(frame: pd.DataFrame, problems: pd.Series) -> str:
+    return "; ".join(
         _cells_message([(line, IMAGE_COLUMN, frame.at[line, IMAGE_COLUMN])
                         for line in problems.index[problems == kind]], f"image file(s) {kind}")
         for kind in PROBLEMS if (problems == kind).any())
-    if on_bad_images == "error" or bad.all():
-        fix = ("every row is unreadable; check the image folder" if bad.all() else
-               "fix or delete those rows, or drop them with --on-bad-images skip")
-        raise DataError(f"{csv_path}: {kinds}; {fix}")
-    print(f"{csv_path}: skipping {bad.sum()} of {len(frame)} rows with unreadable images: "
-          f"{kinds}", file=sys.stderr)
-    return frame[~bad]
 
 
 def scan_images(paths: list[str]) -> list[str | None]:

@@ -56,3 +56,41 @@ def test_passwords_are_masked_in_errors(tmp_path, capsys):
                      "--storage", "postgresql+psycopg2://me:s3cret@127.0.0.1:1/db"])
     err = capsys.readouterr().err
     assert code == 2 and "s3cret" not in err and "me:***@" in err
+
+
+def test_a_pin_that_makes_every_config_invalid_is_refused_before_anything_is_written(
+        tmp_path, tiny_csv, capsys):
+    """The space plus the command line's pins is checked as the space alone is: no study, no
+    MLflow store, no failed trials (issue 21)."""
+    runs = tmp_path / "runs"
+    for command in ("run", "worker", "lr-find"):
+        code = cli.main([command, "--image-size", "3", "--epochs", "1", "--space",
+                         str(TINY_SPACE), "--data", str(tiny_csv), "--runs-dir", str(runs)])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert err.strip() == (f"search {command}: error: the space with image_size=3, epochs=1 "
+                               f"pinned can produce an invalid config: image_size must be at "
+                               f"least 32x32, got 3x3")
+    assert not (runs / "optuna.db").exists() and not (runs / "mlflow.db").exists()
+
+
+def test_run_help_states_the_exit_codes(capsys):
+    for command in ("run", "worker"):
+        try:
+            cli.main([command, "--help"])
+        except SystemExit:
+            pass
+        out = " ".join(capsys.readouterr().out.split())
+        assert "Exit codes: 0 the study reached --trials" in out
+        assert "--timeout was reached" in out and "1 it stopped early" in out
+        assert "130 interrupted" in out
+
+
+def test_a_timeout_is_a_target_reached_exit_0(tmp_path, tiny_csv, capsys):
+    """--timeout is a wall-clock budget: reaching it is not a failure (exit 0), even with no
+    trial finished; before, a stop with no finished trial exited 1 whatever the reason."""
+    code = cli.main(["run", "--trials", "2", "--timeout", "0", "--space", str(TINY_SPACE),
+                     "--data", str(tiny_csv), "--runs-dir", str(tmp_path / "runs"),
+                     "--no-progress"])
+    assert code == 0
+    assert "stopped: timeout of 0 s reached" in capsys.readouterr().err

@@ -168,3 +168,29 @@ def test_real_data(real):
     assert 40 < real.images["pad_left"].median() < 90
     [(rule, lines)] = real.flags
     assert 0 < len(lines) < 100  # a few bodypose=Back rows with a visible emotion
+
+
+def test_eda_and_run_share_one_validation_path(dataset, tmp_path, capsys):
+    """Issue 21: what `run` refuses about a CSV, `eda` refuses with the same line (an empty
+    label cell here), and the image problems `run` stops on (a folder as image_path) eda
+    lists with the very line run would stop on, instead of a plain exit 0."""
+    text = dataset.read_text()
+    (tmp_path / "img" / "folder.png").mkdir()
+    dataset.write_text(text.replace("img/gone.png", "img/folder.png"))
+    report = eda.analyse(dataset, HEADS)
+    with pytest.raises(DataError) as refused:
+        read_table(dataset, HEADS)
+    assert report.refused == str(refused.value)
+    assert "1 image file(s) are folders or other non-files: line 7 image_path='img/folder.png'" \
+        in report.refused
+    assert "`search run` stops on them (exit 2) unless --on-bad-images skip" in \
+        eda.summary_text(report)
+
+    dataset.write_text(text.replace("img/1.png,female,Happy", "img/1.png,,Happy"))
+    assert cli.main(["eda", "--data", str(dataset), "--heads", ",".join(HEADS),
+                     "--out", str(tmp_path / "e.html")]) == 2
+    eda_err = capsys.readouterr().err
+    with pytest.raises(DataError) as refused:
+        read_table(dataset, HEADS)
+    assert "1 empty cell(s): line 3 gender=''" in eda_err
+    assert eda_err.strip() == f"search eda: error: {refused.value}"

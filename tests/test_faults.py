@@ -114,3 +114,59 @@ def test_a_failed_trial_s_reason_is_one_masked_line():
 
     text = reason(RuntimeError("could not reach\npostgresql+psycopg2://me:s3cret@db/search"))
     assert text == "RuntimeError: could not reach postgresql+psycopg2://me:***@db/search"
+
+
+def test_a_run_stopped_by_failures_exits_1_even_after_finished_trials(tmp_path, tiny_csv,
+                                                                      capsys):
+    """Issue 21: `stopped: N trials in a row failed` used to exit 0 once a trial had finished.
+    Stopping before the target for any reason but --timeout, Ctrl-C or convergence exits 1."""
+    space = tmp_path / "late-nan.yaml"  # a good baseline first, then every sampled trial NaN
+    space.write_text(TINY_SPACE.read_text().replace(
+        "base_lr: {type: float, low: 1.0e-3, high: 3.0e-3, log: true}",
+        "base_lr: 1.0e+12\n  optimizer: sgd") + """enqueue:
+  - name: good
+    config: {backbone: separable, width: 8, depth: 2, neck_units: 16, head_units: 0,
+             image_size: 32, batch_size: 32, epochs: 1}
+""")
+    code, trials, _ = _run(tmp_path, tiny_csv, space, "--trials", "4", "--max-failures", "2")
+    assert code == 1
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL, TrialState.FAIL]
+    assert "stopped: 2 trials in a row failed" in capsys.readouterr().err
+
+
+def test_a_restarted_run_fails_its_dead_trial_at_once_with_a_reason(tmp_path, tiny_csv):
+    """Issue 21: a single-process run SIGKILLed mid-trial leaves a RUNNING trial. With no other
+    process beating, the same command restarted fails it at once (user attr fail_reason),
+    retries its parameters and completes; it does not wait out the grace period (an hour
+    here: the restart would time out)."""
+    from test_workers import mid_trial, wait_for
+
+    runs = tmp_path / "runs"
+    storage = f"sqlite:///{runs / 'optuna.db'}"
+    command = [sys.executable, "-m", "search.cli", "run", "--trials", "1", "--epochs", "2",
+               "--study", "ghost", "--space", str(TINY_SPACE), "--data", str(tiny_csv),
+               "--heads", ",".join(HEADS), "--runs-dir", str(runs), "--no-progress"]
+    env = {**os.environ, "SEARCH_HEARTBEAT_INTERVAL": "1", "SEARCH_HEARTBEAT_GRACE": "3600"}
+    log = tmp_path / "first.log"
+    first = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log.open("w"),
+                             stderr=subprocess.STDOUT)
+    wait_for(lambda: "finished trial(s), target" in log.read_text(), "the study to start")
+    victim = wait_for(lambda: mid_trial(storage, "ghost"), "a trial to start")
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    second = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=600)
+    text = second.stdout + second.stderr
+    assert second.returncode == 0, text[-3000:]
+    assert f"trial {victim.number}: FAILED: its worker " in text, text[-3000:]
+    trials = optuna.load_study(study_name="ghost", storage=storage).trials
+    dead = trials[victim.number]
+    assert dead.state == TrialState.FAIL
+    assert dead.user_attrs["fail_reason"].startswith(
+        f"its worker {victim.user_attrs['worker']} stopped (no heartbeat since ")
+    assert dead.user_attrs["fail_reason"].endswith("and no other worker is alive)")
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == victim.number)
+    assert retry.state in (TrialState.COMPLETE, TrialState.PRUNED)  # finished: the target
+    assert retry.params == dead.params and "fail_reason" not in retry.user_attrs
+    client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    _failed_run(client, dead, "no heartbeat since")

@@ -567,3 +567,49 @@ def test_a_missing_gradient_registry_is_said_once(monkeypatch, capsys):
     base.free_trial_graphs()
     err = capsys.readouterr().err
     assert err.count("gradient registry is gone") == 1 and "--isolate" in err
+
+
+def test_a_stale_trial_waits_while_another_worker_beats_and_fails_once_none_does(
+        tmp_path, monkeypatch):
+    """The dead-trial rule on a real SQLite study (heartbeat times set in the database): a
+    trial two intervals behind is left alone while another process still beats (a slow worker
+    is not a dead one; the wait line says for how long at most), and failed with a reason,
+    its parameters queued clean, once no other process beats."""
+    import re
+    import sqlite3
+
+    from search.engines.optuna import fail_dead_trials, waiting_line
+    from search.storage import storage
+
+    monkeypatch.setenv("SEARCH_HEARTBEAT_INTERVAL", "1")
+    monkeypatch.setenv("SEARCH_HEARTBEAT_GRACE", "3600")
+    db = tmp_path / "o.db"
+    study = optuna.create_study(storage=storage(f"sqlite:///{db}"), study_name="beats")
+    stale, live = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}), study.ask()
+    for trial, worker in ((stale, "elsewhere:1"), (live, "elsewhere:2")):
+        trial.set_user_attr("worker", worker)
+        study._storage.record_heartbeat(trial._trial_id)
+
+    def beat_ago(trial, seconds):
+        with sqlite3.connect(db) as con:
+            con.execute("UPDATE trial_heartbeats SET heartbeat = datetime('now', ?) "
+                        "WHERE trial_id = ?", (f"-{seconds} seconds", trial._trial_id))
+
+    beat_ago(stale, 30)
+    assert fail_dead_trials(study) == []
+    assert re.search(r"waiting for 2 running trial\(s\) of other workers: a dead worker's trial "
+                     r"fails within 3[56]\d\d s \(heartbeat grace period 3600 s",
+                     waiting_line(study, 2))
+    beat_ago(live, 30)
+    lines = fail_dead_trials(study)
+    assert [line.split(":")[0] for line in lines] == ["trial 0", "trial 1"]
+    trials = study.get_trials()
+    for trial, worker in zip(trials[:2], ("elsewhere:1", "elsewhere:2")):
+        assert trial.state == TrialState.FAIL
+        reason = trial.user_attrs["fail_reason"]
+        assert reason.startswith(f"its worker {worker} stopped (no heartbeat since ")
+        assert reason.endswith("and no other worker is alive)")
+    retries = trials[2:]
+    assert [t.system_attrs["failed_trial"] for t in retries] == [0, 1]
+    assert all(t.state == TrialState.WAITING and not t.user_attrs for t in retries)
+    assert fail_dead_trials(study) == []

@@ -18,6 +18,7 @@ import mlflow
 import pytest
 
 from search import cli
+from search.config import TrialConfig
 
 SPACE = """
 name: serving
@@ -110,6 +111,24 @@ def test_every_family_and_schedule_predicts_in_a_fresh_process(trained, tiny_csv
         assert done.returncode == 0, f"{name}: {done.stderr[-2000:]}"
         line = json.loads(done.stdout.strip().splitlines()[-1])
         assert line["image"] == image and set(line) > {"gender", "emotion", "bodypose"}
+
+
+def test_a_fine_tuned_trial_reports_each_stage_at_its_own_steps(trained):
+    """The pruner sees a frozen trial's epochs at steps 1.. and a fine-tuned trial's
+    fine-tuning epochs from 1001 on, not its lead-in probe (recorded in the curve only)."""
+    import optuna
+
+    _, runs = trained
+    study = optuna.load_study(study_name="serving", storage=f"sqlite:///{runs / 'optuna.db'}")
+    steps = {t.user_attrs["fixed_config"]["fine_tune_fraction"]: sorted(t.intermediate_values)
+             for t in study.trials if t.user_attrs.get("fixed_config", {}).get(
+                 "backbone") == "pretrained"}
+    assert steps[0.3] == [1001]
+    assert steps[0.0] == [1]
+    fine_tuned = next(t for t in study.trials if t.user_attrs.get("fixed_config", {}).get(
+        "fine_tune_fraction") == 0.3)
+    probe = TrialConfig.probe_epochs  # the default: the config sets none
+    assert fine_tuned.user_attrs["head_curve_steps"] == [0] * probe + [1001]
 
 
 def test_registered_champion_predicts_and_evaluates_in_fresh_processes(trained, tiny_csv):

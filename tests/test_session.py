@@ -150,3 +150,28 @@ def test_with_local_weights_pretrained_trials_stay(tmp_path, tiny_csv, weights_d
     backbone = next(p for p in session.space.params if p.name == "backbone")
     assert backbone.distribution is not None
     assert not any(n.startswith("pretrained backbones left out") for n in session.notes)
+
+
+def test_a_network_without_its_weight_file_is_left_out_of_the_choice(tmp_path, tiny_csv,
+                                                                    weights_dir, monkeypatch):
+    """Only some files present: the sampled family_alpha keeps the networks that have one."""
+    from search import weights
+
+    some = tmp_path / "some-weights"
+    some.mkdir()
+    kept = "mobilenet_v2_weights_tf_dim_ordering_tf_kernels_0.5_224_no_top.h5"
+    (some / kept).symlink_to(weights_dir / kept)
+    monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(some))
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
+    monkeypatch.setattr(weights, "DOWNLOAD_HOST", ("127.0.0.1", 9))
+    monkeypatch.setattr(weights, "_REACHABLE", [])
+    path = tmp_path / "nets.yaml"
+    path.write_text("name: nets\nparams:\n  backbone: pretrained\n  weights: imagenet\n"
+                    "  family_alpha: {choices: ['mobilenet_v2:0.5', 'mobilenet_v2:0.35', "
+                    "'mobilenet:0.25']}\n  image_size: 32\n  epochs: 1\n")
+    session = Session.build(Settings.resolve(tmp_path / "runs"),
+                            Options(space=str(path), data=str(tiny_csv)))
+    nets = next(p for p in session.space.params if p.name == "family_alpha")
+    assert nets.value == "mobilenet_v2:0.5"
+    said = [n for n in session.notes if "left out" in n]
+    assert said == [next(n for n in said)] and "mobilenet_v2:0.35, mobilenet:0.25" in said[0]

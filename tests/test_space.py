@@ -187,3 +187,19 @@ def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
     assert module == str(site / "search" / "__init__.py")
     assert default == str(site / "search" / "spaces" / "default.yaml")
     assert enqueued == ["model-1-separable", "model-2-resnet50-clr"]  # include: resolved too
+
+
+def test_family_alpha_draws_a_network_and_its_width_together():
+    from search import space as space_lib
+
+    space = space_lib.parse({"params": {
+        "backbone": "pretrained", "weights": "none",
+        "family_alpha": {"choices": ["mobilenet_v2:0.5", "mobilenet:0.25"]}}})
+    config = space.sample(optuna.trial.FixedTrial({"family_alpha": "mobilenet:0.25"}))
+    assert (config.family, config.alpha) == ("mobilenet", 0.25)
+    pinned = space.pin(family="mobilenet_v2")  # a pin narrows the pair to its family
+    assert pinned.sample(optuna.trial.FixedTrial({})).alpha == 0.5
+    with pytest.raises(ConfigError, match="none of the space's family_alpha choices"):
+        space.pin(family="resnet50")
+    with pytest.raises(ConfigError, match="family_alpha must be FAMILY:ALPHA"):
+        space_lib.parse({"params": {"family_alpha": "mobilenet_v2"}})

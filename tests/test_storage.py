@@ -68,3 +68,21 @@ def test_a_reader_reads_beside_a_writer_and_can_never_write(tmp_path):
     study.add_trial(optuna.create_trial(value=0.7))
     study_id = reader.get_study_id_from_name("s")
     assert len(reader.get_all_trials(study_id)) == 2  # it sees new trials as they come
+
+
+def test_an_unreachable_server_is_the_project_s_one_line():
+    """Not SQLAlchemy's multi-line error with its 'Background on this error at:
+    https://sqlalche.me/...' tail (issue 21): where it points, why, what to check; masked."""
+    pytest.importorskip("psycopg2")
+    with pytest.raises(UsageError) as caught:
+        storage_lib.storage("postgresql+psycopg2://u:secret@127.0.0.1:1/db")
+    text = str(caught.value)
+    assert "\n" not in text and "sqlalche.me" not in text and "Background" not in text
+    assert text.startswith("cannot open study storage postgresql+psycopg2://u:***@127.0.0.1:1/db "
+                           "(host 127.0.0.1, port 1): ")
+    assert "Connection refused" in text and "secret" not in text
+    assert text.endswith("check that the database server runs there and accepts connections "
+                         "from this machine, and the user, password and database name; or fix "
+                         "--storage / SEARCH_STORAGE")
+    assert "(host 127.0.0.1, port 5432)" in storage_lib.open_error(
+        "postgresql://u:secret@127.0.0.1/db", RuntimeError("refused"))

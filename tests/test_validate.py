@@ -308,3 +308,20 @@ def test_real_data_validates_in_seconds(hvc_csv):
     seconds = time.perf_counter() - start
     assert len(table) == 5600 and "None" in table.vocab["carryingbag"]
     assert seconds < 15, f"validating 5,600 images took {seconds:.1f} s"
+
+
+def test_report_mode_keeps_bad_image_rows_and_words_them_as_run_does(folder):
+    """`eda`'s way through validate.check: every other check as for `run`, image rows kept,
+    and bad_images_message the exact line `run` stops on (issue 21)."""
+    import pandas as pd
+
+    from search import validate
+
+    (folder / "img" / "2.jpg").unlink()
+    (folder / "img" / "2.jpg").mkdir()
+    csv = write(folder, GOOD)
+    frame, _ = validate.check(csv, HEADS, on_bad_images="report")
+    assert frame.at[4, "image_path"] == "img/2.jpg"
+    problems = pd.Series(validate.scan_images(frame["path"].tolist()), index=frame.index)
+    assert validate.bad_images_message(frame, problems, csv) == error(csv)
+    assert validate.bad_images_message(frame, problems.where(problems.isna()), csv) is None

@@ -15,14 +15,26 @@ ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")  # keras-tuner oracles
 
 
+# Why a search stopped before its target (Outcome.why), and what each means for the exit code.
+FAILED = "failed"  # trials kept failing, or a worker died: exit 1
+TIMEOUT = "timeout"  # --timeout reached: a wall-clock budget is a target too, exit 0
+CONVERGED = "converged"  # --until-converged: further trials are unlikely to matter, exit 0
+
+
 @dataclass
 class Outcome:
     """How a search loop ended: trials this process ran, finished trials in the study, and
-    why it stopped before the target (None when it reached it)."""
+    why it stopped before the target (None when it reached it), of which kind (`why`)."""
 
     ran: int
     finished: int
     stopped: str | None = None
+    why: str = FAILED
+
+    @property
+    def code(self) -> int:
+        """The exit code: 0 target reached, timeout or converged; 1 stopped early."""
+        return 1 if self.stopped and self.why == FAILED else 0
 
 
 @dataclass
@@ -79,6 +91,11 @@ class Engine:
     def next_steps(self) -> str:
         return ""
 
+    def final_model_hint(self) -> str:
+        """What to do with the budget a converged search leaves: the final model."""
+        return (f"search best --study {self.session.study} --register NAME --refit "
+                f"--ensemble 5 (or --register NAME --refit --ensemble 5 on this command)")
+
     # --- the shared flow ------------------------------------------------------------------
     def run(self) -> int:
         """Open or resume, search to --trials finished trials, summarise; the exit code."""
@@ -108,10 +125,13 @@ class Engine:
             tracking = self.session.tracking
             tracking.tracker.finish_study_run(
                 tracking.parent_run_id, {"best_value": top.value} if top else None)
-        if outcome.stopped:
+        if outcome.stopped and outcome.why != CONVERGED:
             print(f"stopped: {outcome.stopped}", file=sys.stderr)
         self.summary()
-        return 1 if outcome.stopped and outcome.finished == 0 else 0
+        if outcome.why == CONVERGED and outcome.stopped:
+            print(f"{outcome.stopped}; {opts.trials - outcome.finished} of --trials "
+                  f"{opts.trials} left for the final model: {self.final_model_hint()}")
+        return outcome.code
 
     def summary(self) -> None:
         """The best trial's per-head table, then what to do next."""

@@ -30,8 +30,8 @@ import time
 
 import keras_tuner as kt
 
-from search.engines.base import (TUNERS, Best, Engine, Outcome, Ranked, free_trial_graphs,
-                                 reason)
+from search.engines.base import (FAILED, TIMEOUT, TUNERS, Best, Engine, Outcome, Ranked,
+                                 free_trial_graphs, reason)
 from search.errors import UsageError
 from search.engines.keras_tuner_space import (Translation, check_supported,  # noqa: F401
                                               config_from_values, max_epochs, translate)
@@ -218,7 +218,9 @@ class KerasTunerEngine(Engine):
             self.tuner.stopped = (f"{opts.max_failures} trials in a row failed (last: "
                                   f"{str(exc).strip().splitlines()[-1]}); stopping. Fix the "
                                   f"cause or raise --max-failures")
-        return Outcome(ran=0, finished=self.finished(), stopped=self.tuner.stopped)
+        timed_out = (self.tuner.stopped or "").startswith("timeout")
+        return Outcome(ran=0, finished=self.finished(), stopped=self.tuner.stopped,
+                       why=TIMEOUT if timed_out else FAILED)
 
     def next_steps(self) -> str:
         top = self.best()
@@ -228,6 +230,9 @@ class KerasTunerEngine(Engine):
 
 def check_options(options) -> None:
     """Flags this engine cannot honour, refused before anything is read or written."""
+    if options.until_converged is not None:
+        raise UsageError("--until-converged works with --engine optuna only (its rule reads "
+                         "the Optuna study's trials); drop it or the --engine flag")
     used = [flag for flag, on in (("--workers", options.workers not in (None, 1)),
                                   ("--gpus", options.gpus), ("--isolate", options.isolate)) if on]
     if used:

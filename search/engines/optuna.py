@@ -7,6 +7,11 @@ sample a config from the space, `search.trial.run` it with an `OptunaReporter` (
 attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
 recorded FAIL with its reason and the search goes on.
 
+Before each trial (and while it waits for other workers' trials) the loop fails the trials of
+dead workers, with a reason (`fail_dead_trials`), so a restarted single-process run does not
+wait the heartbeat grace period for a ghost. With --until-converged it stops once
+`search.convergence.verdict` says further trials are unlikely to matter.
+
 Sampler seeds. A process's sampler is seeded from --seed, the study name and the number of
 trials the study already holds (and the worker), so a resumed study continues its sequence
 instead of replaying its first draws, two studies do not share start-up draws, and the same
@@ -15,18 +20,22 @@ command on the same study state draws the same trials.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import logging
 import sys
 import time
+from datetime import datetime, timedelta, timezone
 
 import optuna
 from optuna.trial import TrialState
 
+from search import storage as storage_lib
 from search import study as study_lib
 from search import workers
-from search.engines.base import Best, Engine, Outcome, free_trial_graphs, reason
+from search.engines.base import (CONVERGED, FAILED, TIMEOUT, Best, Engine, Outcome,
+                                 free_trial_graphs, reason)
 from search.engines.optuna_trial import OptunaReporter, _weights_note, ranked, trial_line
 from search.settings import mask
 from search.trial import Pruned
@@ -109,14 +118,27 @@ class OptunaEngine(Engine):
         done = study_lib.finished(self.study)
         trouble = [f"worker {n} {workers.exit_text(code)}"
                    for n, code in enumerate(codes, start=1) if code != 0]
-        stopped = None
-        if done < opts.trials:
+        stopped, why = None, FAILED
+        verdict = self.convergence() if opts.until_converged is not None else None
+        if done < opts.trials and not trouble and verdict is not None and verdict.converged:
+            stopped, why = _converged(verdict), CONVERGED
+        elif done < opts.trials and not trouble and opts.timeout is not None:
+            stopped, why = f"timeout of {opts.timeout:g} s reached", TIMEOUT
+        elif done < opts.trials:
             stopped = f"the study has {done} of {opts.trials} finished trials; " + (
                 "; ".join(trouble) or "the workers stopped early")
         elif trouble:
             print(f"the study is complete; {'; '.join(trouble)}", file=sys.stderr)
         return Outcome(ran=len(self.study.get_trials(deepcopy=False)) - before,
-                       finished=done, stopped=stopped)
+                       finished=done, stopped=stopped, why=why)
+
+    def convergence(self):
+        """The --until-converged rule on this study now (search.convergence.verdict)."""
+        from search import convergence
+
+        return convergence.verdict(self.study, len(self.session.val_rows),
+                                   min_trials=self.session.options.until_converged,
+                                   objective=self.session.space.objective)
 
     def summary(self) -> None:
         space = self.session.space
@@ -156,23 +178,30 @@ class OptunaEngine(Engine):
         bar = tqdm(total=opts.trials, initial=min(study_lib.finished(study), opts.trials),
                    unit="trial", disable=not opts.progress, dynamic_ncols=True)
         ran = failures = 0
-        stopped = None
+        stopped, why = None, FAILED
         waiting = False
+        checked = None  # finished trials at the last convergence check
         try:
             while True:
+                for line in fail_dead_trials(study):  # a dead worker's trial: retried
+                    bar.write(line)
                 done = study_lib.finished(study)
                 running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
                 if done >= opts.trials:
                     break
+                if opts.until_converged is not None and done != checked:
+                    checked, verdict = done, self.convergence()
+                    if verdict.converged:
+                        bar.write(verdict.line())
+                        stopped, why = _converged(verdict), CONVERGED
+                        break
                 if opts.timeout is not None and time.monotonic() - start > opts.timeout:
-                    stopped = f"timeout of {opts.timeout:g} s reached"
+                    stopped, why = f"timeout of {opts.timeout:g} s reached", TIMEOUT
                     break
                 if done + running >= opts.trials and running:
                     if not waiting:
-                        bar.write(f"waiting for {running} running trial(s) of other workers (a "
-                                  f"dead worker's trial fails after the heartbeat grace period)")
+                        bar.write(waiting_line(study, running))
                     waiting = True
-                    optuna.storages.fail_stale_trials(study)  # dead workers' trials: retried
                     time.sleep(1.0)
                     continue
                 waiting = False
@@ -202,7 +231,7 @@ class OptunaEngine(Engine):
         finally:
             bar.close()
             close_orphan_runs(study, tracker)
-        return Outcome(ran=ran, finished=study_lib.finished(study), stopped=stopped)
+        return Outcome(ran=ran, finished=study_lib.finished(study), stopped=stopped, why=why)
 
     def objective(self, trial, bar=None):
         """Claim a slot, sample, train (here or in a fresh process), record a failure."""
@@ -275,9 +304,9 @@ def work(settings, options) -> int:
         print(f"worker {who} interrupted: its running trial is marked FAIL", file=sys.stderr)
         return 130
     if outcome.stopped:
-        print(f"worker {who} stopped: {outcome.stopped}", file=sys.stderr)
-        return 1
-    return 0
+        print(f"worker {who} stopped: {outcome.stopped}",
+              file=sys.stderr if outcome.code else sys.stdout)
+    return outcome.code  # 0 also on --timeout and --until-converged (see `search run --help`)
 
 
 def _train_in_child(settings, options, trial_id: int, config):
@@ -306,3 +335,71 @@ def close_orphan_runs(study, tracker) -> None:
     ended = {t.number: (t.state.name, t.user_attrs.get("fail_reason", DIED))
              for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     tracker.close_orphans(ended)
+
+
+def _converged(verdict) -> str:
+    return f"converged after {verdict.trials} complete trials (--until-converged)"
+
+
+def fail_dead_trials(study) -> list[str]:
+    """Fail the RUNNING trials of dead workers now, each with user attr `fail_reason`, and
+    queue their parameters for a retry (the storage's RetryHeartbeatStaleTrialCallback), so
+    that nobody waits for a ghost. A worker beats every heartbeat interval while its trial
+    runs. A trial of another process is dead when its last heartbeat is older than the grace
+    period (Optuna's own rule, which fails it without a reason), or older than two intervals
+    while no trial of any other process has beaten within two intervals: then no other
+    worker is alive (e.g. a crashed single-process run, restarted). Heartbeats of this
+    process's own trials do not count. One line per trial failed; [] without heartbeats."""
+    storage = study._storage
+    ages = storage_lib.heartbeat_ages(study)
+    if not ages:
+        return []
+    backend = getattr(storage, "_backend", storage)
+    interval = backend.heartbeat_interval
+    grace, limit = backend.grace_period or 2 * interval, 2 * interval
+    me = study_lib.worker_name()
+    others = [t for t in study.get_trials(deepcopy=False)
+              if t.number in ages and t.user_attrs.get(study_lib.WORKER_ATTR) != me]
+    alive = any(ages[t.number] <= limit for t in others)
+    lines = []
+    for trial in others:
+        age = ages[trial.number]
+        if trial.state != TrialState.RUNNING or age <= limit or (age <= grace and alive):
+            continue
+        since = (datetime.now(timezone.utc) - timedelta(seconds=age)).strftime(
+            "%Y-%m-%d %H:%M:%S UTC")
+        text = (f"its worker {trial.user_attrs.get(study_lib.WORKER_ATTR, '?')} stopped (no "
+                f"heartbeat since {since}, {age:.0f} s ago, "
+                + (f"past the grace period of {grace} s)" if age > grace else
+                   "and no other worker is alive)"))
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", text)
+            if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
+                continue
+        except optuna.exceptions.UpdateFinishedTrialError:  # it ended meanwhile
+            continue
+        retry = storage.get_heartbeat_stale_trial_callback()
+        if retry is not None:  # the retry starts clean: no reason, no dead worker
+            frozen = copy.deepcopy(storage.get_trial(trial._trial_id))
+            frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items()
+                                 if k not in ("fail_reason", study_lib.WORKER_ATTR)}
+            retry(study, frozen)
+        lines.append(f"trial {trial.number}: FAILED: {text}; its parameters are queued for a "
+                     f"retry")
+    return lines
+
+
+def waiting_line(study, running: int) -> str:
+    """What this process waits for, and for how long at most if a worker is dead."""
+    head = f"waiting for {running} running trial(s) of other workers"
+    ages = storage_lib.heartbeat_ages(study)
+    if not ages:
+        return (f"{head} (this storage records no heartbeats: a dead worker's trial stays "
+                f"RUNNING; Ctrl-C stops)")
+    backend = getattr(study._storage, "_backend", study._storage)
+    grace = backend.grace_period or 2 * backend.heartbeat_interval
+    running_ages = [ages[t.number] for t in study.get_trials(
+        deepcopy=False, states=(TrialState.RUNNING,)) if t.number in ages]
+    left = max((grace - age for age in running_ages), default=grace)
+    return (f"{head}: a dead worker's trial fails within {max(0, left):.0f} s (heartbeat grace "
+            f"period {grace} s, SEARCH_HEARTBEAT_GRACE)")

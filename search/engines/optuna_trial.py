@@ -11,6 +11,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from search import pruning
+from search.pruning import stage_name
 from search import study as study_lib
 from search.engines.base import Ranked
 from search.trial import Pruned, Reporter
@@ -28,9 +29,14 @@ class OptunaReporter(Reporter):
         self.progress = progress  # the tqdm bar, for per-epoch progress
         self.engine = engine  # for how many models are kept
         self.epochs = 0
+        self.seen = 0  # epochs so far, over all stages (the progress bar's count)
+        self.steps: list[int] = []  # the stage-aligned step of each epoch of `curve`
         self.curve: dict[str, list[float]] = {}  # per head, per epoch (search.pruning)
         spec = session.space.pruner
         self.rule = pruning.HeadRule.from_spec(spec) if spec["name"] == "heads" else None
+        # Optuna's warm-up counts steps; with stage-aligned steps it must count each stage's
+        # epochs, so the reporter applies it (a stage is not judged on its first epochs)
+        self.warmup = int(spec.get("n_warmup_steps", 0))
 
     def started(self, config, run_id):
         self.trial.set_user_attr("config", config.to_dict())  # `search train --from-trial`
@@ -39,16 +45,22 @@ class OptunaReporter(Reporter):
             self.trial.set_user_attr("mlflow_run_id", run_id)
         self.epochs = config.epochs
 
-    def epoch(self, step, logs):
+    def epoch(self, step, logs, judged=True):
+        self.seen += 1
         if self.progress is not None:
-            self.progress.set_postfix_str(f"trial {self.trial.number}: epoch {step}/"
+            self.progress.set_postfix_str(f"trial {self.trial.number}: epoch {self.seen}/"
                                           f"{self.epochs}", refresh=True)
         heads = {h: float(logs[f"val_{h}_accuracy"]) for h in self.session.table.heads}
         for head, value in heads.items():
             self.curve.setdefault(head, []).append(value)
+        self.steps.append(step if judged else 0)  # 0: compared with nothing
         self.trial.set_user_attr(pruning.CURVE_ATTR, self.curve)
+        self.trial.set_user_attr(pruning.STEPS_ATTR, self.steps)
+        if not judged:
+            return
         if self.rule is not None:
-            earlier = [t.user_attrs.get(pruning.CURVE_ATTR) for t in self.trial.study.get_trials(
+            earlier = [(t.user_attrs.get(pruning.CURVE_ATTR), t.user_attrs.get(
+                pruning.STEPS_ATTR)) for t in self.trial.study.get_trials(
                 deepcopy=False, states=study_lib.FINISHED) if t.number != self.trial.number]
             why = self.rule.prune(step, heads, pruning.at_step(earlier, step))
             if why:
@@ -57,8 +69,9 @@ class OptunaReporter(Reporter):
             return
         value = float(logs[self.session.objective_key])
         self.trial.report(value, step=step)
-        if self.trial.should_prune():
-            raise Pruned(f"pruned after epoch {step} ({self.session.objective_key}={value:.4f})")
+        if pruning.stage_epoch(step) >= self.warmup and self.trial.should_prune():
+            raise Pruned(f"pruned after {stage_name(step)} ({self.session.objective_key}="
+                         f"{value:.4f})")
 
     def keeps(self, result):
         """Save the model only if it can be among those kept: better than the k-th best

@@ -1,0 +1,554 @@
+"""The final-model candidates: what `search best --refit --ensemble K` builds from a study,
+scores on the rows no trial trained on, and which one becomes the `champion`.
+
+Beside the study's best trial (`best-trial`) it builds:
+- `refit`: the best trial's config trained again on the training and validation rows for the
+  epochs its best epoch took, per stage, with no early stopping (AutoGluon's `refit_full`);
+  the study's `--test-fraction` rows stay held out;
+- `ensemble-K`: one Keras model averaging the probabilities of the K best kept trials' models
+  (kept: their model was not deleted by `keep_models`);
+- `per-head`: one Keras model whose each head is the head of the kept trial best at it.
+
+Every candidate is a plain saved Keras model (raw RGB of any size in, {head: probabilities}
+out; an ensemble holds its members whole, as named sub-models `member_<trial>`) logged as an
+MLflow model the way a trial's is, so `predict`, `evaluate`, `pull` and serving take it
+unchanged. Each is scored per head on the validation rows (not the refit: it trained on them)
+and on the study's test rows, through its saved model on the images prepared as the trials
+saw them. `choose` gives `champion` to the best mean test accuracy, or, without test rows, to
+the refit, else the mean ensemble, else the best trial (validation figures were selected on
+the rows they are measured on, see `choose`). A
+candidate already built from the same members (MLflow tags) is reused, not built again.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from search.errors import UsageError
+from search.settings import Settings
+
+BEST_TRIAL, REFIT, ENSEMBLE, PER_HEAD = "best-trial", "refit", "ensemble", "per-head"  # aliases
+ROLE = "final"  # search.role of a candidate's MLflow run (a trial's is "trial")
+KIND_TAG = "search.final"  # refit | ensemble | per-head
+MEMBERS_TAG = "search.members"  # what a candidate is made of: the key for reusing it
+
+
+@dataclass
+class Candidate:
+    """One final model: its members ([{"trial", "run_id"}, ...], per-head: with "heads") and
+    its per-head scores (search.evaluate.score) on the validation and test rows."""
+
+    name: str  # best-trial | refit | ensemble-K | per-head
+    alias: str  # its own registry alias
+    members: list[dict]
+    model_uri: str | None = None
+    run_id: str | None = None
+    val: dict | None = None  # None: it trained on the validation rows (refit)
+    test: dict | None = None  # None: the study has no test rows
+    note: str = ""  # how it was made (the refit's epochs, the per-head map)
+    reused: bool = False  # found already built, from an earlier `search best`
+    probs: dict = field(default_factory=dict, repr=False)  # {"val"|"test": {head: [N, k]}}
+
+    @property
+    def val_mean(self) -> float | None:
+        return _mean(self.val)
+
+    @property
+    def test_mean(self) -> float | None:
+        return _mean(self.test)
+
+    def document(self) -> dict:
+        return {"name": self.name, "alias": self.alias, "members": self.members,
+                "note": self.note, "model_uri": self.model_uri, "mlflow_run_id": self.run_id,
+                "reused": self.reused, "trained_on_validation": self.val is None,
+                "val_mean_accuracy": self.val_mean, "test_mean_accuracy": self.test_mean,
+                "val": self.val, "test": self.test}
+
+
+@dataclass
+class Final:
+    """The candidates built, the one chosen as champion, and why."""
+
+    candidates: list[Candidate]
+    chosen: Candidate
+    why: str
+    val_rows: int
+    test_rows: int
+
+    def document(self) -> dict:
+        return {"candidates": [c.document() for c in self.candidates],
+                "champion": self.chosen.name, "why": self.why,
+                "validation_rows": self.val_rows, "test_rows": self.test_rows}
+
+
+def _mean(scores: dict | None) -> float | None:
+    return None if not scores else float(np.mean([s["accuracy"] for s in scores.values()]))
+
+
+# ---------------------------------------------------------------------------------------------
+# Which trials, and bad input
+
+
+def kept_trials(settings: Settings, study, complete: list) -> list:
+    """The completed trials whose model is still there (logged, not deleted by keep_models),
+    best first by the study's objective (search.study.score)."""
+    from search.study import score
+
+    deleted = _deleted_runs(settings, study)
+    kept = [t for t in complete if t.user_attrs.get("model_uri")
+            and t.user_attrs.get("mlflow_run_id") not in deleted]
+    return sorted(kept, key=score, reverse=True)
+
+
+def _deleted_runs(settings: Settings, study) -> set[str]:
+    """Run ids of the study's trials whose model retention deleted (one MLflow search)."""
+    from mlflow import MlflowClient
+
+    from search.tracking import MODEL_DELETED_TAG
+
+    client = MlflowClient(settings.tracking_uri)
+    experiment = client.get_experiment_by_name(study.study_name)
+    if experiment is None:
+        return set()
+    found, token = set(), None
+    while True:
+        page = client.search_runs([experiment.experiment_id],
+                                  f"tags.`{MODEL_DELETED_TAG}` = 'true'", max_results=1000,
+                                  page_token=token)
+        found |= {r.info.run_id for r in page}
+        token = page.token
+        if not token:
+            return found
+
+
+def check(study_name: str, champion, kept: list, refit: bool, ensemble: int | None) -> None:
+    """Refuse, before anything is built or registered, what cannot be built."""
+    flags = " and ".join(f for f, on in (("--refit", refit), ("--ensemble", ensemble is not None))
+                         if on)
+    if not kept:
+        raise UsageError(f"study {study_name!r} has no kept models (keep_models deleted them, "
+                         f"or none was logged): nothing for {flags} to build on or compare "
+                         f"with; run the search with --keep-models K, or retrain the best "
+                         f"with `search train --from-trial {study_name}:{champion.number}`")
+    if kept[0].number != champion.number:
+        raise UsageError(f"the best trial #{champion.number} of {study_name!r} has no model any "
+                         f"more; retrain it with `search train --from-trial "
+                         f"{study_name}:{champion.number}`")
+    if ensemble is not None and not 2 <= ensemble <= len(kept):
+        available = (f"the {len(kept)} kept models" if len(kept) > 1
+                     else "it has only 1 kept model, so no ensemble can be built")
+        raise UsageError(f"--ensemble K must be between 2 and the number of kept models of "
+                         f"study {study_name!r} ({available}), got {ensemble}")
+    if refit and "config" not in champion.user_attrs:
+        raise UsageError(f"trial #{champion.number} of {study_name!r} stored no config to "
+                         f"refit")
+
+
+# ---------------------------------------------------------------------------------------------
+# Building and scoring
+
+
+def build(settings: Settings, study, champion, kept: list, *, refit: bool,
+          ensemble: int | None, out) -> Final:
+    """Build and score every candidate (progress lines to `out`), from the kept trials
+    (`kept_trials`, flags already `check`ed); nothing is registered here."""
+    from search import retrain
+
+    session = retrain.study_session(settings, study, champion)
+    session.use_device()
+    rows = _Rows(session)
+    print(f"final model candidates of {study.study_name!r}: scored on {len(session.val_rows)} "
+          f"validation rows" + (f" and {len(session.test_rows)} held-out test rows"
+                                if rows.has_test else " (no test rows: --test-fraction)"),
+          file=out)
+    candidates = []
+    refitted = _refit(session, champion, rows, out) if refit else None  # trains: clears Keras
+    members = _Members(settings, rows)
+    single = Candidate(BEST_TRIAL, BEST_TRIAL, [_member(champion)],
+                       model_uri=champion.user_attrs["model_uri"],
+                       run_id=champion.user_attrs.get("mlflow_run_id"))
+    rows.score(single, members.probs(champion))
+    candidates.append(single)
+    if refitted is not None:
+        candidates.append(refitted)
+    if ensemble is not None:
+        candidates.append(_mean_ensemble(session, kept[:ensemble], members, rows, out))
+        per_head = {h: max(kept, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
+                    for h in champion.user_attrs["head_accuracy"]}
+        if {t.number for t in per_head.values()} == {champion.number}:
+            print(f"{PER_HEAD}: trial #{champion.number} is the best kept trial at every head: "
+                  f"the same model as {BEST_TRIAL}, not built", file=out)
+        else:
+            candidates.append(_per_head_ensemble(session, per_head, members, rows, out))
+    chosen, why = choose(candidates, len(session.test_rows))
+    return Final(candidates, chosen, why, len(session.val_rows), len(session.test_rows))
+
+
+def _member(trial) -> dict:
+    return {"trial": trial.number, "run_id": trial.user_attrs.get("mlflow_run_id")}
+
+
+class _Rows:
+    """The study's validation and test rows: labels, images as each config's trials saw them
+    (search.training.all_images, the same `prepare` the saved model runs on raw images), and
+    scoring."""
+
+    def __init__(self, session):
+        self.session = session
+        table = session.table
+        self.has_test = bool(len(session.test_rows))
+        self.labels = {"val": table.labels(session.val_rows)}
+        if self.has_test:
+            self.labels["test"] = table.labels(session.test_rows)
+
+    def predict(self, net, config) -> dict:
+        """{"val"|"test": {head: probabilities}} of a saved (raw-image) model."""
+        from search import training
+
+        images = training.all_images(self.session, config)
+        rows = {"val": self.session.val_rows, "test": self.session.test_rows}
+        return {part: _predict(net, images[rows[part]]) for part in self.labels}
+
+    def score(self, candidate: Candidate, probs: dict, *, trained_on_val: bool = False) -> None:
+        from search.evaluate import score
+
+        candidate.probs = probs
+        if not trained_on_val:
+            candidate.val = score(self.labels["val"], probs["val"])
+        if self.has_test:
+            candidate.test = score(self.labels["test"], probs["test"])
+
+
+def _predict(net, images: np.ndarray) -> dict:
+    out = net.predict(np.asarray(images, np.float32), batch_size=64, verbose=0)
+    return {h: np.asarray(p) for h, p in out.items()}
+
+
+class _Members:
+    """The kept trials' saved models, loaded once each, with their probabilities."""
+
+    def __init__(self, settings: Settings, rows: _Rows):
+        self.settings, self.rows = settings, rows
+        self.nets: dict[int, object] = {}
+        self.vocab: dict[int, dict] = {}
+        self._probs: dict[int, dict] = {}
+
+    def net(self, trial):
+        from search import registry
+        from search.tracking import using
+
+        if trial.number not in self.nets:
+            with using(self.settings.tracking_uri):
+                net, vocab = registry.load(trial.user_attrs["model_uri"])
+            net.name = f"member_{trial.number}"  # unique inside an ensemble
+            self.nets[trial.number], self.vocab[trial.number] = net, vocab
+        return self.nets[trial.number]
+
+    def probs(self, trial) -> dict:
+        from search.config import TrialConfig
+
+        if trial.number not in self._probs:
+            config = TrialConfig.from_dict(trial.user_attrs["config"])
+            self._probs[trial.number] = self.rows.predict(self.net(trial), config)
+        return self._probs[trial.number]
+
+    def shared_vocab(self, trials) -> dict:
+        """The label vocabulary every member has; an ensemble of differing ones is refused."""
+        first = trials[0]
+        self.net(first)
+        for other in trials[1:]:
+            self.net(other)
+            if self.vocab[other.number] != self.vocab[first.number]:
+                heads = [h for h in self.vocab[first.number]
+                         if self.vocab[first.number][h] != self.vocab[other.number].get(h)]
+                raise UsageError(f"trials #{first.number} and #{other.number} do not share the "
+                                 f"label vocabulary (head {', '.join(heads) or '?'}): their "
+                                 f"probabilities cannot be averaged")
+        return self.vocab[first.number]
+
+
+def _mean_ensemble(session, trials: list, members: _Members, rows: _Rows, out) -> Candidate:
+    """The mean of the trials' probabilities, as one saved model."""
+    import keras
+
+    name = f"{ENSEMBLE}-{len(trials)}"
+    candidate = Candidate(name, ENSEMBLE, [_member(t) for t in trials])
+    vocab = members.shared_vocab(trials)
+    heads = list(vocab)
+    probs = [members.probs(t) for t in trials]
+    rows.score(candidate, {part: {h: np.mean([p[part][h] for p in probs], axis=0)
+                                  for h in heads} for part in probs[0]})
+    key = ",".join(str(n) for n in sorted(t.number for t in trials))
+
+    def model():
+        inputs = keras.Input((None, None, 3), name="raw_image")
+        outputs = [members.net(t)(inputs) for t in trials]
+        return keras.Model(inputs, {h: keras.layers.Average(name=f"{_layer(h)}_mean")(
+            [o[h] for o in outputs]) for h in heads}, name="search_ensemble")
+
+    config = {"final": ENSEMBLE, "combine": "mean",
+              "members": [{**_member(t), "config": t.user_attrs.get("config")} for t in trials]}
+    _log(session, candidate, {KIND_TAG: ENSEMBLE, MEMBERS_TAG: key}, model, vocab, config,
+         {"members": ",".join(f"#{t.number}" for t in trials),
+          **{f"member_{t.number}.run_id": t.user_attrs.get("mlflow_run_id") for t in trials}})
+    print(f"{name}: the mean of trials "
+          f"{', '.join(f'#{t.number} (run {_short(t)})' for t in trials)}{_where(candidate)}",
+          file=out)
+    return candidate
+
+
+def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
+                       out) -> Candidate:
+    """Each head from the kept trial best at it (each distinct member in the model once)."""
+    import keras
+
+    distinct = list({t.number: t for t in per_head.values()}.values())
+    candidate = Candidate(PER_HEAD, PER_HEAD, [
+        {**_member(t), "heads": [h for h, top in per_head.items() if top.number == t.number]}
+        for t in distinct])
+    vocab = members.shared_vocab(distinct)
+    rows.score(candidate, {part: {h: members.probs(t)[part][h] for h, t in per_head.items()}
+                           for part in rows.labels})
+    candidate.note = ", ".join(f"{h} #{t.number}" for h, t in per_head.items())
+    key = ",".join(f"{h}={t.number}" for h, t in per_head.items())
+
+    def model():
+        inputs = keras.Input((None, None, 3), name="raw_image")
+        outputs = {t.number: members.net(t)(inputs) for t in distinct}
+        return keras.Model(inputs, {h: outputs[t.number][h] for h, t in per_head.items()},
+                           name="search_per_head")
+
+    config = {"final": PER_HEAD, "heads": {h: t.number for h, t in per_head.items()},
+              "members": [{**_member(t), "config": t.user_attrs.get("config")}
+                          for t in distinct]}
+    _log(session, candidate, {KIND_TAG: PER_HEAD, MEMBERS_TAG: key}, model, vocab, config,
+         {"members": ",".join(f"#{t.number}" for t in distinct),
+          **{f"head.{h}": t.number for h, t in per_head.items()},
+          **{f"member_{t.number}.run_id": t.user_attrs.get("mlflow_run_id") for t in distinct}})
+    print(f"{PER_HEAD}: {candidate.note}{_where(candidate)}", file=out)
+    return candidate
+
+
+def refit_epochs(trial, params: dict) -> tuple[object, str]:
+    """The trial's config for a refit: each stage's epochs up to its best epoch, no early
+    stopping. The best epoch (user attr `best_epoch`) counts over all stages from 1; a stage
+    trained the epochs its MLflow run logged (`probe.epochs`, `fine_tune.epochs`, ...)."""
+    from search.config import TrialConfig
+
+    config = TrialConfig.from_dict(trial.user_attrs["config"]).replace(patience=0)
+    best = int(trial.user_attrs.get("best_epoch") or 0)
+    if params:
+        fine_tune = "fine_tune.epochs" in params or (
+            "probe.epochs" in params and config.fine_tune_fraction > 0)
+    else:  # no MLflow run to read: the stages the config asks for
+        fine_tune = config.backbone == "pretrained" and config.fine_tune_fraction > 0
+    if fine_tune:
+        probe = int(params.get("probe.epochs", config.probe_epochs))
+        best = best or probe + int(params.get("fine_tune.epochs", config.epochs))
+        if best <= probe:  # the best weights came before fine-tuning began
+            return (config.replace(fine_tune_fraction=0.0, epochs=best),
+                    f"{_epochs(best, 'probe ')} (its best epoch came before fine-tuning)")
+        return (config.replace(probe_epochs=probe, epochs=best - probe),
+                f"{probe} probe + {_epochs(best - probe, 'fine-tune ')}")
+    best = best or config.epochs
+    return config.replace(epochs=best), _epochs(best)
+
+
+def _epochs(n: int, kind: str = "") -> str:
+    return f"{n} {kind}epoch{'' if n == 1 else 's'}"
+
+
+def _refit(session, champion, rows: _Rows, out) -> Candidate:
+    """The champion's config trained on train + validation rows for its best epochs."""
+    from search import metrics, retrain, training
+    from search import model as model_lib
+
+    tracker = session.tracking.tracker
+    run_id = champion.user_attrs.get("mlflow_run_id")
+    params = tracker.client.get_run(run_id).data.params if run_id else {}
+    config, epochs = refit_epochs(champion, params)
+    candidate = Candidate(REFIT, REFIT, [_member(champion)], note=epochs)
+    session.train_rows = retrain.train_and_validation(session)
+    held = f", the {len(session.test_rows)} test rows held out" if rows.has_test else ""
+    tags = {KIND_TAG: REFIT, MEMBERS_TAG: str(champion.number), "search.refit_epochs": epochs}
+    found = _built(session, tags)
+    if found:
+        candidate.run_id, candidate.model_uri = found
+        candidate.reused = True
+        from search import registry
+        from search.tracking import using
+
+        with using(session.settings.tracking_uri):
+            net, _ = registry.load(candidate.model_uri)
+        rows.score(candidate, rows.predict(net, config), trained_on_val=True)
+        print(f"{REFIT}: trial #{champion.number}'s config, {epochs} on the train + validation "
+              f"rows{held}{_where(candidate)}", file=out)
+        return candidate
+    print(f"{REFIT}: training trial #{champion.number}'s config for {epochs} on the "
+          f"{len(session.train_rows)} train + validation rows{held} ...", file=out, flush=True)
+    start = time.perf_counter()
+    plan = training.prepare(config, session)
+    for stage in plan.stages():
+        stage.model.fit(stage.train, epochs=stage.epochs, verbose=0, shuffle=False)
+    seconds = time.perf_counter() - start
+    fallback = champion.user_attrs.get("fallback_heads") or []
+    priors = {h: p for h, p in metrics.priors(plan.train_labels, session.table.vocab).items()
+              if h in fallback}
+    net = model_lib.export(plan.net, config, priors)
+    rows.score(candidate, rows.predict(net, config), trained_on_val=True)
+    _log(session, candidate, tags, lambda: net, session.table.vocab, config.to_dict(),
+         {**config.to_dict(), "refit_of": f"{session.study}:{champion.number}",
+          "refit_of.run_id": run_id, "refit.epochs": epochs,
+          "train_rows": len(session.train_rows), "test_rows_held_out": len(session.test_rows)},
+         metrics={"train_seconds": seconds}, data=True)
+    print(f"{REFIT}: trained in {seconds:.0f} s{_where(candidate)}", file=out)
+    return candidate
+
+
+def _built(session, tags: dict) -> tuple[str, str] | None:
+    """(run id, model URI) of a candidate already built with these tags, if any."""
+    from search.tracking import ROLE_TAG, STUDY_TAG
+
+    tracker = session.tracking.tracker
+    wanted = {ROLE_TAG: ROLE, STUDY_TAG: session.study, **tags}
+    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items())
+    for run in tracker.client.search_runs([tracker.experiment_id],
+                                          f"{where} and attributes.status = 'FINISHED'",
+                                          max_results=5, order_by=["attributes.start_time DESC"]):
+        uri = run.data.tags.get("search.model_uri")
+        if uri:
+            return run.info.run_id, uri
+    return None
+
+
+def _log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: dict,
+         params: dict, *, metrics: dict | None = None, data: bool = False) -> None:
+    """Log the candidate's model (built by `model()`) in its own MLflow run under the study's
+    parent run, with its scores; or reuse the run of the same candidate built before."""
+    from search.tracking import ROLE_TAG, STUDY_TAG, TrialRun
+
+    found = _built(session, tags)
+    if found:
+        candidate.run_id, candidate.model_uri = found
+        candidate.reused = True
+        return
+    tracking = session.tracking
+    tracker = tracking.tracker
+    run = tracker.client.create_run(
+        tracker.experiment_id, run_name=candidate.name,
+        tags={"mlflow.parentRunId": tracking.parent_run_id, STUDY_TAG: session.study,
+              ROLE_TAG: ROLE, **tags})
+    run_ = TrialRun(tracker, run.info.run_id)
+    try:
+        run_.log_params(params)
+        if data:
+            run_.log_data(session.table, session.csv)
+        run_.log_metrics({**(metrics or {}), **_score_metrics(candidate)})
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "model.keras"
+            model().save(path)
+            candidate.model_uri = run_.log_model(path, vocab, config)
+        run_.set_tags({"search.model_uri": candidate.model_uri})
+    except BaseException:
+        run_.end("FAILED")
+        raise
+    run_.end("FINISHED")
+    candidate.run_id = run_.run_id
+
+
+def _score_metrics(candidate: Candidate) -> dict:
+    out = {}
+    for part, scores in (("val", candidate.val), ("test", candidate.test)):
+        for head, s in (scores or {}).items():
+            out[f"{part}_{head}_accuracy"] = s["accuracy"]
+            out[f"{part}_{head}_balanced_accuracy"] = s["balanced_accuracy"]
+        if scores:
+            out[f"{part}_mean_accuracy"] = _mean(scores)
+    return out
+
+
+def _layer(head: str) -> str:
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in head)
+
+
+def _short(trial) -> str:
+    return (trial.user_attrs.get("mlflow_run_id") or "?")[:8]
+
+
+def _where(candidate: Candidate) -> str:
+    if not candidate.run_id:
+        return ""
+    return (f"; {'reused ' if candidate.reused else ''}MLflow run {candidate.run_id[:8]}, "
+            f"{candidate.model_uri}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Choosing and telling
+
+
+def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]:
+    """The champion and one line why: the best mean test accuracy. Without test rows there
+    is no fair comparison: every validation figure here was selected on those very rows (the
+    best trial is the maximum over trials, the per-head model takes each head's maximum) and
+    the refit trained on them. So the order is fixed by what more data and averaging buy:
+    the refit (the best config on 25% more rows, AutoGluon's refit_full default), else the
+    mean ensemble (averaging K models rarely scores below its best member), else the best
+    trial; per-head is never chosen on validation alone. Ties go to the candidate listed
+    first (the single best trial, then the refit: cheaper to serve)."""
+    if test_rows:
+        chosen = max(candidates, key=lambda c: c.test_mean)
+        others = "; ".join(f"{c.name} {c.test_mean:.4f}" for c in candidates if c is not chosen)
+        return chosen, (f"best mean accuracy on the {test_rows} held-out test rows "
+                        f"({chosen.test_mean:.4f}" + (f" vs {others})" if others else ")"))
+    by_alias = {c.alias: c for c in candidates}
+    for alias, why in ((REFIT, "the best trial's config trained on the train + validation "
+                               "rows"),
+                       (ENSEMBLE, "the mean of the best kept models"),
+                       (BEST_TRIAL, "the best trial")):
+        if alias in by_alias:
+            chosen = by_alias[alias]
+            break
+    return chosen, (f"{why}: without held-out test rows (run the search with --test-fraction "
+                    f"to compare them) the validation figures are no fair comparison: they "
+                    f"were selected on those rows, and the refit trained on them")
+
+
+def print_table(final: Final, out) -> None:
+    """candidate, members, val mean, test mean, the choice; then one line why."""
+    test = final.test_rows > 0
+    print(f"  {'candidate':<13}{'members':<22}{'val mean':>11}"
+          + (f"{'test mean':>11}" if test else ""), file=out)
+    for c in final.candidates:
+        members = ", ".join(f"#{m['trial']}" for m in c.members)
+        if c.alias == REFIT:
+            members += f" ({c.note})"
+        if len(members) > 21:
+            members = members[:18] + "..."
+        val = f"{c.val_mean:>11.4f}" if c.val is not None else f"{'trained on':>11}"
+        line = f"  {c.name:<13}{members:<22}{val}" + (f"{c.test_mean:>11.4f}" if test else "")
+        print(line + ("  <- champion" if c is final.chosen else ""), file=out)
+    print(f"champion: {final.chosen.name}: {final.why}", file=out)
+
+
+def register(settings: Settings, name: str, final: Final, out) -> list[dict]:
+    """Register every built candidate but the best trial (search.results registers that) under
+    `name`, each with its own alias and `champion` on the chosen one; [{version, candidate,
+    aliases}]."""
+    from search import registry
+    from search.tracking import using
+
+    done = []
+    with using(settings.tracking_uri):
+        for c in final.candidates:
+            if c.alias == BEST_TRIAL:
+                continue
+            aliases = [c.alias] + ([registry.CHAMPION] if c is final.chosen else [])
+            version = registry.register(c.model_uri, name, c.run_id, aliases)
+            print(f"{name} version {version} ({c.name}): {', '.join(aliases)}", file=out)
+            done.append({"version": version, "candidate": c.name, "aliases": aliases})
+    return done
