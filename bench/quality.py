@@ -17,6 +17,13 @@ accuracy and balanced accuracy with the majority baseline, the means, and the is
 its majority baseline, >= 5x the peer's trials).
 
     .venv/bin/python bench/quality.py [--minutes 20] [--seed 0] [--reuse-peer] [--no-record]
+        [--peer-minutes M] [--final "--refit --ensemble 5"] [--reuse-search]
+
+The anytime curve (issue 17): the search keeps every model (`--keep-models all`), and the
+champion as it stood at 5, 10, 20 and 45 minutes of the run (the best validation score among
+the trials finished by then) is scored on the test rows, beside each final-model candidate
+that `search best --register ... --refit --ensemble 5` builds and the one it makes champion.
+--reuse-search redoes only the curve and the final model on the last search of that seed.
 
 --reuse-peer takes the peer's figures from the last run (runs/bench/quality/peer-result.json,
 same minutes) instead of running it again: the peer's own TPE is seeded, so a second seed of
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import os
 import shutil
@@ -88,37 +96,93 @@ def split_data() -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path) -> dict:
+CURVE_MINUTES = (5, 10, 20, 45)  # the champion as it stood then (those within the budget)
+
+
+def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
+               reuse: bool = False, final: list[str] = ()) -> dict:
+    """The search (or, with reuse, the last one of this seed), its anytime curve on the test
+    rows, and the final model `search best --register` builds with `final` flags."""
     runs = WORK / f"search-seed{seed}"
-    shutil.rmtree(runs, ignore_errors=True)
     study, model = f"quality-{seed}", f"quality-{seed}"
     env = {**os.environ, "SEARCH_WEIGHTS_DIR": str(SHARED / "weights"),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     common = ["--runs-dir", str(runs)]
     cli = [sys.executable, "-m", "search.cli"]
-    start = time.monotonic()
-    subprocess.run([*cli, "run", "--data", str(search_csv), "--space",
-                    str(benchlib.ROOT / "spaces" / "hvc.yaml"), "--study", study, "--seed",
-                    str(seed), "--trials", "100000", "--timeout", str(minutes * 60),
-                    "--no-progress", *common], env=env, check=True, cwd=benchlib.ROOT)
-    seconds = time.monotonic() - start
-    subprocess.run([*cli, "best", "--study", study, "--register", model, *common], env=env,
-                   check=True, cwd=benchlib.ROOT)
-    scores = runs / "test-scores.json"
-    subprocess.run([*cli, "evaluate", "--model", f"models:/{model}@champion", "--data",
-                    str(test_csv), "--json", str(scores), *common], env=env, check=True,
-                   cwd=benchlib.ROOT)
+    started = runs / "started.json"
+    if not reuse:
+        shutil.rmtree(runs, ignore_errors=True)
+        runs.mkdir(parents=True)
+        started.write_text(json.dumps({"at": datetime.datetime.now().isoformat()}))
+        start = time.monotonic()
+        # every model kept: the curve scores the champion as it stood at each point
+        subprocess.run([*cli, "run", "--data", str(search_csv), "--space",
+                        str(benchlib.ROOT / "spaces" / "hvc.yaml"), "--study", study,
+                        "--seed", str(seed), "--trials", "100000", "--timeout",
+                        str(minutes * 60), "--keep-models", "all", "--no-progress", *common],
+                       env=env, check=True, cwd=benchlib.ROOT)
+        (runs / "seconds.json").write_text(json.dumps(time.monotonic() - start))
+    seconds = json.loads((runs / "seconds.json").read_text())
+    t0 = datetime.datetime.fromisoformat(json.loads(started.read_text())["at"])
     import optuna
 
     trials = optuna.load_study(study_name=study,
                                storage=f"sqlite:///{runs / 'optuna.db'}").get_trials()
     states = [t.state.name for t in trials]
-    heads = json.loads(scores.read_text())["heads"]
+
+    def evaluate(uri: str, name: str) -> dict:
+        scores = runs / f"test-{name}.json"
+        subprocess.run([*cli, "evaluate", "--model", uri, "--data", str(test_csv), "--json",
+                        str(scores), "--bootstrap", "200", *common], env=env, check=True,
+                       cwd=benchlib.ROOT, stdout=subprocess.DEVNULL)
+        heads = json.loads(scores.read_text())["heads"]
+        return {"accuracy": {h: heads[h]["accuracy"] for h in HEADS},
+                "balanced": {h: heads[h]["balanced_accuracy"] for h in HEADS},
+                "majority": {h: heads[h]["majority"] for h in HEADS}}
+
+    curve = []
+    complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(
+        "model_uri")]
+    for at in [m for m in CURVE_MINUTES if m < minutes] + [minutes]:
+        done = [t for t in complete
+                if (t.datetime_complete - t0).total_seconds() <= at * 60]
+        if not done:
+            continue
+        best = max(done, key=lambda t: t.value)
+        scored = evaluate(best.user_attrs["model_uri"], f"trial{best.number}")
+        curve.append({"minutes": at, "trial": best.number, "val": best.value,
+                      "config": _levers(best.user_attrs.get("config", {})), **scored})
+    plain_cmd = [*cli, "best", "--study", study, "--register", model, "--format", "json",
+                 *common]
+    best_cmd = [*plain_cmd[:-len(common)], *final, *common]
+    done = subprocess.run(best_cmd, env=env, cwd=benchlib.ROOT, stdout=subprocess.PIPE,
+                          text=True)
+    if done.returncode != 0 and final:  # this checkout's `best` lacks the flags: no final
+        print(f"search best {' '.join(final)} failed; registering the best trial alone",
+              file=sys.stderr)
+        final = ()
+        done = subprocess.run(plain_cmd, env=env, cwd=benchlib.ROOT, stdout=subprocess.PIPE, text=True)
+    done.check_returncode()
+    document = json.loads(done.stdout)
+    candidates = {}
+    for alias in ("champion", "refit", "ensemble", "per-head"):
+        try:
+            candidates[alias] = evaluate(f"models:/{model}@{alias}", alias)
+        except subprocess.CalledProcessError:
+            continue  # not built (no such flag, or not registered)
     return {"seconds": seconds, "complete": states.count("COMPLETE"),
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
-            "accuracy": {h: heads[h]["accuracy"] for h in HEADS},
-            "balanced": {h: heads[h]["balanced_accuracy"] for h in HEADS},
-            "majority": {h: heads[h]["majority"] for h in HEADS}}
+            "curve": curve, "candidates": candidates, "best": document,
+            "final_flags": list(final), **candidates["champion"]}
+
+
+def _levers(config: dict) -> str:
+    """The levers issue 17 opened, as a short text: network, size, fine-tuned share."""
+    if not config:
+        return "?"
+    size = "x".join(map(str, config.get("image_size", [])))
+    return (f"{config.get('family')}:{config.get('alpha')} {size} "
+            f"ft {config.get('fine_tune_fraction')}")
 
 
 def run_peer(minutes: float, test_csv: Path) -> dict:
@@ -191,6 +255,30 @@ def report(ours: dict, peer: dict, minutes: float, seed: int) -> list[str]:
          mean(ours["balanced"]) - mean(peer["balanced"]), 0.05),
         ("trials >= 5x the peer's", trials["ours"] / max(trials["peer"], 1), 5.0),
     ]
+    if ours.get("curve"):
+        first = mean(ours["curve"][0]["accuracy"])
+        curve = ["", "Anytime curve: the champion as it stood (best validation among the "
+                 "trials finished by then), scored on the test rows; then the final model "
+                 f"of `search best --register {' '.join(ours['final_flags'])}`.", "",
+                 "| minutes | trial | levers | val mean acc | test mean acc | test mean bal "
+                 "| vs minute-" f"{ours['curve'][0]['minutes']:g} |", "|---|---|---|---|---|---|---|"]
+        for point in ours["curve"]:
+            acc = mean(point["accuracy"])
+            curve.append(f"| {point['minutes']:g} | #{point['trial']} | {point['config']} | "
+                         f"{point['val']:.4f} | {acc:.3f} | {mean(point['balanced']):.3f} | "
+                         f"{acc - first:+.3f} |")
+        for alias, scored in ours["candidates"].items():
+            acc = mean(scored["accuracy"])
+            curve.append(f"| final: {alias} | | "
+                         f"| | {acc:.3f} | {mean(scored['balanced']):.3f} | "
+                         f"{acc - first:+.3f} |")
+        lines += curve + [""]
+        gain = mean(ours["accuracy"]) - first
+        targets.append(("final champion >= the minute-5 one + 0.02", gain, 0.02))
+        targets.append(("test mean accuracy >= 0.67", mean(ours["accuracy"]) - 0.67, 0.0))
+        targets.append(("mean balanced accuracy >= 0.50", mean(ours["balanced"]) - 0.50, 0.0))
+        targets.append(("test mean accuracy >= peer + 0.06",
+                        mean(ours["accuracy"]) - mean(peer["accuracy"]) - 0.06, 0.0))
     lines.append("Targets:")
     for name, got, want in targets:
         ratio = name.startswith("trials")
@@ -209,6 +297,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="search's --seed")
     parser.add_argument("--reuse-peer", action="store_true",
                         help="the peer's figures from the last run with the same --minutes")
+    parser.add_argument("--reuse-search", action="store_true",
+                        help="the last search of this seed again: only the curve and final model")
+    parser.add_argument("--final", default="--refit --ensemble 5",
+                        help="flags of `search best --register` for the final model "
+                             "(default: %(default)s)")
+    parser.add_argument("--peer-minutes", type=float, help="the peer's budget (default: --minutes)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     for needed in (SHARED / "hvc" / "hvc_annotations.csv", SHARED / "weights",
@@ -217,14 +311,16 @@ def main() -> int:
             sys.exit(f"skipped: {needed} is not present")
     WORK.mkdir(parents=True, exist_ok=True)
     search_csv, test_csv = split_data()
-    ours = run_search(args.minutes, args.seed, search_csv, test_csv)
+    ours = run_search(args.minutes, args.seed, search_csv, test_csv, reuse=args.reuse_search,
+                      final=args.final.split())
+    peer_minutes = args.peer_minutes or args.minutes
     saved = WORK / "peer-result.json"
     previous = json.loads(saved.read_text()) if saved.exists() else {}
-    if args.reuse_peer and previous.get("minutes") == args.minutes:
+    if args.reuse_peer and previous.get("minutes") == peer_minutes:
         peer = previous["peer"]
     else:
-        peer = run_peer(args.minutes, test_csv)
-        saved.write_text(json.dumps({"minutes": args.minutes, "peer": peer}))
+        peer = run_peer(peer_minutes, test_csv)
+        saved.write_text(json.dumps({"minutes": peer_minutes, "peer": peer}))
     benchlib.record(f"quality: search vs plain Optuna, {args.minutes:g} min each, seed "
                     f"{args.seed}", report(ours, peer, args.minutes, args.seed),
                     enabled=not args.no_record)
