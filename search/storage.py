@@ -88,6 +88,11 @@ def open_error(url: str, exc: BaseException) -> str:
     return mask(f"cannot open study storage {url}{where}: {text}; {check}")
 
 
+def rdb_backend(study):
+    """The study's storage under Optuna's cache wrapper (an RDBStorage for SQL URLs)."""
+    return getattr(study._storage, "_backend", study._storage)
+
+
 def heartbeat_ages(study) -> dict[int, float]:
     """Seconds since each trial's last heartbeat (trial number → age), by the database's own
     clock, which is also what Optuna's stale-trial check reads (so no two machines' clocks
@@ -98,7 +103,7 @@ def heartbeat_ages(study) -> dict[int, float]:
     from optuna.storages._rdb import models
     from optuna.storages._rdb.storage import _create_scoped_session
 
-    backend = getattr(study._storage, "_backend", study._storage)  # Optuna's cache wraps it
+    backend = rdb_backend(study)
     if not isinstance(backend, optuna.storages.RDBStorage) or backend.heartbeat_interval is None:
         return {}
     with _create_scoped_session(backend.scoped_session) as session:

@@ -578,7 +578,7 @@ def test_a_stale_trial_waits_while_another_worker_beats_and_fails_once_none_does
     import re
     import sqlite3
 
-    from search.engines.optuna import fail_dead_trials, waiting_line
+    from search.heartbeats import fail_dead_trials, waiting_line
     from search.storage import storage
 
     monkeypatch.setenv("SEARCH_HEARTBEAT_INTERVAL", "1")
