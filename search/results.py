@@ -59,6 +59,7 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
     out = sys.stdout if fmt == "table" else sys.stderr
     final = kept = None
     if refit or ensemble is not None:
+        from search import champion as champion_lib
         from search import final_model
 
         kept = final_model.kept_trials(settings, study, complete)
@@ -68,19 +69,19 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
     if kept is not None:
         final = final_model.build(settings, study, champion, kept, refit=refit,
                                   ensemble=ensemble, out=out)
-        final_model.print_table(final, out)
+        champion_lib.print_table(final, out)
     registered = None
     if register:
         from search import registry
 
         own = [registry.CHAMPION]
         if final is not None:
-            own = [final_model.BEST_TRIAL] + (
-                [registry.CHAMPION] if final.chosen.alias == final_model.BEST_TRIAL else [])
+            own = [champion_lib.BEST_TRIAL] + (
+                [registry.CHAMPION] if final.chosen.alias == champion_lib.BEST_TRIAL else [])
         registered = _register(settings, study_name, register, champion, per_head, out=out,
                                champion_aliases=own)
         if final is not None:
-            registered["versions"] += final_model.register(settings, register, final, out)
+            registered["versions"] += champion_lib.register(settings, register, final, out)
         print(f"use it: search predict --model models:/{register}@{registry.CHAMPION} "
               f"IMAGE...", file=out)
     elif final is not None:

@@ -241,7 +241,8 @@ def test_run_builds_the_final_model_after_its_search(final, tiny_csv, capsys):
 def test_without_test_rows_the_refit_wins_and_per_head_is_never_chosen():
     """No held-out rows: validation figures were selected on those rows, so the order is
     fixed (refit, then the mean ensemble, then the best trial), whatever they say."""
-    from search.final_model import Candidate, choose
+    from search.champion import choose
+    from search.final_model import Candidate
 
     def made(name, alias, val):
         return Candidate(name=name, alias=alias, members=[], val=None if val is None else {

@@ -1,0 +1,78 @@
+"""Which final-model candidate becomes the `champion`, and telling the user: the rule
+(`choose`), the table `search best` prints, and the registry versions and aliases. The
+candidates themselves are built and scored in `search.final_model`. No TensorFlow here.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from search.settings import Settings
+
+if TYPE_CHECKING:
+    from search.final_model import Candidate, Final
+
+BEST_TRIAL, REFIT, ENSEMBLE, PER_HEAD = "best-trial", "refit", "ensemble", "per-head"  # aliases
+
+
+def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]:
+    """The champion and one line why: the best mean test accuracy. Without test rows there
+    is no fair comparison: every validation figure here was selected on those very rows (the
+    best trial is the maximum over trials, the per-head model takes each head's maximum) and
+    the refit trained on them. So the order is fixed by what more data and averaging buy:
+    the refit (the best config on 25% more rows, AutoGluon's refit_full default), else the
+    mean ensemble (averaging K models rarely scores below its best member), else the best
+    trial; per-head is never chosen on validation alone. Ties go to the candidate listed
+    first (the single best trial, then the refit: cheaper to serve)."""
+    if test_rows:
+        chosen = max(candidates, key=lambda c: c.test_mean)
+        others = "; ".join(f"{c.name} {c.test_mean:.4f}" for c in candidates if c is not chosen)
+        return chosen, (f"best mean accuracy on the {test_rows} held-out test rows "
+                        f"({chosen.test_mean:.4f}" + (f" vs {others})" if others else ")"))
+    by_alias = {c.alias: c for c in candidates}
+    for alias, why in ((REFIT, "the best trial's config trained on the train + validation "
+                               "rows"),
+                       (ENSEMBLE, "the mean of the best kept models"),
+                       (BEST_TRIAL, "the best trial")):
+        if alias in by_alias:
+            chosen = by_alias[alias]
+            break
+    return chosen, (f"{why}: without held-out test rows (run the search with --test-fraction "
+                    f"to compare them) the validation figures are no fair comparison: they "
+                    f"were selected on those rows, and the refit trained on them")
+
+
+def print_table(final: Final, out) -> None:
+    """candidate, members, val mean, test mean, the choice; then one line why."""
+    test = final.test_rows > 0
+    print(f"  {'candidate':<13}{'members':<22}{'val mean':>11}"
+          + (f"{'test mean':>11}" if test else ""), file=out)
+    for c in final.candidates:
+        members = ", ".join(f"#{m['trial']}" for m in c.members)
+        if c.alias == REFIT:
+            members += f" ({c.note})"
+        if len(members) > 21:
+            members = members[:18] + "..."
+        val = f"{c.val_mean:>11.4f}" if c.val is not None else f"{'trained on':>11}"
+        line = f"  {c.name:<13}{members:<22}{val}" + (f"{c.test_mean:>11.4f}" if test else "")
+        print(line + ("  <- champion" if c is final.chosen else ""), file=out)
+    print(f"champion: {final.chosen.name}: {final.why}", file=out)
+
+
+def register(settings: Settings, name: str, final: Final, out) -> list[dict]:
+    """Register every built candidate but the best trial (search.results registers that) under
+    `name`, each with its own alias and `champion` on the chosen one; [{version, candidate,
+    aliases}]."""
+    from search import registry
+    from search.tracking import using
+
+    done = []
+    with using(settings.tracking_uri):
+        for c in final.candidates:
+            if c.alias == BEST_TRIAL:
+                continue
+            aliases = [c.alias] + ([registry.CHAMPION] if c is final.chosen else [])
+            version = registry.register(c.model_uri, name, c.run_id, aliases)
+            print(f"{name} version {version} ({c.name}): {', '.join(aliases)}", file=out)
+            done.append({"version": version, "candidate": c.name, "aliases": aliases})
+    return done
