@@ -277,10 +277,14 @@ def cmd_pull(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    """Predict every head for images: one JSON line per image."""
+    """Predict every head for images (files, folders, or the image_path column of a CSV): one
+    JSON line per image on stdout, or --out FILE (CSV for .csv: image, error, then a label and
+    a probability column per head). An image that cannot be read gets a row with the reason
+    and the batch goes on; the exit code is then 1."""
     from search.results import predict
 
-    return predict(_settings(args), args.model, args.images)
+    return predict(_settings(args), args.model, args.images, table=args.csv, out=args.out,
+                   fmt=args.format, batch_size=args.batch_size, progress=not args.no_progress)
 
 
 def cmd_eda(args) -> int:
@@ -425,9 +429,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write model.keras and labels.json")
     _common(p)
 
-    p = add("predict", cmd_predict, "predict images with a model")
+    p = add("predict", cmd_predict, "predict images with a model",
+            "Exit codes: 0 every image predicted; 1 some image could not be read (its row "
+            "says why); 2 a usage error (a path not found, no model there), before anything "
+            f"is written. {EPILOG}")
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="*", help="image files or folders of images")
+    p.add_argument("--csv", metavar="FILE", help="also every image_path of this CSV (relative "
+                                                 "to it, as for --data)")
+    p.add_argument("--out", metavar="FILE", help="write the rows here (default: stdout)")
+    p.add_argument("--format", choices=["jsonl", "csv"],
+                   help="row format (default: csv for an --out ending .csv, else jsonl)")
+    p.add_argument("--batch-size", type=int, default=64,
+                   help="images read and predicted at a time (default: %(default)s)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar with --out")
     _common(p)
 
     p = add("evaluate", cmd_evaluate, "score a model on labelled data")

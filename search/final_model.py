@@ -405,7 +405,7 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
          {**config.to_dict(), "refit_of": f"{session.study}:{champion.number}",
           "refit_of.run_id": run_id, "refit.epochs": epochs,
           "train_rows": len(session.train_rows), "test_rows_held_out": len(session.test_rows)},
-         metrics={"train_seconds": seconds}, data=True)
+         metrics={"train_seconds": seconds})
     print(f"{REFIT}: trained in {seconds:.0f} s{_where(candidate)}", file=out)
     return candidate
 
@@ -427,9 +427,11 @@ def _built(session, tags: dict) -> tuple[str, str] | None:
 
 
 def _log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: dict,
-         params: dict, *, metrics: dict | None = None, data: bool = False) -> None:
+         params: dict, *, metrics: dict | None = None) -> None:
     """Log the candidate's model (built by `model()`) in its own MLflow run under the study's
-    parent run, with its scores; or reuse the run of the same candidate built before."""
+    parent run, with its scores, rows and data; or reuse the run of the same candidate built
+    before."""
+    from search import model_card
     from search.tracking import ROLE_TAG, STUDY_TAG, TrialRun
 
     found = _built(session, tags)
@@ -445,9 +447,8 @@ def _log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: 
               ROLE_TAG: ROLE, **tags})
     run_ = TrialRun(tracker, run.info.run_id)
     try:
-        run_.log_params(params)
-        if data:
-            run_.log_data(session.table, session.csv)
+        run_.log_params({**params, **model_card.rows_params(session)})
+        run_.log_data(session.table, session.csv)
         run_.log_metrics({**(metrics or {}), **_score_metrics(candidate)})
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "model.keras"
@@ -467,6 +468,7 @@ def _score_metrics(candidate: Candidate) -> dict:
         for head, s in (scores or {}).items():
             out[f"{part}_{head}_accuracy"] = s["accuracy"]
             out[f"{part}_{head}_balanced_accuracy"] = s["balanced_accuracy"]
+            out[f"{part}_{head}_majority"] = s["majority"]
         if scores:
             out[f"{part}_mean_accuracy"] = _mean(scores)
     return out

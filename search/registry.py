@@ -103,8 +103,8 @@ def requirements() -> list[str]:
 
 
 def register(model_uri: str, name: str, run_id: str, aliases: Iterable[str] = (CHAMPION,)) -> str:
-    """Register model_uri under name (once per run: a trial is never registered twice) and
-    point each alias at that version; returns the version."""
+    """Register model_uri under name (once per run: a trial is never registered twice), point
+    each alias at that version and write its model card (search.model_card); the version."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -121,6 +121,9 @@ def register(model_uri: str, name: str, run_id: str, aliases: Iterable[str] = (C
         version = _quietly_register(model_uri, name)
     for alias in aliases:
         client.set_registered_model_alias(name, alias, str(version))
+    from search import model_card
+
+    model_card.write(client, name, str(version), run_id, model_uri)
     return str(version)
 
 

@@ -224,22 +224,31 @@ def pull(settings: Settings, model_uri: str, out: str) -> int:
     return 0
 
 
-def predict(settings: Settings, model: str, images: list[str]) -> int:
-    from search import registry
-    from search.data import decode
+def predict(settings: Settings, model: str, images: list[str], *, table: str | None = None,
+            out: str | None = None, fmt: str | None = None, batch_size: int = 64,
+            progress: bool = True) -> int:
+    """One row per image (search.batch_predict) to stdout or `out`; 1 when some image could
+    not be read (its row says why), else 0."""
+    from search import batch_predict, registry
     from search.tracking import using
 
-    missing = [p for p in images if not Path(p).is_file()]
-    if missing:
-        raise UsageError(f"image file(s) not found: {', '.join(missing[:5])}")
-    arrays = []
-    for path in images:
-        try:
-            arrays.append(decode(path))
-        except Exception as exc:  # PIL raises many types for unreadable files
-            raise UsageError(f"cannot read image {path}: {exc}") from None
+    paths = batch_predict.image_paths(images, table)
+    fmt = batch_predict.output_format(out, fmt)
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
     with using(settings.tracking_uri):
         net, vocab = registry.load(model)
-    for path, result in zip(images, registry.predict_arrays(net, vocab, arrays)):
-        print(json.dumps({"image": path, **result}))
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        with open(out, "w", newline="", encoding="utf-8") as stream:
+            summary = batch_predict.predict(net, vocab, paths, stream, fmt, batch_size,
+                                            progress=progress and sys.stderr.isatty())
+        print(f"wrote {summary.images - summary.failed} prediction(s) to {out}",
+              file=sys.stderr)
+    else:
+        summary = batch_predict.predict(net, vocab, paths, sys.stdout, fmt, batch_size)
+    if summary.failed:
+        print(f"{summary.failed} of {summary.images} image(s) could not be read: their rows "
+              f"say why", file=sys.stderr)
+        return 1
     return 0

@@ -85,6 +85,8 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
     when pruned or interrupted), with the reason. `find_lr` (default: the space's
     `clr_bounds: lr_find`) replaces the config's LR bounds with an LR range test's;
     baselines pass False to keep their own."""
+    from search import model_card
+
     reporter = reporter or Reporter()
     run_ = None
     if session.tracking is not None:
@@ -92,7 +94,8 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
         run_ = tracking.tracker.start_trial(tracking.parent_run_id, session.study, number, tags)
         device = session.device.as_params() if session.device is not None else {}
         seeds = {f"seed.{k}": v for k, v in session.seeds(config).items()}
-        run_.log_params({**config.to_dict(), **device, **seeds})
+        run_.log_params({**config.to_dict(), **device, **seeds,
+                         **model_card.rows_params(session)})
         run_.log_data(session.table, session.csv)
     reporter.started(config, run_.run_id if run_ is not None else None)
     try:

@@ -254,3 +254,44 @@ def test_without_test_rows_the_refit_wins_and_per_head_is_never_chosen():
     assert choose([best, mean, per_head], 0)[0] is mean
     chosen, why = choose([best, per_head], 0)
     assert chosen is best and "--test-fraction" in why
+
+
+def test_every_registered_version_carries_its_model_card(final, tiny_csv):
+    """The card on the version page: data digest, rows, per-head validation and test accuracy
+    beside the majority baseline, trial and study, the command that rebuilds it, the config;
+    every figure as its run logged it."""
+    runs, _, _ = final
+    client = _client(runs)
+    study = _study(runs)
+    best = client.get_model_version_by_alias(NAME, "best-trial")
+    trial = study.best_trial
+    run = client.get_run(best.run_id)
+    tags, text = best.tags, best.description
+    dataset = run.inputs.dataset_inputs[0].dataset
+    assert tags["data.digest"] == dataset.digest and dataset.digest in text
+    assert tags["data.name"] == tiny_csv.name
+    n_test = trial.user_attrs["test_scores"]["gender"]["n"]
+    assert tags["rows.test"] == str(n_test)
+    assert int(tags["rows.train"]) + int(tags["rows.validation"]) + n_test == 160
+    assert (tags["search.study"], tags["search.trial"]) == (STUDY, str(trial.number))
+    assert tags["search.command"] == f"search train --from-trial {STUDY}:{trial.number} " \
+                                     f"--register {NAME}"
+    for head, acc in trial.user_attrs["head_accuracy"].items():
+        test = trial.user_attrs["test_scores"][head]
+        row = next(line for line in text.splitlines() if line.startswith(f"| {head} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[1] == f"{acc:.4f}" and cells[3] == f"{test['accuracy']:.4f}"
+        assert cells[4] == f"{test['majority']:.4f}"
+        assert cells[2] == f"{run.data.metrics[f'final_{head}_majority']:.4f}"
+    mean = np.mean(list(trial.user_attrs["head_accuracy"].values()))
+    assert float(tags["validation_mean_accuracy"]) == pytest.approx(mean, abs=1e-4)
+    assert json.loads(text.split("```json\n")[1].split("\n```")[0]) == trial.user_attrs["config"]
+
+    refit = client.get_model_version_by_alias(NAME, "refit")
+    assert refit.tags["search.kind"] == "refit" and "trained on" in refit.description
+    assert refit.tags["search.command"] == f"search best --study {STUDY} --register {NAME} " \
+                                           f"--refit"
+    assert "test_mean_accuracy" in refit.tags and refit.tags["data.digest"] == dataset.digest
+    ensemble = client.get_model_version_by_alias(NAME, "ensemble")
+    assert ensemble.tags["search.command"].endswith("--ensemble 2")
+    assert len(ensemble.description) <= 5000
