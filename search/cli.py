@@ -27,7 +27,7 @@ EXIT_CODES = ("Exit codes: 0 the study reached --trials (or had nothing to do), 
 MIN_TRIALS = 20  # --until-converged's default (search.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
 # Commands that load TensorFlow: it is imported up front, quietly (search.console).
-TENSORFLOW_COMMANDS = ("run", "worker", "lr-find", "predict", "evaluate", "train")
+TENSORFLOW_COMMANDS = ("run", "worker", "lr-find", "predict", "evaluate", "train", "export")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -283,6 +283,15 @@ def cmd_predict(args) -> int:
     return predict(_settings(args), args.model, args.images)
 
 
+def cmd_export(args) -> int:
+    """Write a model as an artifact TensorFlow or Keras loads without `search` or MLflow:
+    savedmodel (TF Serving: uint8 images of any HxW in, per-head probabilities out), tflite
+    or keras (standard layers only); labels.json beside it. Preprocessing is inside."""
+    from search.export import run
+
+    return run(_settings(args), args.model, args.format, args.out)
+
+
 def cmd_eda(args) -> int:
     """Look at an annotation CSV before searching: class balance, head-vs-head tables with
     suspicious combinations, image sizes, black side padding, duplicate and unreadable images.
@@ -428,6 +437,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("predict", cmd_predict, "predict images with a model")
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
     p.add_argument("images", nargs="+", help="image files")
+    _common(p)
+
+    p = add("export", cmd_export, "write a model for TF Serving, TFLite or plain Keras")
+    p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
+    p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "keras"),
+                   help="savedmodel: a TF SavedModel folder; tflite: model.tflite; keras: "
+                        "model.keras of standard layers (not for crop: auto models)")
+    p.add_argument("out", help="new or empty folder to write the artifact and labels.json")
     _common(p)
 
     p = add("evaluate", cmd_evaluate, "score a model on labelled data")

@@ -48,11 +48,11 @@ prune_below_majority: false   # both trials train to the end and log their model
 params: {backbone: separable, width: 8, depth: 2, image_size: 32, batch_size: 32, epochs: 1}
 enqueue:
   - name: separable-crop
-    config: {backbone: separable, width: 8, depth: 2, neck_units: 16, head_units: 4,
+    config: {backbone: separable, width: 8, depth: 2, neck_units: 16, head_units: 0,
              crop: auto, image_size: 32, batch_size: 32, epochs: 1}
   - name: frozen-mobilenet
     config: {backbone: pretrained, family: mobilenet_v2, alpha: 0.35, weights: auto,
-             fine_tune_fraction: 0.0, neck_units: 16, head_units: 0, image_size: 32,
+             fine_tune_fraction: 0.0, neck_units: 16, head_units: 4, image_size: 32,
              batch_size: 32, epochs: 1}
 """
 
