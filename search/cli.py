@@ -283,15 +283,6 @@ def cmd_predict(args) -> int:
     return predict(_settings(args), args.model, args.images)
 
 
-def cmd_export(args) -> int:
-    """Write a model as an artifact TensorFlow or Keras loads without `search` or MLflow:
-    savedmodel (TF Serving: uint8 images of any HxW in, per-head probabilities out), tflite
-    or keras (standard layers only); labels.json beside it. Preprocessing is inside."""
-    from search.export import run
-
-    return run(_settings(args), args.model, args.format, args.out)
-
-
 def cmd_eda(args) -> int:
     """Look at an annotation CSV before searching: class balance, head-vs-head tables with
     suspicious combinations, image sizes, black side padding, duplicate and unreadable images.
@@ -329,6 +320,15 @@ def cmd_train(args) -> int:
     return retrain(_settings(args), args.from_trial, data=args.data, epochs=args.epochs,
                    all_data=args.all_data, register=args.register, alias=args.alias,
                    seed=args.seed, val_fraction=args.val_fraction, exact=args.exact)
+
+
+def cmd_export(args) -> int:
+    """Write a model as an artifact TensorFlow or Keras loads without `search` or MLflow:
+    savedmodel (TF Serving: uint8 images of any HxW in, per-head probabilities out), tflite
+    or keras (standard layers only); labels.json beside it. Preprocessing is inside."""
+    from search.export import run
+
+    return run(_settings(args), args.model, args.format, args.out)
 
 
 def cmd_dashboard(args) -> int:
@@ -439,14 +439,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("images", nargs="+", help="image files")
     _common(p)
 
-    p = add("export", cmd_export, "write a model for TF Serving, TFLite or plain Keras")
-    p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
-    p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "keras"),
-                   help="savedmodel: a TF SavedModel folder; tflite: model.tflite; keras: "
-                        "model.keras of standard layers (not for crop: auto models)")
-    p.add_argument("out", help="new or empty folder to write the artifact and labels.json")
-    _common(p)
-
     p = add("evaluate", cmd_evaluate, "score a model on labelled data")
     p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
     p.add_argument("--data", required=True, help="annotation CSV with the model's heads")
@@ -471,6 +463,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deterministic kernels (TensorFlow op determinism): with no other "
                         "override, reproduces the trial's validation scores also on a GPU "
                         "(on a CPU they replay without it); slower")
+    _common(p)
+
+    p = add("export", cmd_export, "write a model for TF Serving, TFLite or plain Keras")
+    p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
+    p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "keras"),
+                   help="savedmodel: a TF SavedModel folder; tflite: model.tflite; keras: "
+                        "model.keras of standard layers (not for crop: auto models)")
+    p.add_argument("out", help="new or empty folder to write the artifact and labels.json")
     _common(p)
 
     p = add("eda", cmd_eda, "summarise a dataset; write an HTML report")
