@@ -27,7 +27,7 @@ EXIT_CODES = ("Exit codes: 0 the study reached --trials (or had nothing to do), 
 MIN_TRIALS = 20  # --until-converged's default (search.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
 # Commands that load TensorFlow: it is imported up front, quietly (search.console).
-TENSORFLOW_COMMANDS = ("run", "worker", "lr-find", "predict", "evaluate", "train")
+TENSORFLOW_COMMANDS = ("run", "worker", "lr-find", "predict", "evaluate", "train", "export")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -326,6 +326,15 @@ def cmd_train(args) -> int:
                    seed=args.seed, val_fraction=args.val_fraction, exact=args.exact)
 
 
+def cmd_export(args) -> int:
+    """Write a model as an artifact TensorFlow or Keras loads without `search` or MLflow:
+    savedmodel (TF Serving: uint8 images of any HxW in, per-head probabilities out), tflite
+    or keras (standard layers only); labels.json beside it. Preprocessing is inside."""
+    from search.export import run
+
+    return run(_settings(args), args.model, args.format, args.out)
+
+
 def cmd_dashboard(args) -> int:
     """Start optuna-dashboard on the study storage, read-only (loopback by default).
 
@@ -469,6 +478,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="deterministic kernels (TensorFlow op determinism): with no other "
                         "override, reproduces the trial's validation scores also on a GPU "
                         "(on a CPU they replay without it); slower")
+    _common(p)
+
+    p = add("export", cmd_export, "write a model for TF Serving, TFLite or plain Keras")
+    p.add_argument("--model", required=True, help="models:/NAME@ALIAS or a pulled folder")
+    p.add_argument("--format", required=True, choices=("savedmodel", "tflite", "keras"),
+                   help="savedmodel: a TF SavedModel folder; tflite: model.tflite; keras: "
+                        "model.keras of standard layers (not for crop: auto models)")
+    p.add_argument("out", help="new or empty folder to write the artifact and labels.json")
     _common(p)
 
     p = add("eda", cmd_eda, "summarise a dataset; write an HTML report")

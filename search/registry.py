@@ -29,8 +29,8 @@ CONFIG_FILE = "config.json"
 CHAMPION = "champion"
 # Distributions the pyfunc loader imports: pyfunc_model.py and this module (mlflow, numpy), and
 # load_folder's keras, search.backbones (keras), search.clr (tensorflow, numpy) and
-# search.preprocess (tensorflow).
-LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy")
+# search.preprocess (tensorflow); search.image_payload decodes served images with Pillow.
+LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy", "pillow")
 
 try:  # keep `import search.registry` usable without mlflow's heavy pyfunc on the path
     import mlflow.pyfunc
@@ -41,15 +41,16 @@ except ImportError:  # pragma: no cover
 
 
 @contextlib.contextmanager
-def _without_type_hint_warnings():
+def _without_signature_warnings():
     """MLflow warns, when the class is defined and each time a model is logged, that predict
-    has no type hints: it takes a list of images of any sizes, which no hint MLflow validates
-    can describe. Its own filter ("once") overrides ours, so the message is dropped where it
-    would be shown."""
+    has no type hints, and that no input example was given: it takes images of any sizes and
+    forms (search.image_payload), which no hint or example MLflow validates can describe. Its
+    own filter ("once") overrides ours, so the message is dropped where it would be shown."""
     shown = warnings.showwarning
+    dropped = ("type hint", "An input example was not provided")
 
     def show(message, *args, **kwargs):
-        if "type hint" not in str(message):
+        if not any(words in str(message) for words in dropped):
             shown(message, *args, **kwargs)
 
     warnings.showwarning = show
@@ -59,31 +60,38 @@ def _without_type_hint_warnings():
         warnings.showwarning = shown
 
 
-with _without_type_hint_warnings():
+with _without_signature_warnings():
     class HeadsModel(_PythonModel):
-        """pyfunc wrapper: `predict` takes a list of HxWx3 uint8 arrays, returns label dicts."""
+        """pyfunc wrapper: `predict` takes images (HxWx3 arrays, or image files as bytes or
+        base64 strings, in any form search.image_payload reads), returns label dicts; param
+        `all_probabilities` adds every class's probability."""
 
         def load_context(self, context):
             self.model, self.vocab = load_folder(Path(context.artifacts["keras_model"]).parent)
 
         def predict(self, context, model_input, params=None):
-            return predict_arrays(self.model, self.vocab, list(model_input))
+            from search import image_payload
+
+            return predict_arrays(self.model, self.vocab, image_payload.images(model_input),
+                                  image_payload.wants_all_probabilities(params))
 
 
 def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
     import mlflow
+
+    from search.image_payload import signature
 
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / LABELS_FILE
         labels.write_text(json.dumps({h: list(v) for h, v in vocab.items()}, indent=2))
         cfg = Path(tmp) / CONFIG_FILE
         cfg.write_text(json.dumps(config, indent=2, sort_keys=True))
-        with mlflow.start_run(run_id=run_id), _without_type_hint_warnings():
+        with mlflow.start_run(run_id=run_id), _without_signature_warnings():
             info = mlflow.pyfunc.log_model(
                 name="model", python_model=str(Path(__file__).with_name("pyfunc_model.py")),
                 artifacts={"keras_model": str(keras_path), "labels": str(labels),
                            "config": str(cfg)},
-                code_paths=[str(Path(__file__).parent)],
+                code_paths=[str(Path(__file__).parent)], signature=signature(),
                 pip_requirements=requirements())
     return info.model_uri
 
@@ -239,10 +247,18 @@ def predict_probs(model, images: list[np.ndarray], batch_size: int = 64) -> dict
     return probs
 
 
-def predict_arrays(model, vocab: dict, images: Iterable[np.ndarray]) -> list[dict]:
-    """One dict per image: {head: {"label": str, "probability": float}}; any image sizes."""
+def predict_arrays(model, vocab: dict, images: Iterable[np.ndarray],
+                   all_probabilities: bool = False) -> list[dict]:
+    """One dict per image: {head: {"label": str, "probability": float}}; any image sizes.
+    With all_probabilities each head also has "probabilities": {label: float}."""
     images = list(images)
     probs = predict_probs(model, images)
-    return [{head: {"label": vocab[head][int(np.argmax(p[i]))],
-                    "probability": round(float(np.max(p[i])), 4)}
-             for head, p in probs.items()} for i in range(len(images))]
+    out = [{head: {"label": vocab[head][int(np.argmax(p[i]))],
+                   "probability": round(float(np.max(p[i])), 4)}
+            for head, p in probs.items()} for i in range(len(images))]
+    if all_probabilities:
+        for i, answer in enumerate(out):
+            for head, p in probs.items():
+                answer[head]["probabilities"] = {
+                    label: round(float(q), 4) for label, q in zip(vocab[head], p[i])}
+    return out

@@ -39,3 +39,43 @@ def weights_dir() -> Path:
     if not folder.is_dir():
         pytest.skip("../shared/weights is not present")
     return folder
+
+
+SMALL_SPACE = """
+name: small
+pruner: {name: none}
+prune_below_majority: false   # both trials train to the end and log their model
+params: {backbone: separable, width: 8, depth: 2, image_size: 32, batch_size: 32, epochs: 1}
+enqueue:
+  - name: separable-crop
+    config: {backbone: separable, width: 8, depth: 2, neck_units: 16, head_units: 0,
+             crop: auto, image_size: 32, batch_size: 32, epochs: 1}
+  - name: frozen-mobilenet
+    config: {backbone: pretrained, family: mobilenet_v2, alpha: 0.35, weights: auto,
+             fine_tune_fraction: 0.0, neck_units: 16, head_units: 4, image_size: 32,
+             batch_size: 32, epochs: 1}
+"""
+
+
+@pytest.fixture(scope="session")
+def small_models(tmp_path_factory, tiny_csv):
+    """Two trained, logged models (a separable net cropping black borders, a frozen
+    MobileNetV2 0.35), the champion registered as `small`: (runs folder, {name: model URI})."""
+    import mlflow
+
+    from search import cli
+
+    folder = tmp_path_factory.mktemp("small")
+    space = folder / "space.yaml"
+    space.write_text(SMALL_SPACE)
+    runs = folder / "runs"
+    common = ["--runs-dir", str(runs)]
+    assert cli.main(["run", "--trials", "2", "--space", str(space), "--study", "small",
+                     "--data", str(tiny_csv), "--no-progress", *common]) == 0
+    assert cli.main(["best", "--study", "small", "--register", "small", *common]) == 0
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("small")
+    uris = {run.data.tags["search.baseline"]: run.data.tags["search.model_uri"]
+            for run in client.search_runs([experiment.experiment_id],
+                                          "tags.`search.role` = 'trial'")}
+    return runs, uris

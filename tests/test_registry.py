@@ -17,8 +17,9 @@ from search.config import TrialConfig
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 
-# Run with `python -I` from a folder outside the project; see the loading test's docstring.
-LOAD = """
+# Run with `python -I` from a folder outside the project: every copy of `search` is hidden
+# (the venv's editable-install finder, any sys.path entry holding one).
+HIDE_SEARCH = """
 import importlib.machinery, importlib.util, json, os, sys
 def holds_search(entry):
     return os.path.isfile(os.path.join(entry or '.', 'search', '__init__.py'))
@@ -26,6 +27,9 @@ sys.path = [entry for entry in sys.path if not holds_search(entry)]
 sys.meta_path = [f for f in sys.meta_path if f is importlib.machinery.PathFinder
                  or getattr(f, 'find_spec', lambda *a: None)('search', None) is None]
 assert importlib.util.find_spec('search') is None, 'search is still importable'
+"""
+# See the loading test's docstring.
+LOAD = HIDE_SEARCH + """
 import mlflow.pyfunc, numpy as np
 uri, dst = sys.argv[1:]
 model = mlflow.pyfunc.load_model(uri, dst_path=dst)
