@@ -27,17 +27,10 @@ from optuna.trial import TrialState
 from conftest import ROOT
 from search import cli
 from search import study as study_lib
-from test_workers import (HEADS, LIGHT_SPACE, POSTGRES, check_study, finish, mid_trial, search,
-                          wait_for)
+from test_workers import (HEADS, POSTGRES, check_study, finish, light_space,  # noqa: F401
+                          mid_trial, search, wait_for)
 
 RAY_ENV = {"RAY_TMPDIR": os.environ.get("RAY_TMPDIR", "/tmp/ray-search-test")}
-
-
-@pytest.fixture
-def light_space(tmp_path) -> Path:
-    path = tmp_path / "light.yaml"
-    path.write_text(LIGHT_SPACE)
-    return path
 
 
 @pytest.fixture
@@ -184,3 +177,28 @@ def test_a_killed_ray_worker_is_restarted_and_its_trial_retried(study, light_spa
     closed = client.get_run(victim.user_attrs["mlflow_run_id"])
     assert closed.info.status == "FAILED" and "no heartbeat" in closed.data.tags["search.reason"]
     assert re.search(r"^2 workers ran on: \S+ \(CPU\) x2$", text, re.M)
+
+
+@pytest.mark.slow
+def test_a_worker_that_cannot_read_the_data_names_its_node_and_the_path(tmp_path, light_space,
+                                                                       capsys, monkeypatch):
+    """Every node must see the CSV at the same path: a worker that cannot read it stops with
+    its node's address and the path, exit code 2 (here: one node, a path it lacks)."""
+    pytest.importorskip("ray")
+    from search.engines.optuna import work
+    from search.ray_workers import RayPool
+    from search.session import Options
+    from search.settings import Settings
+
+    monkeypatch.setenv("RAY_TMPDIR", RAY_ENV["RAY_TMPDIR"])
+    settings = Settings.resolve(tmp_path / "runs")
+    missing = tmp_path / "elsewhere" / "annotations.csv"
+    pool = RayPool(Options(ray="local", workers=1), settings)
+    try:
+        codes = pool.launch(work, (settings, Options(space=str(light_space), data=str(missing),
+                                                     heads=HEADS, progress=False)))
+    finally:
+        pool.close()
+    err = capsys.readouterr().err
+    assert codes == [2]
+    assert re.search(rf"worker 1: error: on node \S+: .*{re.escape(str(missing))}", err), err
