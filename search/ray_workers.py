@@ -163,9 +163,13 @@ class RayPool:
                      namespace="search")
         except Exception as exc:
             text = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
+            auth = ("" if os.environ.get("RAY_AUTH_MODE") else
+                    "; a cluster with token authentication (on by default in Ray 2.60) needs "
+                    "RAY_AUTH_MODE=token here and its token (RAY_AUTH_TOKEN or "
+                    "~/.ray/auth_token)")
             raise UsageError(f"--ray {address}: cannot connect to the Ray cluster: {text}; "
                              f"check that `ray start --head` runs there (`ray status`) and the "
-                             f"address (auto, HOST:6379, ray://HOST:10001)") from None
+                             f"address (auto, HOST:6379, ray://HOST:10001){auth}") from None
 
     def check_cluster(self) -> None:
         """Local state only on a cluster of this machine; one trial must fit on some node."""
