@@ -22,8 +22,8 @@ EPILOG = "Environment: SEARCH_RUNS_DIR, SEARCH_STORAGE, MLFLOW_TRACKING_URI, SEA
 EXIT_CODES = ("Exit codes: 0 the study reached --trials (or had nothing to do), or the search "
               "converged (--until-converged), or --timeout was reached (a wall-clock budget "
               "is a target too); 1 it stopped early: trials kept failing (--max-failures) or "
-              "a worker died (with --ray: was lost more often than Ray restarts it); 2 a usage or data error, before anything was written; 130 "
-              "interrupted (Ctrl-C).")
+              "a worker died (with --ray: was lost more often than Ray restarts it); 2 a "
+              "usage or data error, before anything was written; 130 interrupted (Ctrl-C).")
 MIN_TRIALS = 20  # --until-converged's default (search.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
 # Commands that load TensorFlow: it is imported up front, quietly (search.console).
