@@ -1,7 +1,8 @@
 """`search run --ray`: a real Ray instance on this machine (started and stopped by the run)
-whose two workers reach the study's target, one of them SIGKILLed mid-trial and restarted by
-Ray, the study resumed without Ray and its champion registered and served; and the flags,
-addresses and states refused in one line, before anything is written.
+whose two workers stop on Ctrl-C and, resumed, reach the study's target, one of them
+SIGKILLed mid-trial and restarted by Ray, the study resumed without Ray and its champion
+registered and served; and the flags, addresses and states refused in one line, before
+anything is written.
 
 Storage: PostgreSQL when SEARCH_TEST_POSTGRES is set (.ci/run starts it), else the local SQLite
 files, which workers of a Ray instance on this machine share. Ray keeps its files under
@@ -119,19 +120,38 @@ def test_more_gpus_per_trial_than_a_node_has_is_refused(tmp_path, tiny_csv):
 
 
 @pytest.mark.slow
-def test_two_ray_workers_reach_the_target_then_resume_without_ray_and_serve(
+def test_ray_workers_stop_on_ctrl_c_then_reach_the_target_then_resume_without_ray_and_serve(
         study, light_space, tiny_csv, tmp_path):
     runs = tmp_path / "runs"
     flags, storage = _flags(study, light_space, tiny_csv, runs)
-    log = tmp_path / "ray.log"
-    text = finish(search(["run", "--ray", "--workers", "2", "--trials", "4", *flags], log,
-                         **RAY_ENV), log)
+    args = ["run", "--ray", "--workers", "2", "--trials", "4", *flags]
+    log = tmp_path / "interrupted.log"
+    run = search(args, log, **RAY_ENV)
+    wait_for(lambda: "Ray worker task(s)" in log.read_text(), "the study to start", 120)
+    wait_for(lambda: mid_trial(storage, study), "a Ray worker's trial", 300)
+    run.send_signal(signal.SIGINT)  # Ctrl-C: the tasks are cancelled, the study saved
+    run.wait(timeout=120)
+    text = log.read_text()
+    assert run.returncode == 130, text[-3000:]
+    assert "interrupted: running trials are marked FAIL" in text
+    for _, pid in _ray_workers(text):  # Ray's worker processes are gone with the instance
+        wait_for(lambda: not Path(f"/proc/{pid}").exists(), f"worker {pid} to end", 60)
+    stopped = optuna.load_study(study_name=study, storage=storage).get_trials()
+    assert stopped and not [t for t in stopped if t.state == TrialState.RUNNING]
+    client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    every = client.search_runs([client.get_experiment_by_name(study).experiment_id])
+    assert not [r for r in every if r.info.status == "RUNNING"]
+
+    log = tmp_path / "ray.log"  # the same command resumes
+    text = finish(search(args, log, **RAY_ENV), log)
     assert "Ray: a Ray instance started on this machine: 1 node(s)" in text
     assert re.search(r"^2 workers ran on: \S+ \(CPU\) x2$", text, re.M)
     assert len({pid for _, pid in _ray_workers(text)}) == 2
     trials = check_study(storage, study, runs, 4)
     assert len({t.number for t in trials}) == len(trials)
-    assert not [t for t in trials if t.state == TrialState.FAIL and not study_lib.is_surplus(t)]
+    interrupted = {t.number for t in stopped if t.state == TrialState.FAIL}
+    assert {t.number for t in trials if t.state == TrialState.FAIL
+            and not study_lib.is_surplus(t)} <= interrupted
     if POSTGRES_PASSWORD:  # not in our output, nor in any of Ray's logs
         assert POSTGRES_PASSWORD not in text
         logs = Path(RAY_ENV["RAY_TMPDIR"], "ray").glob("session_*/logs/*")
