@@ -213,9 +213,9 @@ class RayPool:
         except KeyboardInterrupt:
             for ref in refs:  # KeyboardInterrupt inside each: its trial is marked FAIL
                 ray.cancel(ref)
-            ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
-            for ref in refs:
-                ray.cancel(ref, force=True)
+            _, stuck = ray.wait(refs, num_returns=len(refs), timeout=CANCEL_WAIT_S)
+            for ref in stuck:  # only those still running: once here, force-cancelling all
+                ray.cancel(ref, force=True)  # aborted Ray 2.60's driver ("task not pending")
             raise
         time.sleep(LOG_FLUSH_S)  # Ray's log monitor prints the workers' last lines first
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
