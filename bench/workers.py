@@ -27,15 +27,17 @@ def has_workers_flag() -> bool:
     return "--workers" in help_.stdout
 
 
-def run(workers: int, trials: int, csv) -> tuple[float, float, int]:
-    """(wall seconds, first-start-to-last-end seconds, finished trials) for one study."""
+def run(workers: int, trials: int, csv, extra: tuple[str, ...] = (),
+        label: str = "workers") -> tuple[float, float, int]:
+    """(wall seconds, first-start-to-last-end seconds, finished trials) for one study
+    (`extra`: more `search run` flags, e.g. --ray; `label` names its runs folder)."""
     import mlflow
 
-    runs = benchlib.ROOT / "runs" / "bench" / f"workers-{workers}"
+    runs = benchlib.ROOT / "runs" / "bench" / f"{label}-{workers}"
     shutil.rmtree(runs, ignore_errors=True)
     cmd = [sys.executable, "-m", "search.cli", "run", "--workers", str(workers), "--trials",
            str(trials), "--space", str(SPACE), "--data", str(csv), "--study", "workers",
-           "--runs-dir", str(runs), "--no-progress"]
+           "--runs-dir", str(runs), "--no-progress", *extra]
     print(f"$ {' '.join(cmd[2:])}", flush=True)
     with benchlib.Timer() as t:
         subprocess.run(cmd, check=True, cwd=benchlib.ROOT, stdout=subprocess.DEVNULL)

@@ -22,8 +22,8 @@ EPILOG = "Environment: SEARCH_RUNS_DIR, SEARCH_STORAGE, MLFLOW_TRACKING_URI, SEA
 EXIT_CODES = ("Exit codes: 0 the study reached --trials (or had nothing to do), or the search "
               "converged (--until-converged), or --timeout was reached (a wall-clock budget "
               "is a target too); 1 it stopped early: trials kept failing (--max-failures) or "
-              "a worker died; 2 a usage or data error, before anything was written; 130 "
-              "interrupted (Ctrl-C).")
+              "a worker died (with --ray: was lost more often than Ray restarts it); 2 a "
+              "usage or data error, before anything was written; 130 interrupted (Ctrl-C).")
 MIN_TRIALS = 20  # --until-converged's default (search.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
 # Commands that load TensorFlow: it is imported up front, quietly (search.console).
@@ -183,7 +183,12 @@ def cmd_run(args) -> int:
     from search import engines
     from search.session import Session
 
-    options = _run_options(args, workers=args.workers, gpus=args.gpus)
+    options = _run_options(args, workers=args.workers, gpus=args.gpus, ray=args.ray,
+                           gpus_per_trial=args.gpus_per_trial, cpus_per_trial=args.cpus_per_trial)
+    if args.ray is not None or args.gpus_per_trial is not None:
+        from search.ray_workers import check_options  # no Ray import unless it is asked for
+
+        check_options(options, _settings(args))
     final = args.refit or args.ensemble is not None
     if final and not args.register:
         raise UsageError("--refit and --ensemble build a model to register: add --register "
@@ -376,6 +381,19 @@ def build_parser() -> argparse.ArgumentParser:
                    help="worker processes on this machine (default: %(default)s)")
     p.add_argument("--gpus", metavar="0,1,...|all",
                    help="one worker per GPU, each seeing only its own (no GPU: CPU workers)")
+    g = p.add_argument_group("on a Ray cluster (pip install -e '.[ray]'; README, 'On a cluster')")
+    g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run the --workers K as Ray tasks: on the cluster at ADDRESS (auto, "
+                        "HOST:6379, ray://HOST:10001) or, without one, on a Ray instance "
+                        "started on this machine for this run. A lost worker is restarted by "
+                        "Ray (3 times at most), its trial failed by the heartbeat and retried. "
+                        "Nodes beyond this machine need PostgreSQL storage and an MLflow "
+                        "tracking server, `search` installed and the data at the same path")
+    g.add_argument("--gpus-per-trial", type=float, metavar="G",
+                   help="GPUs Ray gives each worker (0.5: two trials share a GPU, memory "
+                        "growth on; default: none, CPU workers)")
+    g.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C",
+                   help="CPUs Ray reserves for each worker (default: %(default)g)")
     p.add_argument("--engine", choices=ENGINES, default="optuna",
                    help="who proposes trials (default: %(default)s); keras-tuner keeps its "
                         "state in runs/keras-tuner/STUDY and needs --no-baselines")

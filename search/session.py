@@ -45,6 +45,9 @@ class Options:
     on_bad_images: str = "error"
     workers: int = 1  # local worker processes (search.workers)
     gpus: str | None = None  # "0,1" or "all": one worker per GPU
+    ray: str | None = None  # --ray: "local" (start one), "auto", "HOST:6379", "ray://HOST:10001"
+    gpus_per_trial: float | None = None  # --gpus-per-trial: each Ray worker's GPUs (0.5: two/GPU)
+    cpus_per_trial: float = 1.0  # --cpus-per-trial: each Ray worker's CPUs
     isolate: bool = False  # each trial in a fresh process
     test_fraction: float | None = None  # rows held back from every trial (--test-fraction)
     keep_models: int | str | None = None  # overrides the space's keep_models

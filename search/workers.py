@@ -1,6 +1,10 @@
 """Processes, and nothing more: the worker processes of `search run --workers K | --gpus`, and a
 fresh process for one call (`--isolate`).
 
+One worker interface, two backends: `pool(options, settings)` gives the engine something that
+launches K workers of one target, says where they ran and closes: `Processes` (here) or, with
+`--ray`, `search.ray_workers.RayPool` (Ray tasks on a cluster; Ray is imported there only).
+
 Workers are spawned processes (multiprocessing "spawn": a fresh interpreter, no forked
 TensorFlow state). Each runs the `target` it is handed (a module-level function, e.g. the
 Optuna engine's `work`) with arguments passed through a pipe, not argv, so a storage password
@@ -15,12 +19,17 @@ import contextlib
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
+from collections import Counter
 from typing import Callable
 
 from search.errors import UsageError
 from search.settings import mask
+
+
+LOST = 3  # a Ray worker lost more often than Ray restarts it (search.ray_workers.RESTARTS)
 
 
 class TrialProcessError(RuntimeError):
@@ -28,10 +37,58 @@ class TrialProcessError(RuntimeError):
 
 
 def wanted(options) -> bool:
-    """Whether `search run` starts worker processes rather than training itself."""
+    """Whether `search run` starts workers (processes, or Ray tasks) rather than training
+    itself."""
     if options.workers < 1:
         raise UsageError("--workers must be at least 1")
-    return options.workers > 1 or bool(options.gpus)
+    return options.workers > 1 or bool(options.gpus) or options.ray is not None
+
+
+def pool(options, settings):
+    """The workers `search run` starts, made before anything is written (a Ray cluster that
+    cannot be reached or cannot hold one trial is a usage error): Ray tasks with --ray, else
+    processes on this machine. Both have launch(target, args) -> exit codes, where(), close().
+    """
+    if options.ray is not None:
+        from search import ray_workers
+
+        return ray_workers.RayPool(options, settings)
+    return Processes(devices(options))
+
+
+class Processes:
+    """Worker processes on this machine, one per entry of `gpus` (see `launch`)."""
+
+    def __init__(self, gpus: list[str | None]):
+        self.gpus = gpus
+        self.ran: list[str] = []
+
+    def launch(self, target: Callable[..., int], args: tuple) -> list[int]:
+        codes = launch(target, args, self.gpus)
+        here = socket.gethostname()
+        self.ran = [place(here, [gpu] if gpu else []) for gpu in self.gpus]
+        return codes
+
+    def where(self) -> str:
+        return ran_on(self.ran)
+
+    def close(self) -> None:
+        pass
+
+
+def place(node: str, gpus: list[str]) -> str:
+    """'10.0.0.5 (GPU 0,1)' or '10.0.0.5 (CPU)': where one worker ran."""
+    return f"{node} ({'GPU ' + ','.join(gpus) if gpus else 'CPU'})"
+
+
+def ran_on(places: list[str]) -> str:
+    """The summary's line: '3 workers ran on: 10.0.0.5 (GPU 0) x2, 10.0.0.6 (CPU)'; '' for
+    none."""
+    if not places:
+        return ""
+    counts = Counter(places)
+    return (f"{len(places)} worker{'s' if len(places) > 1 else ''} ran on: "
+            + ", ".join(f"{where} x{n}" if n > 1 else where for where, n in counts.items()))
 
 
 def devices(options) -> list[str | None]:
@@ -93,6 +150,7 @@ def exit_text(code: int) -> str:
     if code < 0:
         return f"was killed by {signal.Signals(-code).name}"
     return {1: "stopped after repeated failures", 2: "could not start (see its error)",
+            LOST: "was lost (its process or node died more often than Ray restarts it)",
             130: "was interrupted"}.get(code, f"exited with code {code}")
 
 

@@ -110,3 +110,5 @@ def test_same_command_resumes_and_another_tuner_is_refused(study_dir, tiny_csv, 
 def test_optuna_only_flags_are_refused(capsys):
     assert cli.main(["run", "--engine", "keras-tuner", "--workers", "2"]) == 2
     assert "--workers work with --engine optuna only" in capsys.readouterr().err
+    assert cli.main(["run", "--engine", "keras-tuner", "--ray"]) == 2
+    assert "--ray work with --engine optuna only" in capsys.readouterr().err

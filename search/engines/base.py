@@ -91,6 +91,9 @@ class Engine:
     def next_steps(self) -> str:
         return ""
 
+    def close(self) -> None:
+        """Let go of what `open` took beyond the study (e.g. a Ray connection)."""
+
     def final_model_hint(self) -> str:
         """What to do with the budget a converged search leaves: the final model."""
         return (f"search best --study {self.session.study} --register NAME --refit "
@@ -99,6 +102,12 @@ class Engine:
     # --- the shared flow ------------------------------------------------------------------
     def run(self) -> int:
         """Open or resume, search to --trials finished trials, summarise; the exit code."""
+        try:
+            return self._run()
+        finally:
+            self.close()
+
+    def _run(self) -> int:
         opts = self.session.options
         self.open()
         done = self.finished()

@@ -234,7 +234,8 @@ def check_options(options) -> None:
         raise UsageError("--until-converged works with --engine optuna only (its rule reads "
                          "the Optuna study's trials); drop it or the --engine flag")
     used = [flag for flag, on in (("--workers", options.workers not in (None, 1)),
-                                  ("--gpus", options.gpus), ("--isolate", options.isolate)) if on]
+                                  ("--gpus", options.gpus), ("--isolate", options.isolate),
+                                  ("--ray", options.ray is not None)) if on]
     if used:
         raise UsageError(f"--engine keras-tuner runs its trials in this one process; "
                          f"{', '.join(used)} work with --engine optuna only")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import os
 import sys
 import time
 
@@ -55,9 +56,13 @@ class OptunaEngine(Engine):
     def __init__(self, session):
         super().__init__(session)
         self.study = None
+        self.pool = None  # search.workers.pool: the workers of --workers, --gpus, --ray
 
     def open(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one line each, ours
+        opts = self.session.options
+        if workers.wanted(opts):  # a Ray cluster is reached and checked before any write
+            self.pool = workers.pool(opts, self.session.settings)
         self.session.settings.ensure()
         self.study = study_lib.open_study(self.session, create=True,
                                           seed=sampler_seed(self.session, "run"))
@@ -100,17 +105,20 @@ class OptunaEngine(Engine):
 
     def search(self) -> Outcome:
         opts = self.session.options
-        if not workers.wanted(opts):
+        if self.pool is None:
             return self.loop()
         settings = self.session.settings
         if settings.tracking_uri.startswith("sqlite"):
             from search.storage import sqlite_wal
 
             sqlite_wal(settings.tracking_uri)  # K workers write runs/mlflow.db too
-        options = dataclasses.replace(opts, workers=1, gpus=None, progress=False)
+        # Absolute paths: a Ray worker's folder is not this one.
+        options = dataclasses.replace(opts, workers=1, gpus=None, ray=None, gpus_per_trial=None,
+                                      progress=False, data=str(self.session.csv.resolve()),
+                                      space=os.path.abspath(opts.space))
         before = len(self.study.get_trials(deepcopy=False))
         try:
-            codes = workers.launch(work, (settings, options), workers.devices(opts))
+            codes = self.pool.launch(work, (settings, options))
         finally:
             close_orphan_runs(self.study, self.session.tracking.tracker)
         done = study_lib.finished(self.study)
@@ -138,7 +146,13 @@ class OptunaEngine(Engine):
                                    min_trials=self.session.options.until_converged,
                                    objective=self.session.space.objective)
 
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+
     def summary(self) -> None:
+        if self.pool is not None and self.pool.where():
+            print(self.pool.where())
         space = self.session.space
         if space.objectives and study_lib.best(self.study) is not None:
             print(f"multi-objective study: {len(self.study.best_trials)} trial(s) on the Pareto "
