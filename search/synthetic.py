@@ -326,11 +326,6 @@ def generate(out_dir, *, n: int = 3000, size: int = 48, seed: int = 0) -> Path:
     return out_dir / CSV_NAME
 
 
-# The quick start's data: sized so that `search run --trials 10` takes about 3 minutes on 2 CPU
-# cores while every head stays learnable (bench/quickstart.py measures both).
-DEFAULT_N, DEFAULT_SIZE = 2000, 40
-
-
 def ensure_default(runs_dir) -> Path:
     """The default dataset under `runs_dir/data/synthetic`, generated on first use."""
-    return generate(Path(runs_dir) / "data" / "synthetic", n=DEFAULT_N, size=DEFAULT_SIZE)
+    return generate(Path(runs_dir) / "data" / "synthetic")
