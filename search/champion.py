@@ -1,18 +1,70 @@
 """Which final-model candidate becomes the `champion`, and telling the user: the rule
-(`choose`), the table `search best` prints, and the registry versions and aliases. The
-candidates themselves are built and scored in `search.final_model`. No TensorFlow here.
+(`choose`) over `Candidate` records, the table `search best` prints, and the registry
+versions and aliases. The candidates themselves are built and scored in `search.final_model`.
+No TensorFlow here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from statistics import fmean
 
 from search.settings import Settings
 
-if TYPE_CHECKING:
-    from search.final_model import Candidate, Final
-
 BEST_TRIAL, REFIT, ENSEMBLE, PER_HEAD = "best-trial", "refit", "ensemble", "per-head"  # aliases
+
+
+@dataclass
+class Candidate:
+    """One final model: its members ([{"trial", "run_id"}, ...], per-head: with "heads") and
+    its per-head scores (search.evaluate.score) on the validation and test rows."""
+
+    name: str  # best-trial | refit | ensemble-K | per-head
+    alias: str  # its own registry alias
+    members: list[dict]
+    model_uri: str | None = None
+    run_id: str | None = None
+    val: dict | None = None  # None: it trained on the validation rows (refit)
+    test: dict | None = None  # None: the study has no test rows
+    note: str = ""  # how it was made (the refit's epochs, the per-head map)
+    reused: bool = False  # found already built, from an earlier `search best`
+    probs: dict = field(default_factory=dict, repr=False)  # {"val"|"test": {head: [N, k]}}
+
+    @property
+    def val_mean(self) -> float | None:
+        return mean_accuracy(self.val)
+
+    @property
+    def test_mean(self) -> float | None:
+        return mean_accuracy(self.test)
+
+    def document(self) -> dict:
+        return {"name": self.name, "alias": self.alias, "members": self.members,
+                "note": self.note, "model_uri": self.model_uri, "mlflow_run_id": self.run_id,
+                "reused": self.reused, "trained_on_validation": self.val is None,
+                "val_mean_accuracy": self.val_mean, "test_mean_accuracy": self.test_mean,
+                "val": self.val, "test": self.test}
+
+
+@dataclass
+class Final:
+    """The candidates built, the one chosen as champion, and why."""
+
+    candidates: list[Candidate]
+    chosen: Candidate
+    why: str
+    val_rows: int
+    test_rows: int
+
+    def document(self) -> dict:
+        return {"candidates": [c.document() for c in self.candidates],
+                "champion": self.chosen.name, "why": self.why,
+                "validation_rows": self.val_rows, "test_rows": self.test_rows}
+
+
+def mean_accuracy(scores: dict | None) -> float | None:
+    """The mean over heads of per-head scores' accuracy; None without scores."""
+    return None if not scores else fmean(s["accuracy"] for s in scores.values())
 
 
 def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,62 +31,11 @@ import numpy as np
 from search.errors import UsageError
 from search.settings import Settings
 
-from search.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, choose
+from search.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, Candidate, Final, choose
+from search.champion import mean_accuracy as _mean
 ROLE = "final"  # search.role of a candidate's MLflow run (a trial's is "trial")
 KIND_TAG = "search.final"  # refit | ensemble | per-head
 MEMBERS_TAG = "search.members"  # what a candidate is made of: the key for reusing it
-
-
-@dataclass
-class Candidate:
-    """One final model: its members ([{"trial", "run_id"}, ...], per-head: with "heads") and
-    its per-head scores (search.evaluate.score) on the validation and test rows."""
-
-    name: str  # best-trial | refit | ensemble-K | per-head
-    alias: str  # its own registry alias
-    members: list[dict]
-    model_uri: str | None = None
-    run_id: str | None = None
-    val: dict | None = None  # None: it trained on the validation rows (refit)
-    test: dict | None = None  # None: the study has no test rows
-    note: str = ""  # how it was made (the refit's epochs, the per-head map)
-    reused: bool = False  # found already built, from an earlier `search best`
-    probs: dict = field(default_factory=dict, repr=False)  # {"val"|"test": {head: [N, k]}}
-
-    @property
-    def val_mean(self) -> float | None:
-        return _mean(self.val)
-
-    @property
-    def test_mean(self) -> float | None:
-        return _mean(self.test)
-
-    def document(self) -> dict:
-        return {"name": self.name, "alias": self.alias, "members": self.members,
-                "note": self.note, "model_uri": self.model_uri, "mlflow_run_id": self.run_id,
-                "reused": self.reused, "trained_on_validation": self.val is None,
-                "val_mean_accuracy": self.val_mean, "test_mean_accuracy": self.test_mean,
-                "val": self.val, "test": self.test}
-
-
-@dataclass
-class Final:
-    """The candidates built, the one chosen as champion, and why."""
-
-    candidates: list[Candidate]
-    chosen: Candidate
-    why: str
-    val_rows: int
-    test_rows: int
-
-    def document(self) -> dict:
-        return {"candidates": [c.document() for c in self.candidates],
-                "champion": self.chosen.name, "why": self.why,
-                "validation_rows": self.val_rows, "test_rows": self.test_rows}
-
-
-def _mean(scores: dict | None) -> float | None:
-    return None if not scores else float(np.mean([s["accuracy"] for s in scores.values()]))
 
 
 # ---------------------------------------------------------------------------------------------

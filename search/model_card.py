@@ -83,9 +83,9 @@ def card(run, name: str, config: dict | None) -> tuple[str, dict[str, str]]:
         mean = _mean(metrics, prefix, heads)
         if mean is not None:
             out[f"{part}_mean_accuracy"] = f"{mean:.4f}"
+    out["search.command"] = command(tags, name, kind, study)
     lines += ["", "Reproduce it (same storage and tracking flags as the search):", "",
-              f"    {command(tags, params, name, kind, study)}"]
-    out["search.command"] = command(tags, params, name, kind, study)
+              f"    {out['search.command']}"]
     text = "\n".join(lines)
     if config is not None:
         block = json.dumps(config, indent=1, sort_keys=True)
@@ -96,7 +96,7 @@ def card(run, name: str, config: dict | None) -> tuple[str, dict[str, str]]:
     return text[:MAX_DESCRIPTION], {k: str(v)[:MAX_TAG] for k, v in out.items()}
 
 
-def command(tags: dict, params: dict, name: str, kind: str, study: str) -> str:
+def command(tags: dict, name: str, kind: str, study: str) -> str:
     """The `search` command that builds this model again."""
     if kind == "refit":
         return f"search best --study {study} --register {name} --refit"

@@ -4,7 +4,7 @@ Why a module of its own: on a Ray cluster Ray, not this process, starts the work
 each on a node with the resources one trial needs (--cpus-per-trial, --gpus-per-trial; 0.5
 packs two trials on a GPU), sets its visible GPUs, and restarts one lost with its node or
 killed (RESTARTS times at most). `RayPool` is the Ray side of the one worker interface of
-`search.workers.pool` (launch, where, close); each task runs the same target as a process worker
+the engine's worker pool (launch, where, close); each task runs the same target as a process worker
 (the loop of `search worker`: same study, heartbeat and MLflow parent run), so a dead worker's
 trial is failed by the heartbeat and retried as without Ray, and a study started with --ray
 resumes with or without it. Ray is an optional extra, imported here only and lazily, so

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from search import model_card
 from search.config import TrialConfig
 
 
@@ -85,8 +86,6 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
     when pruned or interrupted), with the reason. `find_lr` (default: the space's
     `clr_bounds: lr_find`) replaces the config's LR bounds with an LR range test's;
     baselines pass False to keep their own."""
-    from search import model_card
-
     reporter = reporter or Reporter()
     run_ = None
     if session.tracking is not None:

@@ -1,9 +1,9 @@
 """Processes, and nothing more: the worker processes of `search run --workers K | --gpus`, and a
 fresh process for one call (`--isolate`).
 
-One worker interface, two backends: `pool(options, settings)` gives the engine something that
-launches K workers of one target, says where they ran and closes: `Processes` (here) or, with
-`--ray`, `search.ray_workers.RayPool` (Ray tasks on a cluster; Ray is imported there only).
+One worker interface, two backends: the engine's worker pool launches K workers of one target,
+says where they ran and closes: `Processes` (here) or, with `--ray`, the Ray tasks of
+`search.ray_workers`, which builds on this module (never the other way round).
 
 Workers are spawned processes (multiprocessing "spawn": a fresh interpreter, no forked
 TensorFlow state). Each runs the `target` it is handed (a module-level function, e.g. the
@@ -29,7 +29,7 @@ from search.errors import UsageError
 from search.settings import mask
 
 
-LOST = 3  # a Ray worker lost more often than Ray restarts it (search.ray_workers.RESTARTS)
+LOST = 3  # a Ray worker lost more often than Ray restarts it
 
 
 class TrialProcessError(RuntimeError):
@@ -42,18 +42,6 @@ def wanted(options) -> bool:
     if options.workers < 1:
         raise UsageError("--workers must be at least 1")
     return options.workers > 1 or bool(options.gpus) or options.ray is not None
-
-
-def pool(options, settings):
-    """The workers `search run` starts, made before anything is written (a Ray cluster that
-    cannot be reached or cannot hold one trial is a usage error): Ray tasks with --ray, else
-    processes on this machine. Both have launch(target, args) -> exit codes, where(), close().
-    """
-    if options.ray is not None:
-        from search import ray_workers
-
-        return ray_workers.RayPool(options, settings)
-    return Processes(devices(options))
 
 
 class Processes:

@@ -242,7 +242,7 @@ def test_without_test_rows_the_refit_wins_and_per_head_is_never_chosen():
     """No held-out rows: validation figures were selected on those rows, so the order is
     fixed (refit, then the mean ensemble, then the best trial), whatever they say."""
     from search.champion import choose
-    from search.final_model import Candidate
+    from search.champion import Candidate
 
     def made(name, alias, val):
         return Candidate(name=name, alias=alias, members=[], val=None if val is None else {

@@ -56,13 +56,13 @@ class OptunaEngine(Engine):
     def __init__(self, session):
         super().__init__(session)
         self.study = None
-        self.pool = None  # search.workers.pool: the workers of --workers, --gpus, --ray
+        self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
 
     def open(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one line each, ours
         opts = self.session.options
         if workers.wanted(opts):  # a Ray cluster is reached and checked before any write
-            self.pool = workers.pool(opts, self.session.settings)
+            self.pool = _worker_pool(opts, self.session.settings)
         self.session.settings.ensure()
         self.study = study_lib.open_study(self.session, create=True,
                                           seed=sampler_seed(self.session, "run"))
@@ -351,3 +351,15 @@ def close_orphan_runs(study, tracker) -> None:
 
 def _converged(verdict) -> str:
     return f"converged after {verdict.trials} complete trials (--until-converged)"
+
+
+def _worker_pool(options, settings):
+    """The workers `search run` starts, made before anything is written (a Ray cluster that
+    cannot be reached or cannot hold one trial is a usage error): Ray tasks with --ray
+    (search.ray_workers), else processes on this machine (search.workers). Both have
+    launch(target, args) -> exit codes, where(), close()."""
+    if options.ray is not None:
+        from search import ray_workers
+
+        return ray_workers.RayPool(options, settings)
+    return workers.Processes(workers.devices(options))
