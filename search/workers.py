@@ -44,6 +44,43 @@ def wanted(options) -> bool:
     return options.workers > 1 or bool(options.gpus) or options.ray is not None
 
 
+class Interrupts:
+    """Ctrl-C in a worker (SIGINT; Ray's cancel arrives the same way), once `install`ed:
+    raised as KeyboardInterrupt only while a trial runs (`armed`), and always remembered.
+    Raised anywhere, it could land between Optuna's storage calls (ask, tell), leaving a trial
+    RUNNING that only the heartbeat grace would close, or inside a finaliser, where Python
+    drops it ("Exception ignored in ...", as SQLAlchemy's did in CI) and the worker went on
+    with the study. Remembered, it stops the loop at its next trial boundary (`check`)."""
+
+    def __init__(self):
+        self.requested = False
+        self._armed = False
+
+    def install(self) -> None:
+        try:
+            signal.signal(signal.SIGINT, self._handle)
+        except ValueError:  # not the main thread: Python's default handler stays
+            pass
+
+    def _handle(self, signum, frame) -> None:
+        self.requested = True
+        if self._armed:
+            raise KeyboardInterrupt
+
+    @contextlib.contextmanager
+    def armed(self):
+        self.check()
+        self._armed = True
+        try:
+            yield
+        finally:
+            self._armed = False
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+
 class Processes:
     """Worker processes on this machine, one per entry of `gpus` (see `launch`)."""
 

@@ -233,3 +233,27 @@ def test_local_workers_survive_a_full_crash_on_the_default_storage(light_space, 
     trials = check_study(storage, "local", runs, 4)
     assert trials[victim.number].state == TrialState.FAIL
     assert "database is locked" not in text and "Traceback" not in text
+
+
+def test_a_worker_s_ctrl_c_is_raised_only_while_a_trial_runs_and_never_forgotten():
+    """Between trials (Optuna's ask and tell) SIGINT is remembered and raised at the next trial
+    boundary; while a trial runs it is raised at once."""
+    interrupts = workers.Interrupts()
+    before = signal.getsignal(signal.SIGINT)
+    try:
+        interrupts.install()
+        os.kill(os.getpid(), signal.SIGINT)  # outside a trial: nothing raised here
+        time.sleep(0.1)
+        assert interrupts.requested
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.check()
+        with pytest.raises(KeyboardInterrupt):  # a trial does not start after Ctrl-C
+            with interrupts.armed():
+                pass
+        interrupts.requested = False
+        with pytest.raises(KeyboardInterrupt):
+            with interrupts.armed():
+                os.kill(os.getpid(), signal.SIGINT)
+                time.sleep(1)
+    finally:
+        signal.signal(signal.SIGINT, before)

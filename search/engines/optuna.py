@@ -56,6 +56,7 @@ class OptunaEngine(Engine):
     def __init__(self, session):
         super().__init__(session)
         self.study = None
+        self.interrupts = workers.Interrupts()  # installed by `work`, the worker entry point
         self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
 
     def open(self) -> None:
@@ -195,6 +196,7 @@ class OptunaEngine(Engine):
         checked = None  # finished trials at the last convergence check
         try:
             while True:
+                self.interrupts.check()
                 for line in fail_dead_trials(study):  # a dead worker's trial: retried
                     bar.write(line)
                 done = study_lib.finished(study)
@@ -247,6 +249,10 @@ class OptunaEngine(Engine):
 
     def objective(self, trial, bar=None):
         """Claim a slot, sample, train (here or in a fresh process), record a failure."""
+        with self.interrupts.armed():
+            return self._objective(trial, bar)
+
+    def _objective(self, trial, bar=None):
         study_lib.claim(trial, self.session.options.trials)
         try:
             config = self.session.space.sample(trial)
@@ -306,6 +312,7 @@ def work(settings, options) -> int:
     from search.session import Session
 
     engine = OptunaEngine(Session.build(settings, options))
+    engine.interrupts.install()
     engine.join()
     who = study_lib.worker_name()
     print(f"worker {who} joined study {options.study!r} on {mask(settings.storage)}: "
@@ -330,6 +337,7 @@ def _train_in_child(settings, options, trial_id: int, config):
     console.quiet()
     options = dataclasses.replace(options, isolate=False)
     engine = OptunaEngine(Session.build(settings, options))
+    engine.interrupts.install()
     engine.join()
     engine.session.use_device()
     try:
