@@ -2,9 +2,10 @@
 data generated on first use, SQLite, CPU), timed as a user sees it: seconds to the first trial
 line and to the end, and whether the best trial learnt (heads above their majority baseline).
 
-The shipped quick start is the baseline; beside it, in the same run, a smaller candidate
-(2,000 images of 40 px, bench/quickstart_small.yaml), so the ratio says what a smaller default
-would buy and the head count what it would cost. `--no-candidate` skips it.
+The shipped quick start (2,000 images of 32 px, spaces/default.yaml with the `rows` neck) runs
+beside, in the same run, the quick start it replaced in issue 20 (3,000 images of 48 px,
+bench/quickstart_before.yaml, global average pooling), so the ratio says what the change bought
+and the head count what it cost. `--no-baseline` skips the old one.
 Targets (issue 20): first trial line <= 20 s, 10 trials <= 180 s, >= 5 heads above majority.
 """
 
@@ -21,7 +22,7 @@ from pathlib import Path
 
 from benchlib import ROOT, record
 
-SMALL_SPACE = ROOT / "bench" / "quickstart_small.yaml"
+BEFORE_SPACE = ROOT / "bench" / "quickstart_before.yaml"
 SEARCH = [sys.executable, "-m", "search.cli"]
 
 
@@ -57,30 +58,30 @@ def best_heads(folder: Path) -> dict:
     return {"best": best.value, "above": above, "heads": len(acc), "pruned": pruned}
 
 
-def small_data(folder: Path) -> Path:
-    """The candidate's data set: 2,000 synthetic images of 40 px."""
+def before_data(folder: Path) -> Path:
+    """The old quick start's data set: 3,000 synthetic images of 48 px."""
     from search import synthetic
 
-    return synthetic.generate(folder / "data", n=2000, size=40, seed=0)
+    return synthetic.generate(folder / "data", n=3000, size=48, seed=0)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--no-candidate", action="store_true")
+    parser.add_argument("--no-baseline", action="store_true")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     results = {}
     with tempfile.TemporaryDirectory(prefix="quickstart-") as tmp:
         now = Path(tmp) / "now"
         now.mkdir()
-        results["shipped (synthetic default, spaces/default.yaml)"] = quick_start(now, [])
-        if not args.no_candidate:
-            small = Path(tmp) / "small"
-            small.mkdir()
-            csv = small_data(small)
-            shutil.rmtree(small / "runs", ignore_errors=True)
-            results["candidate (2,000 x 40 px, quickstart_small.yaml)"] = quick_start(
-                small, ["--data", str(csv), "--space", str(SMALL_SPACE)])
+        results["shipped (2,000 x 32 px, spaces/default.yaml)"] = quick_start(now, [])
+        if not args.no_baseline:
+            before = Path(tmp) / "before"
+            before.mkdir()
+            csv = before_data(before)
+            shutil.rmtree(before / "runs", ignore_errors=True)
+            results["before issue 20 (3,000 x 48 px, quickstart_before.yaml)"] = quick_start(
+                before, ["--data", str(csv), "--space", str(BEFORE_SPACE)])
     rows = ["| run | first trial line s | 10 trials s | best mean acc | heads above majority | "
             "pruned |", "|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -89,10 +90,10 @@ def main() -> int:
     now_r = next(iter(results.values()))
     lines = rows + [""]
     if len(results) == 2:
-        small_r = list(results.values())[1]
-        lines.append(f"candidate / shipped: 10 trials {small_r['total'] / now_r['total']:.2f}x, "
-                     f"first line {small_r['first'] / now_r['first']:.2f}x; heads above "
-                     f"majority {len(small_r['above'])} vs {len(now_r['above'])}.")
+        before_r = list(results.values())[1]
+        lines.append(f"shipped / before: 10 trials {now_r['total'] / before_r['total']:.2f}x, "
+                     f"first line {now_r['first'] / before_r['first']:.2f}x; heads above "
+                     f"majority {len(now_r['above'])} vs {len(before_r['above'])}.")
     verdict = [f"first line {now_r['first']:.1f} s (target <= 20: "
                f"{'met' if now_r['first'] <= 20 else 'missed'})",
                f"10 trials {now_r['total']:.0f} s (target <= 180: "

@@ -20,7 +20,7 @@ BACKBONES = ("separable", "pretrained")  # search.backbones registers exactly th
 FAMILIES = ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0")  # pretrained families
 CLR_MODES = ("triangular", "triangular2", "exp_range", "constant")
 OPTIMIZERS = ("sgd", "adam")
-NECKS = ("gap", "flatten")
+NECKS = ("gap", "flatten", "rows")
 CLASS_WEIGHTINGS = ("none", "balanced")
 CROPS = ("none", "auto")
 
@@ -43,7 +43,7 @@ class TrialConfig:
     convs_per_block: int | tuple[int, ...] = 1  # separable: convs per block, or one per block
     dropout: float = 0.1  # separable: dropout after each block
     # --- neck and heads -------------------------------------------------------------------
-    neck: str = "gap"  # gap (global average pooling) | flatten
+    neck: str = "gap"  # gap (global average pooling) | flatten | rows (each row, averaged)
     neck_units: int = 128  # Dense after pooling, shared by all heads (0 = none)
     neck_dropout: float = 0.2
     head_units: int = 64  # Dense per head before its softmax (0 = none)

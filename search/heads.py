@@ -1,6 +1,8 @@
 """The neck and one softmax tower per head, as a model of its own on pooled features.
 
-`pool` turns the backbone's feature map into a vector (global average pooling or flatten);
+`pool` turns the backbone's feature map into a vector (global average pooling, flatten, or
+rows: each row of the map averaged across its width, PCB-style horizontal stripes that keep
+where on the body a cue is: head, torso, hands, feet);
 `build` maps that vector to {head: probabilities}: a shared Dense neck, then per head an
 optional dropout and Dense+ReLU layer and its logits (`Towers`, all heads at once), and a
 softmax named after the head. Being a model of its own, the same heads serve the whole
@@ -20,10 +22,19 @@ from keras import ops
 from search.config import TrialConfig
 
 
-def pool(config: TrialConfig) -> keras.layers.Layer:
-    """Feature map → vector, as the config's neck says."""
+def pool(config: TrialConfig, feature_shape) -> keras.layers.Layer:
+    """Feature map (shape `feature_shape`, batch first) → vector, as the config's neck says.
+
+    Global average pooling throws away where a cue is; a person crop is laid out the same way
+    every time (head on top, feet at the bottom), so `rows` keeps the vertical position (a bag
+    at the hip, shoes, a face or the back of a head) at the cost of height-times more features.
+    Standard Keras layers only, so exports need nothing of this package."""
     if config.neck == "flatten":
         return keras.layers.Flatten(name="neck_flatten")
+    if config.neck == "rows":
+        width = int(feature_shape[2])
+        return keras.Sequential([keras.layers.AveragePooling2D((1, width), name="row_mean"),
+                                 keras.layers.Flatten(name="row_flatten")], name="neck_rows")
     return keras.layers.GlobalAveragePooling2D(name="neck_pool")
 
 

@@ -31,8 +31,9 @@ def build(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model
     h, w = config.image_size
     inputs = keras.Input((h, w, 3), name="image")
     backbone = backbones.create(config)
-    pool = heads.pool(config)
-    pooled = pool(backbone(inputs))
+    features = backbone(inputs)
+    pool = heads.pool(config, features.shape)
+    pooled = pool(features)
     head = heads.build(int(pooled.shape[-1]), config, vocab)
     model = keras.Model(inputs, head(pooled), name="search_model")
     model.weights_source = backbone.weights_source

@@ -50,6 +50,9 @@ enqueue:
   - name: separable-crop
     config: {backbone: separable, width: 8, depth: 2, neck_units: 16, head_units: 0,
              crop: auto, image_size: 32, batch_size: 32, epochs: 1}
+  - name: separable-rows
+    config: {backbone: separable, width: 8, depth: 2, neck: rows, neck_units: 16,
+             head_units: 0, image_size: 32, batch_size: 32, epochs: 1}
   - name: frozen-mobilenet
     config: {backbone: pretrained, family: mobilenet_v2, alpha: 0.35, weights: auto,
              fine_tune_fraction: 0.0, neck_units: 16, head_units: 4, image_size: 32,
@@ -59,8 +62,8 @@ enqueue:
 
 @pytest.fixture(scope="session")
 def small_models(tmp_path_factory, tiny_csv):
-    """Two trained, logged models (a separable net cropping black borders, a frozen
-    MobileNetV2 0.35), the champion registered as `small`: (runs folder, {name: model URI})."""
+    """Three trained, logged models (a separable net cropping black borders, one with the
+    rows neck, a frozen MobileNetV2 0.35), the champion registered as `small`: (runs folder, {name: model URI})."""
     import mlflow
 
     from search import cli
@@ -70,7 +73,7 @@ def small_models(tmp_path_factory, tiny_csv):
     space.write_text(SMALL_SPACE)
     runs = folder / "runs"
     common = ["--runs-dir", str(runs)]
-    assert cli.main(["run", "--trials", "2", "--space", str(space), "--study", "small",
+    assert cli.main(["run", "--trials", "3", "--space", str(space), "--study", "small",
                      "--data", str(tiny_csv), "--no-progress", *common]) == 0
     assert cli.main(["best", "--study", "small", "--register", "small", *common]) == 0
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")

@@ -45,6 +45,7 @@ print(json.dumps(found))
 """
 # The crop: auto model exports as a SavedModel only (see test_export_errors_...).
 FORMATS = {"separable-crop": ["savedmodel"],
+           "separable-rows": ["savedmodel", "tflite", "keras"],
            "frozen-mobilenet": ["savedmodel", "tflite", "keras"]}
 
 

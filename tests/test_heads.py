@@ -20,6 +20,20 @@ def test_one_float32_softmax_per_head_named_after_it():
     assert {"neck_dense", "towers", "gender", "age"} <= names
 
 
+def test_rows_neck_keeps_each_row_of_the_map_averaged_across_its_width():
+    """A cue's height on the figure survives the rows neck; global average pooling loses it."""
+    fmap = np.zeros((2, 4, 3, 5), dtype="float32")
+    fmap[0, 0] = 1.0  # a cue in the top row (a head)
+    fmap[1, 3] = 1.0  # the same cue in the bottom row (feet)
+    fmap[:, :, 0, :] += np.arange(4, dtype="float32")[None, :, None]  # varies across a row
+    rows = heads.pool(TrialConfig(neck="rows"), fmap.shape)
+    out = np.asarray(rows(fmap))
+    np.testing.assert_allclose(out.reshape(2, 4, 5), fmap.mean(axis=2), rtol=1e-6)
+    gap = np.asarray(heads.pool(TrialConfig(neck="gap"), fmap.shape)(fmap))
+    np.testing.assert_allclose(gap[0], gap[1], rtol=1e-6)
+    assert not np.allclose(out[0], out[1])
+
+
 def test_zero_units_means_no_hidden_layer():
     model = heads.build(12, TrialConfig(neck_units=0, head_units=0, neck_dropout=0.0,
                                         head_dropout=0.0), VOCAB)
