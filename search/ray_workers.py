@@ -131,10 +131,10 @@ def refuse_local_state(address: str, settings, nodes: str = "") -> None:
 
 class RayPool:
     """K search workers as Ray tasks (see the module docstring). Connects (or starts a local
-    instance) and checks the cluster when made; `close` disconnects (and stops a local one)."""
+    instance) and checks the cluster when made (its flags were checked by `check_options`, in
+    `search.engines.create`); `close` disconnects (and stops a local one)."""
 
     def __init__(self, options, settings):
-        check_options(options, settings)
         self.address, self.options, self.settings = options.ray, options, settings
         self.ran: list[str] = []
         self.ray = import_ray()

@@ -94,3 +94,17 @@ def test_a_timeout_is_a_target_reached_exit_0(tmp_path, tiny_csv, capsys):
                      "--no-progress"])
     assert code == 0
     assert "stopped: timeout of 0 s reached" in capsys.readouterr().err
+
+
+def test_every_command_module_is_a_verb_of_the_parser():
+    """A module added under search/commands/ but missing from cli.COMMANDS would never run."""
+    import pkgutil
+
+    import search.commands
+
+    modules = {m.name for m in pkgutil.iter_modules(search.commands.__path__)}
+    listed = [command.__module__.rsplit(".", 1)[1] for command in cli.COMMANDS]
+    assert sorted(listed) == sorted(modules - {"base", "options"})
+    names = [command.name for command in cli.COMMANDS]
+    assert len(set(names)) == len(names)
+    assert all(command.__doc__ and command.help for command in cli.COMMANDS)

@@ -112,3 +112,5 @@ def test_optuna_only_flags_are_refused(capsys):
     assert "--workers work with --engine optuna only" in capsys.readouterr().err
     assert cli.main(["run", "--engine", "keras-tuner", "--ray"]) == 2
     assert "--ray work with --engine optuna only" in capsys.readouterr().err
+    assert cli.main(["run", "--engine", "keras-tuner", "--gpus-per-trial", "0.5"]) == 2
+    assert "--gpus-per-trial work with --engine optuna only" in capsys.readouterr().err

@@ -178,7 +178,8 @@ def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     code = ("import json, search, search.cli, search.space as s; "
-            "print(json.dumps([search.__file__, search.cli._default_space(), "
+            "import search.commands.options as o; "
+            "print(json.dumps([search.__file__, o.default_space(), "
             "[e['name'] for e in s.load(s.bundled('hvc-gpu')).enqueue]]))")
     done = subprocess.run([sys.executable, "-c", code], cwd=elsewhere, capture_output=True,
                           text=True, env={**env, "PYTHONPATH": str(site)}, timeout=120)

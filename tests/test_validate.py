@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from search import cli
+from search.commands import options as cli_options
 from search.data import read_table
 from search.errors import DataError
 from search.session import Options, Session
@@ -295,7 +296,7 @@ def test_on_bad_images_flag_reaches_read_table(folder, capsys):
     args = cli.build_parser().parse_args(
         ["run", "--data", str(write(folder, GOOD)), "--heads", "gender,bodypose",
          "--on-bad-images", "skip"])
-    options = cli._options(args)
+    options = cli_options.options(args)
     assert options.on_bad_images == "skip" and Options().on_bad_images == "error"
     runner = Session.build(Settings.resolve(folder / "runs"), options)
     assert len(runner.table) == 3 and "skipping 1 of 4 rows" in capsys.readouterr().err

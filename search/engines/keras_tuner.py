@@ -151,7 +151,6 @@ class KerasTunerEngine(Engine):
 
     def open(self) -> None:
         session, opts = self.session, self.session.options
-        check_options(opts)
         check_supported(session.space)
         space = session.space
         if self.tuner_name == "hyperband":
@@ -229,13 +228,16 @@ class KerasTunerEngine(Engine):
 
 
 def check_options(options) -> None:
-    """Flags this engine cannot honour, refused before anything is read or written."""
+    """Flags this engine cannot honour, refused before anything is read or written (by
+    `search.engines.create`)."""
     if options.until_converged is not None:
         raise UsageError("--until-converged works with --engine optuna only (its rule reads "
                          "the Optuna study's trials); drop it or the --engine flag")
     used = [flag for flag, on in (("--workers", options.workers not in (None, 1)),
                                   ("--gpus", options.gpus), ("--isolate", options.isolate),
-                                  ("--ray", options.ray is not None)) if on]
+                                  ("--ray", options.ray is not None),
+                                  ("--gpus-per-trial", options.gpus_per_trial is not None))
+            if on]
     if used:
         raise UsageError(f"--engine keras-tuner runs its trials in this one process; "
                          f"{', '.join(used)} work with --engine optuna only")
