@@ -184,6 +184,9 @@ def train_dataset(images, labels: dict, *, batch_size: int, seed: int, augment=N
         rest = tuple({k: tf.gather(v, rows) for k, v in part.items()} for part in columns)
         return (tf.cast(x, tf.float32), *rest)
 
+    # `take` has no tensor-dependent Python control flow, so AutoGraph's source rewrite (seconds
+    # of a short trial's start-up, per trial) is skipped.
+    take = tf.autograph.experimental.do_not_convert(take)
     return tf.data.Dataset.zip(order, draws).map(
         take, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
