@@ -7,7 +7,11 @@
 - the path of one trial: the `search` modules on the call stack when a real `search run`
   (tiny synthetic data, 1 trial) first enters the function that trains a trial, how many there
   are, and how often the path climbs back up the import layers (a call into a module that sits
-  above the caller in the import graph).
+  above the caller in the import graph); and the `search` calls on the stack when that run
+  first reaches Keras' `Model.fit`;
+- modules per package, and the longest chain of imports inside the package;
+- trial/study user-attribute reads by string outside the trial-record module (issue 19: 0);
+- attributes of a session assigned after it is built, outside search/session.py (issue 19: 0).
 
     .venv/bin/python bench/structure.py [--no-record] [--label before]
 
@@ -35,6 +39,8 @@ WINDOW = 6
 LIMIT = 300
 # The function that trains one trial; the first one found is traced.
 TRIAL_ENTRY = (("search.trial", "run"),)
+FIT = ("keras.src.backend.tensorflow.trainer", "fit")  # Keras 3's Model.fit on TensorFlow
+RECORD_MODULES = {"search.trial_record"}  # the one home of the trial record (issue 19)
 
 
 def modules() -> dict[str, Path]:
@@ -139,9 +145,14 @@ def trial_path(edges: dict[str, set[str]]) -> list[str]:
     entries = {(m, f) for m, f in TRIAL_ENTRY}
 
     def profile(frame, event, arg):
-        if event != "call" or captured:
+        if event != "call":
             return
         module = frame.f_globals.get("__name__", "")
+        if (module, frame.f_code.co_name) == FIT and not FIT_CALLS:
+            FIT_CALLS.extend(f"{e.name}" for e in traceback.extract_stack(frame)
+                             if PACKAGE in Path(e.filename).resolve().parents)
+        if captured:
+            return
         if (module, frame.f_code.co_name) in entries:
             stack = traceback.extract_stack(frame)
             names = []
@@ -167,6 +178,74 @@ def trial_path(edges: dict[str, set[str]]) -> list[str]:
     return captured[0] if captured else []
 
 
+FIT_CALLS: list[str] = []  # the search functions on the stack at the first Model.fit
+
+
+def packages(mods: dict[str, Path]) -> dict[str, int]:
+    out: dict[str, int] = defaultdict(int)
+    for name, path in mods.items():
+        out[".".join(name.split(".")[:-1]) if path.name != "__init__.py" else name] += 1
+    return dict(sorted(out.items()))
+
+
+def longest_chain(edges: dict[str, set[str]], depth: dict[str, int]) -> list[str]:
+    """The deepest import chain: from the deepest module down to one that imports nothing."""
+    if not depth:
+        return []
+    chain = [max(depth, key=depth.get)]
+    while edges[chain[-1]]:
+        below = [w for w in edges[chain[-1]] if depth.get(w, 0) < depth[chain[-1]]]
+        if not below:
+            break
+        chain.append(max(below, key=depth.get))
+    return chain
+
+
+def attr_reads(mods: dict[str, Path]) -> list[str]:
+    """`x.user_attrs[...]` / `x.user_attrs.get(...)` / `set_user_attr(...)` by a string
+    outside the record module: places where a trial's or study's record is a bag of strings."""
+    out = []
+    for name, path in mods.items():
+        if name in RECORD_MODULES:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            key = None
+            if isinstance(node, ast.Subscript) and _is_attrs(node.value):
+                key = node.slice
+            elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                  and (node.func.attr == "set_user_attr"
+                       or (node.func.attr == "get" and _is_attrs(node.func.value)))
+                  and node.args):
+                key = node.args[0]
+            if isinstance(key, ast.Constant) and isinstance(key.value, str):
+                out.append(f"{path.relative_to(ROOT)}:{node.lineno} {key.value}")
+    return out
+
+
+def _is_attrs(node) -> bool:
+    return isinstance(node, ast.Attribute) and node.attr == "user_attrs"
+
+
+def session_writes(mods: dict[str, Path]) -> list[str]:
+    """`<...>session.<field> = ...` outside search/session.py: a session changed after it is
+    built."""
+    out = []
+    for name, path in mods.items():
+        if name == "search.session":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = node.targets if isinstance(node, ast.Assign) else (
+                [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+            for t in targets:
+                if isinstance(t, ast.Attribute):
+                    owner = t.value
+                    owner_name = owner.id if isinstance(owner, ast.Name) else (
+                        owner.attr if isinstance(owner, ast.Attribute) else "")
+                    if owner_name == "session":
+                        out.append(f"{path.relative_to(ROOT)}:{node.lineno} session.{t.attr}")
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-record", action="store_true")
@@ -183,6 +262,9 @@ def main() -> int:
     depth = layers(edges)
     path = [] if args.no_trace else trial_path(edges)
     climbs = sum(depth.get(b, 0) > depth.get(a, 0) for a, b in zip(path, path[1:]))
+    chain = longest_chain(edges, depth)
+    reads = attr_reads(mods)
+    writes = session_writes(mods)
 
     lines = [
         f"modules: {len(mods)}, lines: {sum(len(p.read_text().splitlines()) for p in mods.values())}",
@@ -191,6 +273,16 @@ def main() -> int:
         + "".join(f"\n  {m} ({n})" for m, n in longs),
         f"repeated {WINDOW}-line windows: {repeats}" + "".join(f"\n  {e}" for e in examples),
     ]
+    lines += [
+        "modules per package: " + ", ".join(f"{p} {n}" for p, n in packages(mods).items()),
+        f"longest import chain: {len(chain)} modules\n  " + " -> ".join(chain),
+        f"user-attribute strings read or written outside the record module: {len(reads)}"
+        + "".join(f"\n  {r}" for r in reads[:12]) + ("\n  ..." if len(reads) > 12 else ""),
+        f"session fields assigned after it is built: {len(writes)}"
+        + "".join(f"\n  {w}" for w in writes[:12]) + ("\n  ..." if len(writes) > 12 else ""),
+    ]
+    if FIT_CALLS:
+        lines.append(f"search calls on the stack at the first Model.fit: {len(FIT_CALLS)}")
     if path:
         lines.append(f"trial path: {len(set(path))} modules, {climbs} climb(s) up the import "
                      f"layers\n  " + " -> ".join(f"{m}[{depth.get(m, 0)}]" for m in path))
