@@ -175,6 +175,7 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
 
 
 def test_refit_epochs_follow_the_best_epoch_per_stage():
+    from search import trial_record
     from search.final_model import refit_epochs
 
     config = {"backbone": "pretrained", "fine_tune_fraction": 0.3, "probe_epochs": 3,
@@ -182,8 +183,8 @@ def test_refit_epochs_follow_the_best_epoch_per_stage():
     stages = {"probe.epochs": "3", "fine_tune.epochs": "4"}  # fine-tuning stopped by patience
 
     def trial(best):
-        return optuna.trial.create_trial(value=0.5, user_attrs={"config": config,
-                                                                "best_epoch": best})
+        return trial_record.read(optuna.trial.create_trial(
+            value=0.5, user_attrs={"config": config, "best_epoch": best}))
 
     refit, text = refit_epochs(trial(5), stages)  # best: the 2nd fine-tune epoch
     assert (refit.probe_epochs, refit.epochs, refit.patience) == (3, 2, 0)
