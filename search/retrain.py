@@ -3,8 +3,8 @@ the search — longer, on other data, or on all rows — logged to MLflow and op
 registered.
 
 The config is the trial's resolved config (its record's, search.trial_record: every trial
-stores it, with the bounds an LR range test found), so the retrained model is the same architecture and
-schedule, with only the overrides changed. By default the data, heads and split (validation
+stores it, with the bounds an LR range test found), so the retrained model is the same
+architecture and schedule, with only the overrides changed. By default the data, heads and split (validation
 share, seed, stratification) are the study's own, and every seed the trial used is its
 config's, so without overrides the retrained model replays the trial: on a CPU exactly (each
 batch's augmentation has its own seed, whatever order the pipeline runs in), on a GPU with
@@ -93,7 +93,8 @@ def study_session(settings: Settings, study, trial, *, data: str | None = None,
                       stratify=split["stratify"], test_fraction=split["test_fraction"],
                       verbose=1)
     parent = recorded.parent_run_id
-    space = space_lib.Space(name="retrain", params=(), objective=recorded.objective or "mean_accuracy")
+    space = space_lib.Space(name="retrain", params=(),
+                            objective=recorded.objective or "mean_accuracy")
     if data is None:
         from search.tracking import Tracker
 

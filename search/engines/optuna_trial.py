@@ -2,9 +2,9 @@
 
 `OptunaReporter` links `search.trial.run` to its Optuna trial: the trial's record
 (search.trial_record) that `search best`, `report`, `train --from-trial` and the dashboard
-read later, per-epoch
-reports for the pruner (and the heads rule, search.pruning), whether its model is worth
-saving, and the dashboard's artifacts. `trial_line` is the line printed per finished trial.
+read later, per-epoch reports for the pruner (and the heads rule, search.pruning), whether its
+model is worth saving, and the dashboard's artifacts. `trial_line` is the line printed per
+finished trial.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from search.trial_record import TrialRecord
 
 class OptunaReporter(Reporter):
     """A trial's link to its Optuna trial: what `search best`, `report`, `train --from-trial`
-    and the dashboard read later (user attributes, artifacts), and per-epoch pruning."""
+    and the dashboard read later (its record, artifacts), and per-epoch pruning."""
 
     def __init__(self, trial, session, progress=None, engine=None, lr_range_test=False):
         self.trial = trial

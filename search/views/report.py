@@ -202,7 +202,8 @@ def progress(study, objective: str) -> Section:
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
               if t.intermediate_values]
     return Section("history", "Objective over time",
-                   [figures.history([(t.number, trial_record.score(t)) for t in done], pruned, objective)])
+                   [figures.history([(t.number, trial_record.score(t)) for t in done], pruned,
+                                    objective)])
 
 
 def importance(study, complete: int, objective: str) -> Section:
@@ -326,7 +327,7 @@ def test_table(best: TrialRecord) -> str:
         f"<td>{s['accuracy']:.3f} [{s['accuracy_ci'][0]:.3f}, {s['accuracy_ci'][1]:.3f}]</td>"
         f"<td>{s['balanced_accuracy']:.3f}</td><td>{s['majority']:.3f}</td></tr>"
         for h, s in test.items())
-    return (f"<table id='test'><caption>Best trial on the {best.test_rows} held-out test rows (no trial "
-            f"trained or validated on them)</caption><tr><th>head</th><th>validation</th>"
-            f"<th>test [95% CI]</th><th>test balanced</th><th>test majority</th></tr>"
+    return (f"<table id='test'><caption>Best trial on the {best.test_rows} held-out test rows "
+            f"(no trial trained or validated on them)</caption><tr><th>head</th>"
+            f"<th>validation</th><th>test [95% CI]</th><th>test balanced</th><th>test majority</th></tr>"
             f"{rows}</table>")
