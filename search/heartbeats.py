@@ -20,10 +20,11 @@ def fail_dead_trials(study) -> list[str]:
     """Fail the RUNNING trials of dead workers now, each with its reason (the record's
     `fail_reason`), and queue their parameters for a retry (the storage's
     RetryHeartbeatStaleTrialCallback), so that nobody waits for a ghost. A worker beats every
-    heartbeat interval while its trial runs. A trial of another process is dead when its last heartbeat is older than the grace
-    period (Optuna's own rule, which fails it without a reason), or older than two intervals
-    while no trial of any other process has beaten within two intervals: then no other
-    worker is alive (e.g. a crashed single-process run, restarted). Heartbeats of this
+    heartbeat interval while its trial runs. A trial of another process is dead when its last
+    heartbeat is older than the grace period (Optuna's own rule, which fails it without a
+    reason), or older than two intervals while no trial of any other process has beaten within
+    two intervals: then no other worker is alive (e.g. a crashed single-process run,
+    restarted). Heartbeats of this
     process's own trials do not count. One line per trial failed; [] without heartbeats."""
     storage = study._storage
     ages = storage_lib.heartbeat_ages(study)

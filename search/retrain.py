@@ -4,11 +4,12 @@ registered.
 
 The config is the trial's resolved config (its record's, search.trial_record: every trial
 stores it, with the bounds an LR range test found), so the retrained model is the same
-architecture and schedule, with only the overrides changed. By default the data, heads and split (validation
-share, seed, stratification) are the study's own, and every seed the trial used is its
-config's, so without overrides the retrained model replays the trial: on a CPU exactly (each
-batch's augmentation has its own seed, whatever order the pipeline runs in), on a GPU with
---exact (TensorFlow's op determinism).
+architecture and schedule, with only the overrides changed. By default the data, heads and
+split (validation share, seed, stratification, held-out test rows: search.study.StudySetup)
+are the study's own, and every seed the trial used is its config's, so without overrides the
+retrained model replays the trial: on a CPU exactly (each batch's augmentation has its own
+seed, whatever order the pipeline runs in), on a GPU with --exact (TensorFlow's op
+determinism).
 """
 
 from __future__ import annotations
@@ -79,7 +80,8 @@ def study_session(settings: Settings, study, trial, *, data: str | None = None,
                   seed: int | None = None, val_fraction: float | None = None):
     """A Session on the study's data, heads and split (its held-out test rows included), with
     tracking under the study's MLflow parent run and this process's device chosen: what a
-    retrain of one of its trials, or a final model built from them, starts from."""
+    retrain of one of its trials (`trial`: its TrialRecord), or a final model built from them,
+    starts from."""
     from search import space as space_lib
     from search.session import Options, Session
     from search.study import setup

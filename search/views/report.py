@@ -329,5 +329,6 @@ def test_table(best: TrialRecord) -> str:
         for h, s in test.items())
     return (f"<table id='test'><caption>Best trial on the {best.test_rows} held-out test rows "
             f"(no trial trained or validated on them)</caption><tr><th>head</th>"
-            f"<th>validation</th><th>test [95% CI]</th><th>test balanced</th><th>test majority</th></tr>"
+            f"<th>validation</th><th>test [95% CI]</th><th>test balanced</th>"
+            f"<th>test majority</th></tr>"
             f"{rows}</table>")
