@@ -129,6 +129,9 @@ def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
     trials = optuna.load_study(study_name=study,
                                storage=f"sqlite:///{runs / 'optuna.db'}").get_trials()
     states = [t.state.name for t in trials]
+    from search import trial_record
+
+    ended = {t.number: t.datetime_complete for t in trials}
 
     def evaluate(uri: str, name: str) -> dict:
         scores = runs / f"test-{name}.json"
@@ -141,17 +144,17 @@ def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
                 "majority": {h: heads[h]["majority"] for h in HEADS}}
 
     curve = []
-    complete = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get(
-        "model_uri")]
+    complete = [t for t in map(trial_record.read, trials)
+                if t.state == "COMPLETE" and t.model_uri]
     for at in [m for m in CURVE_MINUTES if m < minutes] + [minutes]:
         done = [t for t in complete
-                if (t.datetime_complete - t0).total_seconds() <= at * 60]
+                if (ended[t.number] - t0).total_seconds() <= at * 60]
         if not done:
             continue
-        best = max(done, key=lambda t: t.value)
-        scored = evaluate(best.user_attrs["model_uri"], f"trial{best.number}")
-        curve.append({"minutes": at, "trial": best.number, "val": best.value,
-                      "config": _levers(best.user_attrs.get("config", {})), **scored})
+        best = max(done, key=lambda t: t.score)
+        scored = evaluate(best.model_uri, f"trial{best.number}")
+        curve.append({"minutes": at, "trial": best.number, "val": best.score,
+                      "config": _levers(best.config or {}), **scored})
     plain_cmd = [*cli, "best", "--study", study, "--register", model, "--format", "json",
                  *common]
     best_cmd = [*plain_cmd[:-len(common)], *final, *common]

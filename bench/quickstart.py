@@ -51,11 +51,13 @@ def best_heads(folder: Path) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="default",
                               storage=f"sqlite:///{folder / 'runs' / 'optuna.db'}")
-    best = study.best_trial
-    acc, majority = best.user_attrs["head_accuracy"], best.user_attrs["majority"]
+    from search import trial_record
+
+    best = trial_record.read(study.best_trial)
+    acc, majority = best.accuracy, best.majority
     above = [h for h in acc if acc[h] > majority[h]]
     pruned = sum(t.state.name == "PRUNED" for t in study.trials)
-    return {"best": best.value, "above": above, "heads": len(acc), "pruned": pruned}
+    return {"best": best.score, "above": above, "heads": len(acc), "pruned": pruned}
 
 
 def before_data(folder: Path) -> Path:

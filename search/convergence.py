@@ -40,6 +40,8 @@ from optuna.study import StudyDirection
 from optuna.terminator import BaseErrorEvaluator, BaseImprovementEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
+from search import trial_record
+
 MIN_TRIALS = 20  # complete trials before the rule may fire (Optuna's Terminator default)
 
 
@@ -103,8 +105,9 @@ class ValidationNoiseEvaluator(BaseErrorEvaluator):
             raise ValueError("no complete trial yet")
         pick = min if study_direction == StudyDirection.MINIMIZE else max
         champion = pick(complete, key=lambda t: t.value)
-        key = "head_balanced_accuracy" if self.balanced else "head_accuracy"
-        heads = champion.user_attrs.get(key) or {"value": champion.value}
+        record = trial_record.read(champion)
+        heads = (record.balanced_accuracy if self.balanced else record.accuracy) \
+            or {"value": champion.value}
         return sum(standard_error(p, self.n_val) for p in heads.values()) / len(heads)
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from search.errors import UsageError
 from search.settings import Settings
+from search.trial_record import TrialRecord, best_per_head
 
 from search.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, Candidate, Final, choose
 from search.champion import mean_accuracy as _mean
@@ -42,15 +43,12 @@ MEMBERS_TAG = "search.members"  # what a candidate is made of: the key for reusi
 # Which trials, and bad input
 
 
-def kept_trials(settings: Settings, study, complete: list) -> list:
+def kept_trials(settings: Settings, study, complete: list[TrialRecord]) -> list[TrialRecord]:
     """The completed trials whose model is still there (logged, not deleted by keep_models),
-    best first by the study's objective (search.study.score)."""
-    from search.study import score
-
+    best first by the study's objective (TrialRecord.score)."""
     deleted = _deleted_runs(settings, study)
-    kept = [t for t in complete if t.user_attrs.get("model_uri")
-            and t.user_attrs.get("mlflow_run_id") not in deleted]
-    return sorted(kept, key=score, reverse=True)
+    kept = [r for r in complete if r.model_uri and r.run_id not in deleted]
+    return sorted(kept, key=lambda r: r.score, reverse=True)
 
 
 def _deleted_runs(settings: Settings, study) -> set[str]:
@@ -92,7 +90,7 @@ def check(study_name: str, champion, kept: list, refit: bool, ensemble: int | No
                      else "it has only 1 kept model, so no ensemble can be built")
         raise UsageError(f"--ensemble K must be between 2 and the number of kept models of "
                          f"study {study_name!r} ({available}), got {ensemble}")
-    if refit and "config" not in champion.user_attrs:
+    if refit and champion.config is None:
         raise UsageError(f"trial #{champion.number} of {study_name!r} stored no config to "
                          f"refit")
 
@@ -118,16 +116,14 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
     refitted = _refit(session, champion, rows, out) if refit else None  # trains: clears Keras
     members = _Members(settings, rows)
     single = Candidate(BEST_TRIAL, BEST_TRIAL, [_member(champion)],
-                       model_uri=champion.user_attrs["model_uri"],
-                       run_id=champion.user_attrs.get("mlflow_run_id"))
+                       model_uri=champion.model_uri, run_id=champion.run_id)
     rows.score(single, members.probs(champion))
     candidates.append(single)
     if refitted is not None:
         candidates.append(refitted)
     if ensemble is not None:
         candidates.append(_mean_ensemble(session, kept[:ensemble], members, rows, out))
-        per_head = {h: max(kept, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
-                    for h in champion.user_attrs["head_accuracy"]}
+        per_head = best_per_head(kept, champion.accuracy)
         if {t.number for t in per_head.values()} == {champion.number}:
             print(f"{PER_HEAD}: trial #{champion.number} is the best kept trial at every head: "
                   f"the same model as {BEST_TRIAL}, not built", file=out)
@@ -137,8 +133,8 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
     return Final(candidates, chosen, why, len(session.val_rows), len(session.test_rows))
 
 
-def _member(trial) -> dict:
-    return {"trial": trial.number, "run_id": trial.user_attrs.get("mlflow_run_id")}
+def _member(trial: TrialRecord) -> dict:
+    return {"trial": trial.number, "run_id": trial.run_id}
 
 
 class _Rows:
@@ -192,7 +188,7 @@ class _Members:
 
         if trial.number not in self.nets:
             with using(self.settings.tracking_uri):
-                net, vocab = registry.load(trial.user_attrs["model_uri"])
+                net, vocab = registry.load(trial.model_uri)
             net.name = f"member_{trial.number}"  # unique inside an ensemble
             self.nets[trial.number], self.vocab[trial.number] = net, vocab
         return self.nets[trial.number]
@@ -201,7 +197,7 @@ class _Members:
         from search.config import TrialConfig
 
         if trial.number not in self._probs:
-            config = TrialConfig.from_dict(trial.user_attrs["config"])
+            config = TrialConfig.from_dict(trial.config)
             self._probs[trial.number] = self.rows.predict(self.net(trial), config)
         return self._probs[trial.number]
 
@@ -240,10 +236,10 @@ def _mean_ensemble(session, trials: list, members: _Members, rows: _Rows, out) -
             [o[h] for o in outputs]) for h in heads}, name="search_ensemble")
 
     config = {"final": ENSEMBLE, "combine": "mean",
-              "members": [{**_member(t), "config": t.user_attrs.get("config")} for t in trials]}
+              "members": [{**_member(t), "config": t.config} for t in trials]}
     _log(session, candidate, {KIND_TAG: ENSEMBLE, MEMBERS_TAG: key}, model, vocab, config,
          {"members": ",".join(f"#{t.number}" for t in trials),
-          **{f"member_{t.number}.run_id": t.user_attrs.get("mlflow_run_id") for t in trials}})
+          **{f"member_{t.number}.run_id": t.run_id for t in trials}})
     print(f"{name}: the mean of trials "
           f"{', '.join(f'#{t.number} (run {_short(t)})' for t in trials)}{_where(candidate)}",
           file=out)
@@ -272,24 +268,23 @@ def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
                            name="search_per_head")
 
     config = {"final": PER_HEAD, "heads": {h: t.number for h, t in per_head.items()},
-              "members": [{**_member(t), "config": t.user_attrs.get("config")}
-                          for t in distinct]}
+              "members": [{**_member(t), "config": t.config} for t in distinct]}
     _log(session, candidate, {KIND_TAG: PER_HEAD, MEMBERS_TAG: key}, model, vocab, config,
          {"members": ",".join(f"#{t.number}" for t in distinct),
           **{f"head.{h}": t.number for h, t in per_head.items()},
-          **{f"member_{t.number}.run_id": t.user_attrs.get("mlflow_run_id") for t in distinct}})
+          **{f"member_{t.number}.run_id": t.run_id for t in distinct}})
     print(f"{PER_HEAD}: {candidate.note}{_where(candidate)}", file=out)
     return candidate
 
 
-def refit_epochs(trial, params: dict) -> tuple[object, str]:
+def refit_epochs(trial: TrialRecord, params: dict) -> tuple[object, str]:
     """The trial's config for a refit: each stage's epochs up to its best epoch, no early
-    stopping. The best epoch (user attr `best_epoch`) counts over all stages from 1; a stage
+    stopping. The best epoch (`TrialRecord.best_epoch`) counts over all stages from 1; a stage
     trained the epochs its MLflow run logged (`probe.epochs`, `fine_tune.epochs`, ...)."""
     from search.config import TrialConfig
 
-    config = TrialConfig.from_dict(trial.user_attrs["config"]).replace(patience=0)
-    best = int(trial.user_attrs.get("best_epoch") or 0)
+    config = TrialConfig.from_dict(trial.config).replace(patience=0)
+    best = int(trial.best_epoch or 0)
     if params:
         fine_tune = "fine_tune.epochs" in params or (
             "probe.epochs" in params and config.fine_tune_fraction > 0)
@@ -317,7 +312,7 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
     from search import model as model_lib
 
     tracker = session.tracking.tracker
-    run_id = champion.user_attrs.get("mlflow_run_id")
+    run_id = champion.run_id
     params = tracker.client.get_run(run_id).data.params if run_id else {}
     config, epochs = refit_epochs(champion, params)
     candidate = Candidate(REFIT, REFIT, [_member(champion)], note=epochs)
@@ -344,7 +339,7 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
     for stage in plan.stages():
         stage.model.fit(stage.train, epochs=stage.epochs, verbose=0, shuffle=False)
     seconds = time.perf_counter() - start
-    fallback = champion.user_attrs.get("fallback_heads") or []
+    fallback = champion.fallback_heads
     priors = {h: p for h, p in metrics.priors(plan.train_labels, session.table.vocab).items()
               if h in fallback}
     net = model_lib.export(plan.net, config, priors)
@@ -427,7 +422,7 @@ def _layer(head: str) -> str:
 
 
 def _short(trial) -> str:
-    return (trial.user_attrs.get("mlflow_run_id") or "?")[:8]
+    return (trial.run_id or "?")[:8]
 
 
 def _where(candidate: Candidate) -> str:

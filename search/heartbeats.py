@@ -13,16 +13,18 @@ from optuna.trial import TrialState
 
 from search import storage as storage_lib
 from search import study as study_lib
+from search import trial_record
 
 
 def fail_dead_trials(study) -> list[str]:
-    """Fail the RUNNING trials of dead workers now, each with user attr `fail_reason`, and
-    queue their parameters for a retry (the storage's RetryHeartbeatStaleTrialCallback), so
-    that nobody waits for a ghost. A worker beats every heartbeat interval while its trial
-    runs. A trial of another process is dead when its last heartbeat is older than the grace
-    period (Optuna's own rule, which fails it without a reason), or older than two intervals
-    while no trial of any other process has beaten within two intervals: then no other
-    worker is alive (e.g. a crashed single-process run, restarted). Heartbeats of this
+    """Fail the RUNNING trials of dead workers now, each with its reason (the record's
+    `fail_reason`), and queue their parameters for a retry (the storage's
+    RetryHeartbeatStaleTrialCallback), so that nobody waits for a ghost. A worker beats every
+    heartbeat interval while its trial runs. A trial of another process is dead when its last
+    heartbeat is older than the grace period (Optuna's own rule, which fails it without a
+    reason), or older than two intervals while no trial of any other process has beaten within
+    two intervals: then no other worker is alive (e.g. a crashed single-process run,
+    restarted). Heartbeats of this
     process's own trials do not count. One line per trial failed; [] without heartbeats."""
     storage = study._storage
     ages = storage_lib.heartbeat_ages(study)
@@ -47,7 +49,8 @@ def fail_dead_trials(study) -> list[str]:
                 + (f"past the grace period of {grace} s)" if age > grace else
                    "and no other worker is alive)"))
         try:
-            storage.set_trial_user_attr(trial._trial_id, "fail_reason", text)
+            for key, value in trial_record.failure_attrs(text).items():
+                storage.set_trial_user_attr(trial._trial_id, key, value)
             if not storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL):
                 continue
         except optuna.exceptions.UpdateFinishedTrialError:  # it ended meanwhile
@@ -55,8 +58,8 @@ def fail_dead_trials(study) -> list[str]:
         retry = storage.get_heartbeat_stale_trial_callback()
         if retry is not None:  # the retry starts clean: no reason, no dead worker
             frozen = copy.deepcopy(storage.get_trial(trial._trial_id))
-            frozen.user_attrs = {k: v for k, v in frozen.user_attrs.items()
-                                 if k not in ("fail_reason", study_lib.WORKER_ATTR)}
+            frozen.user_attrs = {k: v for k, v in trial_record.without_failure(
+                frozen.user_attrs).items() if k != study_lib.WORKER_ATTR}
             retry(study, frozen)
         lines.append(f"trial {trial.number}: FAILED: {text}; its parameters are queued for a "
                      f"retry")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from search import trial_record
 from search.errors import UsageError
 from search.formats import csv_text, json_text
-from search.study import score
 
 
 def dominates(a: dict[str, float], b: dict[str, float], heads) -> bool:
@@ -41,7 +41,8 @@ def pareto_front(points: dict[int, dict[str, float]]) -> list[int]:
 
 @dataclass(frozen=True)
 class Row:
-    """One COMPLETE trial as the Pareto table shows it."""
+    """One COMPLETE trial as the Pareto table shows it: the columns of its record
+    (search.trial_record) that the table, CSV and JSON list."""
 
     trial: int
     run_id: str | None
@@ -49,6 +50,11 @@ class Row:
     params_count: int | None
     mean_accuracy: float | None
     value: float
+
+    @classmethod
+    def of(cls, record: trial_record.TrialRecord) -> "Row":
+        return cls(record.number, record.run_id, dict(record.accuracy), record.params_count,
+                   record.mean_accuracy, record.score)
 
     @property
     def mean(self) -> float:
@@ -58,12 +64,7 @@ class Row:
 
 def complete_rows(study) -> list[Row]:
     """Every COMPLETE trial that recorded per-head accuracy."""
-    from optuna.trial import TrialState
-
-    return [Row(t.number, t.user_attrs.get("mlflow_run_id"), dict(t.user_attrs["head_accuracy"]),
-                t.user_attrs.get("params_count"), t.user_attrs.get("mean_accuracy"), score(t))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("head_accuracy")]
+    return [Row.of(r) for r in trial_record.complete(study)]
 
 
 def choose_heads(rows: list[Row], wanted: str | None, flag: str = "--heads") -> list[str]:

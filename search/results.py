@@ -5,9 +5,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from search import trial_record
 from search.errors import UsageError
 from search.formats import csv_text, json_text
 from search.settings import Settings
+from search.trial_record import TrialRecord
 
 
 def require_storage(settings: Settings) -> None:
@@ -42,19 +44,12 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
     (search.final_model), and `champion` goes to the best of them on the held-out rows.
     In csv and json stdout holds the data only: registration lines go to stderr, and the JSON
     document also lists the registered versions (`registered`) and the candidates (`final`)."""
-    from optuna.trial import TrialState
-
-    from search.study import score
-
     study = load_study(settings, study_name)
-    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.user_attrs.get("head_accuracy")]
+    complete = trial_record.complete(study)
     if not complete:
         raise UsageError(f"study {study_name!r} has no completed trial yet")
-    champion = max(complete, key=score)
-    heads = list(champion.user_attrs["head_accuracy"])
-    per_head = {h: max(complete, key=lambda t: t.user_attrs["head_accuracy"].get(h, -1.0))
-                for h in heads}
+    champion = max(complete, key=lambda r: r.score)
+    per_head = trial_record.best_per_head(complete, champion.accuracy)
     out = sys.stdout if fmt == "table" else sys.stderr
     final = kept = None
     if refit or ensemble is not None:
@@ -87,17 +82,18 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
         print(f"not registered: add --register NAME to register the candidates "
               f"(champion: {final.chosen.name})", file=out)
     if fmt == "json":
-        objective = (study.user_attrs.get("objective", "mean_accuracy")
-                     if len(study.directions) == 1 else "mean_accuracy")
+        from search.study import setup
+
+        objective = (setup(study).objective if len(study.directions) == 1 else None) \
+            or "mean_accuracy"
         document = _best_document(study_name, objective, champion, per_head, registered)
         if final is not None:
             document["final"] = final.document()
         print(json_text(document))
     elif fmt == "csv":
-        test = champion.user_attrs.get("test_scores") or {}
+        test = champion.test or {}
         print(csv_text(BEST_CSV, [
-            [h, champion.number, champion.user_attrs["head_accuracy"][h],
-             top.user_attrs["head_accuracy"][h], top.number,
+            [h, champion.number, champion.accuracy[h], top.accuracy[h], top.number,
              *(_test_cells(test[h]) if h in test else (None, None, None))]
             for h, top in per_head.items()]))
     return 0
@@ -112,51 +108,40 @@ def _test_cells(scores: dict) -> tuple:
     return scores["accuracy"], low, high
 
 
-def _best_table(champion, per_head: dict) -> None:
-    from search.study import score
-
-    weights = champion.user_attrs.get("weights_resolved", "")
-    note = f" [weights: {weights}]" if weights.startswith("none") else ""
-    epoch = champion.user_attrs.get("best_epoch")
-    print(f"best trial #{champion.number}: value {score(champion):.4f}"
+def _best_table(champion: TrialRecord, per_head: dict) -> None:
+    note = f" [weights: {champion.weights_note}]" if champion.weights_note else ""
+    epoch = champion.best_epoch
+    print(f"best trial #{champion.number}: value {champion.score:.4f}"
           + (f" (its epoch {epoch})" if epoch else "") + note)
-    test = champion.user_attrs.get("test_scores") or {}
+    test = champion.test or {}
     print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial"
           + (f"  {'champion on test [95% CI]':>27}" if test else ""))
     for h, top in per_head.items():
-        line = (f"  {h:<14}{champion.user_attrs['head_accuracy'][h]:>9.3f}"
-                f"{top.user_attrs['head_accuracy'][h]:>8.3f}  #{top.number:<5}")
+        line = (f"  {h:<14}{champion.accuracy[h]:>9.3f}"
+                f"{top.accuracy[h]:>8.3f}  #{top.number:<5}")
         if h in test:
             low, high = test[h]["accuracy_ci"]
             line += f"  {test[h]['accuracy']:>10.3f} [{low:.3f}, {high:.3f}]"
         print(line)
     if test:
-        print(f"  mean accuracy on the {next(iter(test.values()))['n']} held-out test rows: "
-              f"{_test_mean(test):.4f} (validation: "
-              f"{champion.user_attrs.get('mean_accuracy', 0):.4f})")
+        print(f"  mean accuracy on the {champion.test_rows} held-out test rows: "
+              f"{champion.test_mean:.4f} (validation: {champion.mean_accuracy or 0:.4f})")
 
 
-def _test_mean(test: dict) -> float:
-    return sum(t["accuracy"] for t in test.values()) / len(test)
-
-
-def _best_document(study_name: str, objective: str, champion, per_head: dict,
+def _best_document(study_name: str, objective: str, champion: TrialRecord, per_head: dict,
                    registered: dict | None) -> dict:
     """`search best --format json`: the champion, each head's best trial, test scores."""
-    from search.study import score
-
-    attrs = champion.user_attrs
-    test = attrs.get("test_scores") or {}
+    test = champion.test or {}
     return {
         "study": study_name, "objective": objective, "trial": champion.number,
-        "value": score(champion), "mean_accuracy": attrs.get("mean_accuracy"),
-        "best_epoch": attrs.get("best_epoch"), "weights": attrs.get("weights_resolved"),
-        "mlflow_run_id": attrs.get("mlflow_run_id"), "model_uri": attrs.get("model_uri"),
-        "heads": {h: {"accuracy": attrs["head_accuracy"][h],
-                      "best_accuracy": top.user_attrs["head_accuracy"][h],
+        "value": champion.score, "mean_accuracy": champion.mean_accuracy,
+        "best_epoch": champion.best_epoch, "weights": champion.weights,
+        "mlflow_run_id": champion.run_id, "model_uri": champion.model_uri,
+        "heads": {h: {"accuracy": champion.accuracy[h],
+                      "best_accuracy": top.accuracy[h],
                       "best_trial": top.number, "test": test.get(h)}
                   for h, top in per_head.items()},
-        "test_mean_accuracy": _test_mean(test) if test else None,
+        "test_mean_accuracy": champion.test_mean,
         "registered": registered,
     }
 
@@ -179,7 +164,7 @@ def _register(settings: Settings, study_name: str, name: str, champion, per_head
     with using(settings.tracking_uri):
         for number, names in aliases.items():
             trial = by_number[number]
-            uri = trial.user_attrs.get("model_uri")
+            uri = trial.model_uri
             if not uri or _model_deleted(settings, trial):
                 why = "logged no model" if not uri else "has no model any more (keep_models)"
                 if number == champion.number:
@@ -189,21 +174,20 @@ def _register(settings: Settings, study_name: str, name: str, champion, per_head
                 print(f"trial #{number} {why}: {', '.join(names)} not set", file=out)
                 done["not_set"].append({"trial": number, "aliases": names, "why": why})
                 continue
-            version = registry.register(uri, name, trial.user_attrs.get("mlflow_run_id"),
-                                        names)
+            version = registry.register(uri, name, trial.run_id, names)
             print(f"{name} version {version} (trial #{number}): {', '.join(names)}", file=out)
             done["versions"].append({"version": version, "trial": number, "aliases": names})
     return done
 
 
-def _model_deleted(settings: Settings, trial) -> bool:
+def _model_deleted(settings: Settings, trial: TrialRecord) -> bool:
     """Whether model retention deleted the trial's logged model (search.tracking)."""
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
     from search.tracking import MODEL_DELETED_TAG
 
-    run_id = trial.user_attrs.get("mlflow_run_id")
+    run_id = trial.run_id
     if not run_id:
         return False
     try:

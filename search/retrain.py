@@ -2,13 +2,14 @@
 the search — longer, on other data, or on all rows — logged to MLflow and optionally
 registered.
 
-The config is the trial's resolved `config` user attribute (every trial stores it, with the
-bounds an LR range test found), so the retrained model is the same architecture and
-schedule, with only the overrides changed. By default the data, heads and split (validation
-share, seed, stratification) are the study's own, and every seed the trial used is its
-config's, so without overrides the retrained model replays the trial: on a CPU exactly (each
-batch's augmentation has its own seed, whatever order the pipeline runs in), on a GPU with
---exact (TensorFlow's op determinism).
+The config is the trial's resolved config (its record's, search.trial_record: every trial
+stores it, with the bounds an LR range test found), so the retrained model is the same
+architecture and schedule, with only the overrides changed. By default the data, heads and
+split (validation share, seed, stratification, held-out test rows: search.study.StudySetup)
+are the study's own, and every seed the trial used is its config's, so without overrides the
+retrained model replays the trial: on a CPU exactly (each batch's augmentation has its own
+seed, whatever order the pipeline runs in), on a GPU with --exact (TensorFlow's op
+determinism).
 """
 
 from __future__ import annotations
@@ -29,23 +30,24 @@ def parse_ref(ref: str) -> tuple[str, int]:
 def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | None,
             all_data: bool, register: str | None, alias: str, seed: int | None,
             val_fraction: float | None, exact: bool = False) -> int:
+    from search import trial_record
     from search.config import TrialConfig
     from search.results import load_study
     from search.trial import run
 
     study_name, number = parse_ref(ref)
     study = load_study(settings, study_name)
-    trials = [t for t in study.get_trials(deepcopy=False) if t.number == number]
-    if not trials or "config" not in trials[0].user_attrs:
+    records = [r for r in trial_record.read_all(study) if r.number == number]
+    if not records or records[0].config is None:
         raise UsageError(f"study {study_name!r} has no trial #{number} with a stored config")
-    if trials[0].state.name != "COMPLETE":
+    if records[0].state != "COMPLETE":
         raise UsageError(f"trial #{number} of {study_name!r} did not finish "
-                         f"({trials[0].state.name}); retrain a completed trial (search best "
+                         f"({records[0].state}); retrain a completed trial (search best "
                          f"--study {study_name} shows the best)")
-    config = TrialConfig.from_dict(trials[0].user_attrs["config"])
+    config = TrialConfig.from_dict(records[0].config)
     if epochs:
         config = config.replace(epochs=epochs)
-    session = study_session(settings, study, trials[0], data=data, seed=seed,
+    session = study_session(settings, study, records[0], data=data, seed=seed,
                             val_fraction=val_fraction)
     rows = ""
     if all_data:
@@ -78,20 +80,23 @@ def study_session(settings: Settings, study, trial, *, data: str | None = None,
                   seed: int | None = None, val_fraction: float | None = None):
     """A Session on the study's data, heads and split (its held-out test rows included), with
     tracking under the study's MLflow parent run and this process's device chosen: what a
-    retrain of one of its trials, or a final model built from them, starts from."""
+    retrain of one of its trials (`trial`: its TrialRecord), or a final model built from them,
+    starts from."""
     from search import space as space_lib
     from search.session import Options, Session
+    from search.study import setup
 
-    split = study_split(study)
+    recorded = setup(study)
+    split = recorded.split_options()
     options = Options(study=study.study_name, data=data, heads=tuple(study_heads(study, trial)),
                       seed=split["seed"] if seed is None else seed,
                       val_fraction=split["val_fraction"] if val_fraction is None
                       else val_fraction,
                       stratify=split["stratify"], test_fraction=split["test_fraction"],
                       verbose=1)
-    parent = study.user_attrs.get("mlflow_parent_run_id")
-    objective = study.user_attrs.get("objective", "mean_accuracy")
-    space = space_lib.Space(name="retrain", params=(), objective=objective)
+    parent = recorded.parent_run_id
+    space = space_lib.Space(name="retrain", params=(),
+                            objective=recorded.objective or "mean_accuracy")
     if data is None:
         from search.tracking import Tracker
 
@@ -109,25 +114,20 @@ def train_and_validation(session) -> np.ndarray:
 
 
 def study_split(study) -> dict:
-    """The split a study was run with, from its identity: '0.2:0:plain', and ':test=F' when
-    it held back rows with --test-fraction (None: it did not)."""
-    text = study.user_attrs.get("split") or "0.2:0:plain"
-    parts = text.split(":")
-    fraction, seed, strata = (parts[:3] + ["plain"])[:3]
-    test = [float(p.removeprefix("test=")) for p in parts[3:] if p.startswith("test=")]
-    return {"val_fraction": float(fraction), "seed": int(seed),
-            "stratify": None if strata == "plain" else strata,
-            "test_fraction": test[0] if test else None}
+    """The split a study was run with (search.study.StudySetup.split_options)."""
+    from search.study import setup
+
+    return setup(study).split_options()
 
 
 def study_heads(study, trial) -> list[str]:
-    heads = list(trial.user_attrs.get("head_accuracy") or [])
-    if heads:
-        return heads
-    stored = study.user_attrs.get("heads")
-    if not stored:
+    """The heads the trial (a TrialRecord) scored, else those the study recorded."""
+    from search.study import setup
+
+    heads = list(trial.accuracy) or list(setup(study).heads)
+    if not heads:
         raise UsageError("the study does not record its heads; pass --data and check --heads")
-    return stored.split(",")
+    return heads
 
 
 def _study_data(tracker, parent: str | None) -> str:

@@ -78,17 +78,17 @@ def summarise(name: str, trials, directions: int = 1,
     study's (user attr); with several directions the best is the mean accuracy."""
     from optuna.trial import TrialState
 
-    from search.study import is_surplus, score
+    from search import trial_record
+    from search.study import is_surplus
 
     def state(s):
         return [t for t in trials if t.state == s]
 
-    complete = state(TrialState.COMPLETE)
-    top = max(complete, key=score) if complete else None
-    best = score(top) if top is not None else None
+    complete = [trial_record.read(t) for t in state(TrialState.COMPLETE)]
+    best = max(r.score for r in complete) if complete else None
     heads: dict[str, float] = {}
-    for t in complete:
-        for head, acc in (t.user_attrs.get("head_accuracy") or {}).items():
+    for r in complete:
+        for head, acc in r.accuracy.items():
             heads[head] = max(acc, heads.get(head, acc))
     starts = [t.datetime_start for t in trials if t.datetime_start]
     updates = [t.datetime_complete or t.datetime_start for t in trials if t.datetime_start]
@@ -104,8 +104,10 @@ def summarise(name: str, trials, directions: int = 1,
 def read(settings: Settings) -> tuple[list[StudyRow], dict[str, tuple[str, int]]]:
     """Every study's row, in the storage's order (champions not looked up yet), and the MLflow
     run ids of all trials: run id -> (study, trial number)."""
+    from search import trial_record
     from search.results import require_storage
     from search.storage import storage
+    from search.study import setup
 
     require_storage(settings)
     store = storage(settings.storage, read_only=True)
@@ -114,9 +116,9 @@ def read(settings: Settings) -> tuple[list[StudyRow], dict[str, tuple[str, int]]
         trials = store.get_all_trials(store.get_study_id_from_name(study.study_name),
                                       deepcopy=False)
         rows.append(summarise(study.study_name, trials, len(study.directions),
-                              study.user_attrs.get("objective")))
-        run_ids.update({t.user_attrs["mlflow_run_id"]: (study.study_name, t.number)
-                        for t in trials if t.user_attrs.get("mlflow_run_id")})
+                              setup(study).objective))
+        run_ids.update({r.run_id: (study.study_name, r.number)
+                        for r in map(trial_record.read, trials) if r.run_id})
     return rows, run_ids
 
 

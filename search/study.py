@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 
 import optuna
 from optuna.trial import TrialState
 
-from search import algorithms
+from search import algorithms, trial_record
 from search.errors import UsageError
 from search.settings import mask
 from search.space import FIXED_CONFIG_ATTR
@@ -34,6 +35,9 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 SURPLUS_ATTR = "surplus"
 WORKER_ATTR = "worker"
+# The study's user attributes that StudySetup reads (split and heads: Session.identity's keys).
+_SPLIT, _HEADS, _OBJECTIVE = "split", "heads", "objective"
+_EXPERIMENT, _PARENT_RUN = "mlflow_experiment_id", "mlflow_parent_run_id"
 
 
 class SurplusTrial(Exception):
@@ -64,21 +68,53 @@ def open_study(session, *, create: bool = True, seed: int | None = None) -> optu
     else:
         for key, value in identity.items():
             study.set_user_attr(key, value)
-        study.set_user_attr("objective", space.objective)  # `search train` ranks the same way
+        study.set_user_attr(_OBJECTIVE, space.objective)  # `search train` ranks the same way
         for entry in space.enqueue:
             study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
-                                                "baseline": entry["name"]})
+                                                **trial_record.baseline_attrs(entry["name"])})
     if study.metric_names is None:  # optuna-dashboard shows these, not "Objective 0"
         study.set_metric_names([metric for metric, _ in space.objectives] or [space.objective])
     return study
 
 
-def score(trial) -> float:
-    """The number that ranks a trial: its value, or in a multi-objective study (several
-    values, no single best) its mean validation accuracy."""
-    if trial.values is not None and len(trial.values) == 1:
-        return trial.values[0]
-    return trial.user_attrs.get("mean_accuracy", float("nan"))
+@dataclass(frozen=True)
+class StudySetup:
+    """How a study was run, as it recorded it: what `search train --from-trial`, `best` and
+    the final model start from. None or empty: not recorded (a study of an older version)."""
+
+    split: str | None  # Session.identity's: '0.2:0:plain', then ':test=F' with --test-fraction
+    heads: tuple[str, ...]
+    objective: str | None  # the metric a single-objective study maximises
+    experiment_id: str | None  # its MLflow experiment and parent run (record_tracking)
+    parent_run_id: str | None
+
+    def split_options(self) -> dict:
+        """The split as Options fields: val_fraction, seed, stratify, test_fraction (None:
+        no rows were held back)."""
+        parts = (self.split or "0.2:0:plain").split(":")
+        fraction, seed, strata = (parts[:3] + ["plain"])[:3]
+        test = [float(p.removeprefix("test=")) for p in parts[3:] if p.startswith("test=")]
+        return {"val_fraction": float(fraction), "seed": int(seed),
+                "stratify": None if strata == "plain" else strata,
+                "test_fraction": test[0] if test else None}
+
+
+def setup(study) -> StudySetup:
+    """The setup an Optuna study (or a storage's frozen study) recorded."""
+    attrs = study.user_attrs
+    heads = attrs.get(_HEADS)
+    return StudySetup(split=attrs.get(_SPLIT), heads=tuple(heads.split(",")) if heads else (),
+                      objective=attrs.get(_OBJECTIVE),
+                      experiment_id=attrs.get(_EXPERIMENT), parent_run_id=attrs.get(_PARENT_RUN))
+
+
+def record_tracking(study: optuna.Study, experiment_id: str, parent_run_id: str) -> None:
+    """Store where the study's MLflow runs are (StudySetup.experiment_id, parent_run_id)."""
+    study.set_user_attr(_EXPERIMENT, experiment_id)
+    study.set_user_attr(_PARENT_RUN, parent_run_id)
+
+
+score = trial_record.score  # the number that ranks a trial (TrialRecord.score)
 
 
 def best(study: optuna.Study):

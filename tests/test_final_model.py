@@ -63,11 +63,12 @@ def _study(runs):
 
 def _test_csv(runs, tiny_csv):
     """The study's held-out test rows as a CSV beside the images, and their count."""
-    from search import retrain
+    from search import retrain, trial_record
     from search.settings import Settings
 
     study = _study(runs)
-    session = retrain.study_session(Settings.resolve(str(runs)), study, study.best_trial)
+    session = retrain.study_session(Settings.resolve(str(runs)), study,
+                                    trial_record.read(study.best_trial))
     frame = session.table.frame.iloc[session.test_rows]
     out = tiny_csv.with_name("final-test.csv")
     frame[["image_path", *session.table.heads]].to_csv(out, index=False)
@@ -154,14 +155,15 @@ def test_every_candidate_predicts_in_a_fresh_process_and_ensembles_combine(final
 def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
     """Regression (issue 19): the study's `:test=F` split was dropped, so a retrain on all
     data trained on the held-out test rows."""
-    from search import retrain
+    from search import retrain, trial_record
     from search.settings import Settings
 
     runs, _, _ = final
     study = _study(runs)
     assert retrain.study_split(study)["test_fraction"] == 0.2
     champion = study.best_trial
-    session = retrain.study_session(Settings.resolve(str(runs)), study, champion)
+    session = retrain.study_session(Settings.resolve(str(runs)), study,
+                                    trial_record.read(champion))
     n_test = champion.user_attrs["test_scores"]["gender"]["n"]
     assert len(session.test_rows) == n_test > 0
     trained = retrain.train_and_validation(session)
@@ -175,6 +177,7 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
 
 
 def test_refit_epochs_follow_the_best_epoch_per_stage():
+    from search import trial_record
     from search.final_model import refit_epochs
 
     config = {"backbone": "pretrained", "fine_tune_fraction": 0.3, "probe_epochs": 3,
@@ -182,8 +185,8 @@ def test_refit_epochs_follow_the_best_epoch_per_stage():
     stages = {"probe.epochs": "3", "fine_tune.epochs": "4"}  # fine-tuning stopped by patience
 
     def trial(best):
-        return optuna.trial.create_trial(value=0.5, user_attrs={"config": config,
-                                                                "best_epoch": best})
+        return trial_record.read(optuna.trial.create_trial(
+            value=0.5, user_attrs={"config": config, "best_epoch": best}))
 
     refit, text = refit_epochs(trial(5), stages)  # best: the 2nd fine-tune epoch
     assert (refit.probe_epochs, refit.epochs, refit.patience) == (3, 2, 0)

@@ -74,6 +74,7 @@ def test_page_structure_without_a_browser(page_path, runs):
         assert len(section["plots"]) >= 1, sid
     assert len(outline.sections["confusion"]["plots"]) == len(HEADS)
     assert len(outline.sections["lr-schedule"]["plots"]) == 2  # schedule + LR range test curve
+    assert "The bounds came from an LR range test" in page  # its record says so (issue 19)
     assert "<script src=" not in page and page.count("plotly.js v") == 1  # inlined once: offline
     assert f"<h1>Study {tiny_study.STUDY}</h1>" in page and "3 trial(s): 3 complete" in page
     assert str(runs / "optuna.db") in page

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import shlex
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from search.settings import mask
+from search.trial_record import TrialRecord
 
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")  # keras-tuner oracles
@@ -37,18 +38,6 @@ class Outcome:
         return 1 if self.stopped and self.why == FAILED else 0
 
 
-@dataclass
-class Best:
-    """The best trial as the summary shows it, whichever engine ran it."""
-
-    number: int
-    value: float
-    objective: str
-    heads: dict[str, dict[str, float]] = field(default_factory=dict)  # accuracy, ... per head
-    weights: str | None = None  # what a pretrained trial's weights resolved to
-    test: dict | None = None  # per head on the held-out test rows (search.evaluate.score)
-
-
 class Engine:
     """The shared flow (`run`) around an engine's own loop (`search`)."""
 
@@ -69,8 +58,13 @@ class Engine:
     def finished(self) -> int:
         raise NotImplementedError
 
-    def best(self) -> Best | None:
+    def best(self) -> TrialRecord | None:
+        """The best trial, whichever engine ran it (None before any completed)."""
         raise NotImplementedError
+
+    def objective_name(self) -> str:
+        """The name of what `best().score` is."""
+        return self.session.space.objective
 
     def tracking_params(self) -> dict:
         """Extra parameters for the study's MLflow parent run."""
@@ -133,7 +127,7 @@ class Engine:
             top = self.best()
             tracking = self.session.tracking
             tracking.tracker.finish_study_run(
-                tracking.parent_run_id, {"best_value": top.value} if top else None)
+                tracking.parent_run_id, {"best_value": top.score} if top else None)
         if outcome.stopped and outcome.why != CONVERGED:
             print(f"stopped: {outcome.stopped}", file=sys.stderr)
         self.summary()
@@ -148,25 +142,25 @@ class Engine:
         if top is None:
             print("no completed trial yet")
             return
-        weights = f" [weights: {top.weights}]" if top.weights else ""
-        print(f"best trial #{top.number}: {top.objective} = {top.value:.4f}{weights}")
+        weights = f" [weights: {top.weights_note}]" if top.weights_note else ""
+        print(f"best trial #{top.number}: {self.objective_name()} = {top.score:.4f}{weights}")
+        heads = top.heads
         columns = [c for c in ("accuracy", "balanced_accuracy", "majority")
-                   if any(c in s for s in top.heads.values())]
+                   if any(c in s for s in heads.values())]
         titles = {"accuracy": "accuracy", "balanced_accuracy": "balanced",
                   "majority": "majority"}
         test = top.test or {}
         print(f"  {'head':<14}" + "".join(f"{titles[c]:>9}" for c in columns)
               + (f"  {'test accuracy [95% CI]':>24}" if test else ""))
-        for head, s in top.heads.items():
+        for head, s in heads.items():
             line = f"  {head:<14}" + "".join(f"{s.get(c, float('nan')):>9.3f}" for c in columns)
             if head in test:
                 low, high = test[head]["accuracy_ci"]
                 line += f"  {test[head]['accuracy']:>8.3f} [{low:.3f}, {high:.3f}]"
             print(line)
         if test:
-            mean = sum(t["accuracy"] for t in test.values()) / len(test)
-            print(f"  test rows: {next(iter(test.values()))['n']}, mean test accuracy "
-                  f"{mean:.4f} (held back from every trial: an honest figure for this "
+            print(f"  test rows: {top.test_rows}, mean test accuracy "
+                  f"{top.test_mean:.4f} (held back from every trial: an honest figure for this "
                   f"champion)")
         disk = disk_usage(self.session)
         if disk:
@@ -182,29 +176,20 @@ class Engine:
             return self.session.space.keep_models
         return None if wanted == "all" else int(wanted)
 
-    def drop_models(self, rows: list["Ranked"]) -> None:
+    def drop_models(self, rows: list[TrialRecord]) -> None:
         """Delete the logged models of trials outside the best `keep_count` by objective
         and outside each head's best (so `best-<head>` aliases still have a model)."""
         keep = self.keep_count()
         tracking = self.session.tracking
         if keep is None or tracking is None or len(rows) <= keep:
             return
-        ranked = sorted(rows, key=lambda r: r.value, reverse=True)
+        ranked = sorted(rows, key=lambda r: r.score, reverse=True)
         kept = {r.run_id for r in ranked[:keep]}
-        for head in {h for r in rows for h in r.heads}:
-            kept.add(max(rows, key=lambda r: r.heads.get(head, -1.0)).run_id)
+        for head in {h for r in rows for h in r.accuracy}:
+            kept.add(max(rows, key=lambda r: r.accuracy.get(head, -1.0)).run_id)
         dropped = self.__dict__.setdefault("_dropped", set())
         gone = [r.run_id for r in rows if r.run_id not in kept and r.run_id not in dropped]
         dropped.update(tracking.tracker.drop_models(gone))
-
-
-@dataclass
-class Ranked:
-    """A completed trial as model retention sees it."""
-
-    run_id: str
-    value: float
-    heads: dict[str, float]
 
 
 def disk_usage(session) -> str:

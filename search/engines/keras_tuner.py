@@ -25,18 +25,21 @@ Where it differs from the Optuna engine, and why:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 
 import keras_tuner as kt
 
-from search.engines.base import (FAILED, TIMEOUT, TUNERS, Best, Engine, Outcome, Ranked,
-                                 free_trial_graphs, reason)
+from search import trial_record
+from search.engines.base import (FAILED, TIMEOUT, TUNERS, Engine, Outcome, free_trial_graphs,
+                                 reason)
 from search.errors import UsageError
 from search.engines.keras_tuner_space import (Translation, check_supported,  # noqa: F401
                                               config_from_values, max_epochs, translate)
 from search.space import Space
 from search.trial import Reporter
+from search.trial_record import TrialRecord
 
 ENGINE = "keras-tuner"
 
@@ -61,7 +64,7 @@ class SearchTuner(kt.Tuner):
         self.timeout = timeout
         self.session = None  # search.session.Session, set before search()
         self.engine = None  # the KerasTunerEngine, for model retention
-        self.completed: list[Ranked] = []  # this process's trials with a model
+        self.completed: list[TrialRecord] = []  # this process's trials with a model
         self.stopped: str | None = None
         self._started = time.monotonic()
         self._trial_start = 0.0
@@ -99,8 +102,9 @@ class SearchTuner(kt.Tuner):
             free_trial_graphs()  # as the Optuna engine does after each in-process trial
         heads = {f"{h}_accuracy": s["accuracy"] for h, s in result.scores.items()}
         if result.run_id and result.model_uri:
-            self.completed.append(Ranked(result.run_id, result.value,
-                                         {h: s["accuracy"] for h, s in result.scores.items()}))
+            self.completed.append(dataclasses.replace(
+                trial_record.finished(int(trial.trial_id), result), run_id=result.run_id,
+                values=(result.value,)))
             if self.engine is not None:
                 self.engine.drop_models(self.completed)
         return {**result.summary, **heads}
@@ -184,14 +188,14 @@ class KerasTunerEngine(Engine):
     def finished(self) -> int:
         return self.tuner.finished()
 
-    def best(self) -> Best | None:
+    def best(self) -> TrialRecord | None:
         trials = self.tuner.oracle.get_best_trials(1)
         top = trials[0] if trials and trials[0].status == "COMPLETED" else None
         if top is None:
             return None
-        heads = {h: {"accuracy": top.metrics.get_last_value(f"{h}_accuracy")}
-                 for h in self.session.table.heads if top.metrics.exists(f"{h}_accuracy")}
-        return Best(int(top.trial_id), top.score, self.session.space.objective, heads)
+        accuracy = {h: top.metrics.get_last_value(f"{h}_accuracy")
+                    for h in self.session.table.heads if top.metrics.exists(f"{h}_accuracy")}
+        return TrialRecord(int(top.trial_id), values=(top.score,), accuracy=accuracy)
 
     def tracking_params(self) -> dict:
         return {"engine": ENGINE, "tuner": self.tuner_name, "storage": self.tuner.project_dir}

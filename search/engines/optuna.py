@@ -31,13 +31,14 @@ import optuna
 from optuna.trial import TrialState
 
 from search import study as study_lib
-from search import workers
+from search import trial_record, workers
 from search.heartbeats import fail_dead_trials, waiting_line
-from search.engines.base import (CONVERGED, FAILED, TIMEOUT, Best, Engine, Outcome,
+from search.engines.base import (CONVERGED, FAILED, TIMEOUT, Engine, Outcome,
                                  free_trial_graphs, reason)
-from search.engines.optuna_trial import OptunaReporter, _weights_note, ranked, trial_line
+from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
 from search.settings import mask
 from search.trial import Pruned
+from search.trial_record import TrialRecord
 
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
@@ -74,19 +75,12 @@ class OptunaEngine(Engine):
     def finished(self) -> int:
         return study_lib.finished(self.study)
 
-    def best(self) -> Best | None:
+    def best(self) -> TrialRecord | None:
         top = study_lib.best(self.study)
-        if top is None:
-            return None
-        attrs = top.user_attrs
-        heads = {h: {"accuracy": acc, "balanced_accuracy": attrs.get(
-                     "head_balanced_accuracy", {}).get(h, float("nan")),
-                     "majority": attrs.get("majority", {}).get(h, float("nan"))}
-                 for h, acc in attrs.get("head_accuracy", {}).items()}
-        objective = (self.session.space.objective if not self.session.space.objectives
-                     else "mean_accuracy")
-        return Best(top.number, study_lib.score(top), objective, heads,
-                    weights=_weights_note(attrs), test=attrs.get("test_scores"))
+        return None if top is None else trial_record.read(top)
+
+    def objective_name(self) -> str:
+        return "mean_accuracy" if self.session.space.objectives else super().objective_name()
 
     def notes(self) -> list[str]:
         space = self.session.space
@@ -101,8 +95,8 @@ class OptunaEngine(Engine):
 
     def start_tracking(self) -> None:
         tracking = self.session.open_tracking(create=True)
-        self.study.set_user_attr("mlflow_experiment_id", tracking.tracker.experiment_id)
-        self.study.set_user_attr("mlflow_parent_run_id", tracking.parent_run_id)
+        study_lib.record_tracking(self.study, tracking.tracker.experiment_id,
+                                  tracking.parent_run_id)
 
     def search(self) -> Outcome:
         opts = self.session.options
@@ -175,7 +169,7 @@ class OptunaEngine(Engine):
                                           seed=sampler_seed(self.session,
                                                             study_lib.worker_name()))
         self.session.open_tracking(create=False,
-                                   parent_run_id=self.study.user_attrs.get("mlflow_parent_run_id"))
+                                   parent_run_id=study_lib.setup(self.study).parent_run_id)
 
     def loop(self) -> Outcome:
         """This process's share of the trials; closes runs that dead workers left open."""
@@ -239,7 +233,7 @@ class OptunaEngine(Engine):
                 failures = failures + 1 if last.state == TrialState.FAIL else 0
                 if failures >= opts.max_failures:
                     stopped = (f"{failures} trials in a row failed (last: "
-                               f"{last.user_attrs.get('fail_reason', 'see the log')}); "
+                               f"{trial_record.read(last).fail_reason or 'see the log'}); "
                                f"stopping. Fix the cause or raise --max-failures")
                     break
         finally:
@@ -269,20 +263,21 @@ class OptunaEngine(Engine):
         except Pruned as exc:
             raise optuna.TrialPruned(str(exc)) from None
         except Exception as exc:
-            trial.set_user_attr("fail_reason", reason(exc))
+            trial_record.write(trial, TrialRecord(trial.number, fail_reason=reason(exc)))
             raise
 
     def train(self, config, trial, bar=None):
         """One config in this process: its objective value(s)."""
         from search import trial as trial_lib
 
-        baseline = trial.user_attrs.get("baseline")
+        baseline = trial_record.read(trial).baseline
         tags = {"search.baseline": baseline} if baseline else None
+        find_lr = not baseline and self.session.space.clr_bounds == "lr_find"  # baselines keep LR
         try:
             result = trial_lib.run(config, self.session,
-                                   OptunaReporter(trial, self.session, bar, self),
-                                   number=trial.number, tags=tags,
-                                   find_lr=False if baseline else None)  # baselines keep LR
+                                   OptunaReporter(trial, self.session, bar, self,
+                                                  lr_range_test=find_lr),
+                                   number=trial.number, tags=tags, find_lr=find_lr)
         finally:
             free_trial_graphs()
         if self.session.space.objectives:
@@ -352,7 +347,7 @@ def close_orphan_runs(study, tracker) -> None:
     """End the MLflow runs of trials that are over but whose process died before ending the
     run (SIGKILL, power loss, an --isolate process killed for memory), so none stays RUNNING
     for ever. The trial's state decides the status; a FAIL trial's reason goes along."""
-    ended = {t.number: (t.state.name, t.user_attrs.get("fail_reason", DIED))
+    ended = {t.number: (t.state.name, trial_record.read(t).fail_reason or DIED)
              for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     tracker.close_orphans(ended)
 

@@ -1,9 +1,10 @@
 """One Optuna trial's side of a search: what it records and how it ends.
 
-`OptunaReporter` links `search.trial.run` to its Optuna trial: the user attributes that
-`search best`, `report`, `train --from-trial` and the dashboard read later, per-epoch
-reports for the pruner (and the heads rule, search.pruning), whether its model is worth
-saving, and the dashboard's artifacts. `trial_line` is the line printed per finished trial.
+`OptunaReporter` links `search.trial.run` to its Optuna trial: the trial's record
+(search.trial_record) that `search best`, `report`, `train --from-trial` and the dashboard
+read later, per-epoch reports for the pruner (and the heads rule, search.pruning), whether its
+model is worth saving, and the dashboard's artifacts. `trial_line` is the line printed per
+finished trial.
 """
 
 from __future__ import annotations
@@ -11,21 +12,21 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from search import pruning
+from search import trial_record
 from search.pruning import stage_name
 from search import study as study_lib
-from search.engines.base import Ranked
 from search.trial import Pruned, Reporter
-
-USER_ATTRS = ("head_accuracy", "head_balanced_accuracy", "majority")
+from search.trial_record import TrialRecord
 
 
 class OptunaReporter(Reporter):
     """A trial's link to its Optuna trial: what `search best`, `report`, `train --from-trial`
-    and the dashboard read later (user attributes, artifacts), and per-epoch pruning."""
+    and the dashboard read later (its record, artifacts), and per-epoch pruning."""
 
-    def __init__(self, trial, session, progress=None, engine=None):
+    def __init__(self, trial, session, progress=None, engine=None, lr_range_test=False):
         self.trial = trial
         self.session = session
+        self.lr_range_test = lr_range_test  # recorded: the report says where the bounds came from
         self.progress = progress  # the tqdm bar, for per-epoch progress
         self.engine = engine  # for how many models are kept
         self.epochs = 0
@@ -39,10 +40,9 @@ class OptunaReporter(Reporter):
         self.warmup = int(spec.get("n_warmup_steps", 0))
 
     def started(self, config, run_id):
-        self.trial.set_user_attr("config", config.to_dict())  # `search train --from-trial`
-        self.trial.set_user_attr("seeds", self.session.seeds(config))
-        if run_id:
-            self.trial.set_user_attr("mlflow_run_id", run_id)
+        trial_record.write(self.trial, TrialRecord(  # the config: `search train --from-trial`
+            self.trial.number, config=config.to_dict(), seeds=self.session.seeds(config),
+            run_id=run_id or None))
         self.epochs = config.epochs
 
     def epoch(self, step, logs, judged=True):
@@ -82,28 +82,15 @@ class OptunaReporter(Reporter):
         rows = ranked(self.trial.study)
         if len(rows) < keep:
             return True
-        if result.value > sorted((r.value for r in rows), reverse=True)[keep - 1]:
+        if result.value > sorted((r.score for r in rows), reverse=True)[keep - 1]:
             return True
-        return any(s["accuracy"] > max(r.heads.get(h, -1.0) for r in rows)
+        return any(s["accuracy"] > max(r.accuracy.get(h, -1.0) for r in rows)
                    for h, s in result.scores.items())
 
     def finished(self, result):
         trial = self.trial
-        trial.set_user_attr("config", result.config.to_dict())  # with LR range test bounds
-        for name, key in zip(USER_ATTRS, ("accuracy", "balanced_accuracy", "majority")):
-            trial.set_user_attr(name, {h: s[key] for h, s in result.scores.items()})
-        trial.set_user_attr("params_count", result.params_count)
-        trial.set_user_attr("best_epoch", result.best_epoch)
-        if result.test:
-            trial.set_user_attr("test_scores", result.test)
-        if result.priors:
-            trial.set_user_attr("fallback_heads", sorted(result.priors))
-        trial.set_user_attr("mean_accuracy", result.summary["mean_accuracy"])
-        trial.set_user_attr("mean_balanced_accuracy", result.summary["mean_balanced_accuracy"])
-        if result.config.backbone == "pretrained":
-            trial.set_user_attr("weights_resolved", result.weights_source)
-        if result.model_uri:
-            trial.set_user_attr("model_uri", result.model_uri)
+        trial_record.write(trial, trial_record.finished(  # the config with LR range test bounds
+            trial.number, result, lr_range_test=self.lr_range_test))
         from search import artifacts
 
         artifacts.upload(artifacts.store(self.session.settings.runs_dir), trial,
@@ -111,16 +98,15 @@ class OptunaReporter(Reporter):
                          confusion=result.confusion)
 
 
-def ranked(study) -> list[Ranked]:
+def ranked(study) -> list[TrialRecord]:
     """The study's completed trials with a model, for model retention."""
-    return [Ranked(t.user_attrs["mlflow_run_id"], study_lib.score(t),
-                   t.user_attrs.get("head_accuracy", {}))
-            for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.user_attrs.get("model_uri") and t.user_attrs.get("mlflow_run_id")]
+    return [r for r in trial_record.read_all(study, (TrialState.COMPLETE,))
+            if r.model_uri and r.run_id]
 
 
 def trial_line(frozen) -> str:
     """One line per finished trial: number, baseline name, value or why not, seconds."""
+    record = trial_record.read(frozen)
     if frozen.state == TrialState.COMPLETE:
         what = ", ".join(f"{v:.4g}" for v in frozen.values)
     elif frozen.state == TrialState.PRUNED:
@@ -128,16 +114,8 @@ def trial_line(frozen) -> str:
     elif study_lib.is_surplus(frozen):
         what = "surplus, not trained (the study's slots were taken by other workers)"
     else:
-        what = f"FAILED: {frozen.user_attrs.get('fail_reason', '?')}"
+        what = f"FAILED: {record.fail_reason or '?'}"
     seconds = frozen.duration.total_seconds() if frozen.duration else 0.0
-    baseline = frozen.user_attrs.get("baseline")
-    label = f" [{baseline}]" if baseline else ""
-    weights = _weights_note(frozen.user_attrs)
-    note = f" [weights: {weights}]" if weights else ""
+    label = f" [{record.baseline}]" if record.baseline else ""
+    note = f" [weights: {record.weights_note}]" if record.weights_note else ""
     return f"trial {frozen.number}{label}: {what}{note} ({seconds:.0f} s)"
-
-
-def _weights_note(attrs: dict) -> str | None:
-    """Shown when a pretrained trial did not get ImageNet weights (weights: auto offline)."""
-    resolved = attrs.get("weights_resolved")
-    return resolved if resolved and resolved.startswith("none") else None

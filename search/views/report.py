@@ -16,13 +16,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search import trial_record
 from search.views import figures
 from search.views.page import Section, write
 from search.config import TrialConfig
 from search.errors import ConfigError, UsageError
 from search.pareto import Row, choose_heads, front_rows, require_rows
 from search.settings import Settings, mask
-from search.study import score
+from search.trial_record import TrialRecord
 
 TOP = 5  # best trials compared with the baselines
 
@@ -49,14 +50,15 @@ def report(settings: Settings, study_name: str, *, out: str | None = None,
     chosen = choose_pair(rows, heads, pair)
     path = Path(out) if out else default_out(settings, study_name)
     trials = {t.number: t for t in study.get_trials(deepcopy=False)}
-    best = trials[max(rows, key=lambda r: r.value).trial]
-    run = run_files(settings, best.user_attrs.get("mlflow_run_id"))
+    records = {n: trial_record.read(t) for n, t in trials.items()}
+    best = records[max(rows, key=lambda r: r.value).trial]
+    run = run_files(settings, best.run_id)
     objective = objective_name(best)
     sections = [
         pareto_set(rows, heads),
-        pair_section(rows, chosen, best.user_attrs.get("majority")),
+        pair_section(rows, chosen, best.majority or None),
         parameters(rows, trials, objective),
-        baselines(rows, trials, heads),
+        baselines(rows, records, heads),
         progress(study, objective),
         importance(study, len(rows), objective),
         schedule(best, run),
@@ -86,10 +88,10 @@ def choose_pair(rows: list[Row], heads: list[str], wanted: str | None) -> tuple[
     return first, second
 
 
-def objective_name(trial) -> str:
+def objective_name(record: TrialRecord) -> str:
     """Which recorded mean the objective value is (the study does not store its name)."""
     for key in ("mean_accuracy", "mean_balanced_accuracy"):
-        if trial.user_attrs.get(key) == score(trial):
+        if getattr(record, key) == record.score:
             return key
     return "objective"
 
@@ -173,11 +175,11 @@ def param_kinds(trials) -> dict[str, str]:
     return kinds
 
 
-def baselines(rows: list[Row], trials: dict, heads: list[str]) -> Section:
+def baselines(rows: list[Row], records: dict, heads: list[str]) -> Section:
     top = sorted(rows, key=lambda r: (-r.value, r.trial))[:TOP]
-    marked = [r for r in rows if "baseline" in trials[r.trial].user_attrs and r not in top]
-    groups = [(_label(r, trials[r.trial]), r.head_accuracy, None) for r in top + marked]
-    majority = trials[top[0].trial].user_attrs.get("majority")
+    marked = [r for r in rows if records[r.trial].baseline is not None and r not in top]
+    groups = [(_label(r, records[r.trial]), r.head_accuracy, None) for r in top + marked]
+    majority = records[top[0].trial].majority
     if majority:
         groups.append(("majority class", majority, figures.OTHERS))
     return Section("baselines", "Best trials against the baselines",
@@ -187,8 +189,8 @@ def baselines(rows: list[Row], trials: dict, heads: list[str]) -> Section:
                    f"training label).")
 
 
-def _label(row: Row, trial) -> str:
-    name = trial.user_attrs.get("baseline")
+def _label(row: Row, record: TrialRecord) -> str:
+    name = record.baseline
     return f"#{row.trial}{f' {name}' if name else ''} ({row.value:.3f})"
 
 
@@ -200,7 +202,8 @@ def progress(study, objective: str) -> Section:
               for t in study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
               if t.intermediate_values]
     return Section("history", "Objective over time",
-                   [figures.history([(t.number, score(t)) for t in done], pruned, objective)])
+                   [figures.history([(t.number, trial_record.score(t)) for t in done], pruned,
+                                    objective)])
 
 
 def importance(study, complete: int, objective: str) -> Section:
@@ -226,7 +229,7 @@ def importance(study, complete: int, objective: str) -> Section:
                    "(optuna.importance.get_param_importances, its default evaluator).")
 
 
-def schedule(best, run: RunFiles) -> Section:
+def schedule(best: TrialRecord, run: RunFiles) -> Section:
     title = f"Learning rate of the best trial (#{best.number})"
     try:
         config = TrialConfig.from_dict(run.config) if run.config is not None else None
@@ -250,7 +253,7 @@ def schedule(best, run: RunFiles) -> Section:
     text = (f"{config.clr_mode} from {config.base_lr:.2e} to {config.max_lr:.2e}, half cycle "
             f"{config.step_size_epochs:g} epoch(s) = {step_size} step(s)"
             f"{'' if known else ' (steps per epoch not logged: 100 assumed)'}. ")
-    if best.user_attrs.get("lr_find"):
+    if best.lr_range_test:
         text += "The bounds came from an LR range test. "
     figs = [fig]
     if not run.lr_find_html:
@@ -276,13 +279,13 @@ def steps_per_epoch(config: TrialConfig, metrics: dict) -> tuple[int, bool]:
     return max(1, images // config.batch_size), True
 
 
-def confusions(best, run: RunFiles, heads: list[str]) -> Section:
+def confusions(best: TrialRecord, run: RunFiles, heads: list[str]) -> Section:
     title = f"Confusion matrices of the best trial (#{best.number})"
     data = run.confusion
     if data is None:
         return Section("confusion", title, [figures.note(
             run.problem or "the best trial's MLflow run has no confusion.json")])
-    accuracy = best.user_attrs.get("head_accuracy", {})
+    accuracy = best.accuracy
     shown = [h for h in heads if h in data["confusion"]]
     return Section("confusion", title, [
         figures.confusion(h, data["labels"][h], data["confusion"][h], accuracy.get(h))
@@ -294,38 +297,38 @@ def confusions(best, run: RunFiles, heads: list[str]) -> Section:
 # The page
 
 
-def header(study, settings: Settings, best, objective: str) -> str:
+def header(study, settings: Settings, best: TrialRecord, objective: str) -> str:
     states = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(states.items()))
     return (f"<p>storage <code>{html.escape(mask(settings.storage))}</code> · MLflow "
             f"<code>{html.escape(mask(settings.tracking_uri))}</code></p>"
             f"<p>{sum(states.values())} trial(s): {html.escape(counts)} · best trial "
-            f"#{best.number}: {html.escape(objective)} = {score(best):.4f}"
+            f"#{best.number}: {html.escape(objective)} = {best.score:.4f}"
             + weights_note(best) + "</p>" + test_table(best))
 
 
-def weights_note(trial) -> str:
+def weights_note(record: TrialRecord) -> str:
     """Said when a 'pretrained' trial had no ImageNet weights (weights: auto, offline)."""
-    resolved = trial.user_attrs.get("weights_resolved", "")
-    if not resolved.startswith("none"):
+    if not record.weights_note:
         return ""
-    return f" · <strong>trained from random weights</strong> ({html.escape(resolved)})"
+    return (f" · <strong>trained from random weights</strong> "
+            f"({html.escape(record.weights_note)})")
 
 
-def test_table(best) -> str:
+def test_table(best: TrialRecord) -> str:
     """The champion on the held-out test rows (`--test-fraction`) beside its validation
     accuracy, per head with 95% bootstrap intervals; '' when the study has no test rows."""
-    test = best.user_attrs.get("test_scores")
+    test = best.test
     if not test:
         return ""
-    val = best.user_attrs.get("head_accuracy", {})
+    val = best.accuracy
     rows = "".join(
         f"<tr><td>{html.escape(h)}</td><td>{val.get(h, float('nan')):.3f}</td>"
         f"<td>{s['accuracy']:.3f} [{s['accuracy_ci'][0]:.3f}, {s['accuracy_ci'][1]:.3f}]</td>"
         f"<td>{s['balanced_accuracy']:.3f}</td><td>{s['majority']:.3f}</td></tr>"
         for h, s in test.items())
-    n = next(iter(test.values()))["n"]
-    return (f"<table id='test'><caption>Best trial on the {n} held-out test rows (no trial "
-            f"trained or validated on them)</caption><tr><th>head</th><th>validation</th>"
-            f"<th>test [95% CI]</th><th>test balanced</th><th>test majority</th></tr>"
+    return (f"<table id='test'><caption>Best trial on the {best.test_rows} held-out test rows "
+            f"(no trial trained or validated on them)</caption><tr><th>head</th>"
+            f"<th>validation</th><th>test [95% CI]</th><th>test balanced</th>"
+            f"<th>test majority</th></tr>"
             f"{rows}</table>")
