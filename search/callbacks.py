@@ -53,7 +53,6 @@ class TrainTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.seconds = 0.0
-        self.epochs = 0
         self._start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -61,7 +60,6 @@ class TrainTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds += time.perf_counter() - self._start
-        self.epochs += 1
 
 
 class StopOnNonFinite(keras.callbacks.Callback):

@@ -1,10 +1,11 @@
-"""Engines: who proposes trials. Each owns its loop; all share this flow and its messages.
+"""Engines: who proposes trials. Each owns its loop; `create` picks one by name.
 
 An engine (`optuna`, `keras-tuner`) opens its state (an Optuna study, a keras-tuner project),
 proposes configs from the session's space and trains each with `search.trial.run`. The flow
-around that is the same for every engine and lives here: the start-up line, "nothing to do"
-when the study is complete, the study's MLflow parent run, Ctrl-C with the command that
-resumes, why a search stopped early, the summary of the best trial, and the exit code.
+around that is the same for every engine and lives in `search.engines.base` (`Engine.run`):
+the start-up line, "nothing to do" when the study is complete, the study's MLflow parent run,
+Ctrl-C with the command that resumes, why a search stopped early, the summary of the best
+trial, and the exit code.
 """
 
 from __future__ import annotations
