@@ -17,6 +17,8 @@ import browser
 from search import cli
 from conftest import TINY_SPACE
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
          "bodypose")
 

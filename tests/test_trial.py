@@ -12,6 +12,8 @@ from search.config import TrialConfig
 from search.session import Options, Session
 from search.settings import Settings
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 TINY = dict(width=8, depth=2, image_size=(32, 32), neck_units=16, head_units=0,
             batch_size=32, clr_mode="triangular", base_lr=0.003, max_lr=0.01)
 FROZEN = dict(base_lr=1e-9, max_lr=2e-9)  # learns nothing: predictions stay near chance
