@@ -13,6 +13,13 @@ class Stopped(Exception):
     """Stands for search.trial.Pruned: a kind of exception the caller names as KILLED."""
 
 
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    """One store for the cases below (each new SQLite MLflow store migrates for seconds)."""
+    folder = tmp_path_factory.mktemp("ends")
+    return Tracker(f"sqlite:///{folder / 'mlflow.db'}", "ends", artifact_root=folder / "mlartifacts")
+
+
 def _ended(tracker: Tracker, number: int, raised: BaseException | None):
     parent = tracker.study_run("ends")
     try:
@@ -26,21 +33,19 @@ def _ended(tracker: Tracker, number: int, raised: BaseException | None):
     return tracker.client.get_run(run.run_id)
 
 
-@pytest.mark.parametrize("raised, status, state", [
-    (None, "FINISHED", "COMPLETE"),
-    (ValueError("bad config"), "FAILED", "FAILED"),
-    (Stopped("below the majority"), "KILLED", "PRUNED"),
-    (KeyboardInterrupt(), "KILLED", "FAILED"),
+@pytest.mark.parametrize("number, raised, status, state", [
+    (0, None, "FINISHED", "COMPLETE"),
+    (1, ValueError("bad config"), "FAILED", "FAILED"),
+    (2, Stopped("below the majority"), "KILLED", "PRUNED"),
+    (3, KeyboardInterrupt(), "KILLED", "FAILED"),
 ])
-def test_a_trial_run_ends_with_its_block(tmp_path, raised, status, state):
-    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "ends",
-                      artifact_root=tmp_path / "mlartifacts")
-    run = _ended(tracker, 0, raised)
+def test_a_trial_run_ends_with_its_block(tracker, number, raised, status, state):
+    run = _ended(tracker, number, raised)
     assert run.info.status == status and run.data.tags["search.state"] == state
     assert run.data.metrics["loss"] == 0.5
     if raised is not None:
         assert run.data.tags["search.reason"] == f"{type(raised).__name__}: {raised}"
-    assert run.data.tags["search.trial"] == "0" and run.data.tags[ROLE_TAG] == "trial"
+    assert run.data.tags["search.trial"] == str(number) and run.data.tags[ROLE_TAG] == "trial"
 
 
 def test_without_tracking_a_trial_run_is_null():
