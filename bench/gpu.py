@@ -2,9 +2,10 @@
 
 For each backbone (separable, mobilenet_v2 alpha 0.5, resnet50, efficientnet_b0; weights none)
 and each device setting (`search.device.choose`: float32 or the automatic mixed precision,
-XLA off or on), the model a trial would build is compiled as a trial compiles it and trained:
-  real    the project's input pipeline (uint8 images in memory → search.data.train_dataset
-          with the trial's augmentation), one epoch = one pass, as in a trial
+XLA off or on), `search.training.prepare` builds what a trial fits (the path `search.trial.run`
+takes: network, compiled stage, input pipeline) on a synthetic table, and its stage trains:
+  real    the stage's own training batches (the table's images decoded once, uint8 in memory
+          → search.data.train_dataset with the trial's augmentation), one epoch = one pass
   cached  one batch of that pipeline repeated (no input work at all)
 Reported: train images/s for both, and busy = real / cached, the share of step time not spent
 waiting for input (target >= 85%). Timings are the median of --epochs epochs after a warm-up
@@ -15,6 +16,9 @@ two) and stop before --deadline seconds, so the script always finishes in time.
 
     python bench/gpu.py [--deadline 430] [--out DIR]        (bench/gpu.sh runs this)
     python bench/gpu.py --allow-cpu --size 64 --images 256 --backbones separable   (smoke test)
+
+--images is the synthetic table's size (generated once under runs/bench/); a trial trains on
+its training rows (80%).
 """
 
 from __future__ import annotations
@@ -24,8 +28,6 @@ import json
 import statistics
 import time
 from pathlib import Path
-
-import numpy as np
 
 import benchlib
 
@@ -58,20 +60,17 @@ def epoch_timer():
     return timer
 
 
-def measure(name, overrides, precision, xla, args, images, labels, vocab) -> dict:
-    import keras
+def measure(name, overrides, precision, xla, args, session) -> dict:
     import tensorflow as tf
 
     from search import device, training
     from search.config import TrialConfig
 
-    keras.backend.clear_session()
     choice = device.choose(precision, xla)
     config = TrialConfig(image_size=(args.size, args.size), batch_size=args.batch_size,
                          weights="none", **overrides)
-    steps = len(images) // config.batch_size
-    net = training.compiled_model(config, vocab, steps, jit_compile=choice.jit_compile)
-    real = training.train_pipeline(config, images, labels, vocab)
+    stage = next(training.prepare(config, session, jit_compile=choice.jit_compile).stages())
+    net, real, steps = stage.model, stage.train, stage.steps_per_epoch
     batch = next(iter(real))
     cached = tf.data.Dataset.from_tensors(batch).repeat(steps)
     out = {"backbone": name, "precision": choice.precision, "xla": choice.jit_compile,
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--size", type=int, default=224)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--images", type=int, default=2048, help="uint8 images held in memory")
+    p.add_argument("--images", type=int, default=2048, help="rows of the synthetic table")
     p.add_argument("--epochs", type=int, default=2, help="timed epochs after the warm-up one")
     p.add_argument("--deadline", type=float, default=430,
                    help="start no setting that would end after S seconds")
@@ -100,16 +99,13 @@ def main(argv=None) -> int:
 
     import tensorflow as tf
 
-    from search.synthetic import HEADS
-
     gpus = tf.config.list_physical_devices("GPU")
     if not gpus and not args.allow_cpu:
         print("bench/gpu.py: no GPU visible to TensorFlow; nothing measured (CPU figures "
               "would not answer the question). Check nvidia-smi and the CUDA build of TF.")
         return 2
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (args.images, args.size, args.size, 3), dtype=np.uint8)
-    labels = {h: rng.integers(0, len(v), args.images).astype(np.int32) for h, v in HEADS.items()}
+    session = benchlib.session(benchlib.synthetic_csv(args.images, args.size),
+                               benchlib.ROOT / "runs" / "bench" / "gpu")
     names = [n.strip() for n in args.backbones.split(",")]
     results, skipped = [], []
     header = "| backbone | precision | XLA | real img/s | cached img/s | busy |"
@@ -122,7 +118,7 @@ def main(argv=None) -> int:
                 continue
             began = time.monotonic()
             try:
-                r = measure(name, BACKBONES[name], precision, xla, args, images, labels, HEADS)
+                r = measure(name, BACKBONES[name], precision, xla, args, session)
             except Exception as exc:  # e.g. out of memory: report and go on
                 print(f"| {name} | {precision} | {xla} | failed: {type(exc).__name__}: "
                       f"{str(exc)[:120]} | | |", flush=True)
@@ -135,7 +131,8 @@ def main(argv=None) -> int:
                   flush=True)
     device_name = results[0]["device"] if results else "?"
     summary = [f"GPU: {device_name}; {args.size} px, batch {args.batch_size}, "
-               f"{args.images} images in memory, weights none; {time.monotonic() - start:.0f} s."]
+               f"{len(session.train_rows)} training images in memory, weights none; "
+               f"{time.monotonic() - start:.0f} s."]
     if skipped:
         summary.append(f"Skipped for time: {', '.join(skipped)}.")
     starved = [r for r in results if r["busy"] < 0.85]

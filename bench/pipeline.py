@@ -2,7 +2,7 @@
 
 Project: `search.data.load_images` decodes and resizes every image once (threads, batched
 resize), then `search.data.train_dataset` (the trial's pipeline) serves shuffled batches of the
-uint8 arrays in memory, augmented (`search.augment.make_augmenter`: flip, cutout) and cast on
+uint8 arrays in memory, augmented (`search.augment.augment_batch`: flip, cutout) and cast on
 whole batches in a parallel, prefetched tf.data map. Reference: a `keras.utils.PyDataset` that, every epoch, opens each JPEG with
 `keras.utils.load_img`, resizes it, flips it and applies numpy random erasing, item by item
 (the assignment's `get_random_eraser`), consumed in order as `model.fit` does with workers=1.

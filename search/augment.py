@@ -11,16 +11,13 @@ Randomness. `augment_batch(seed=int or shape-[2] int tensor)` is a pure function
 seeded stream that draws anew each epoch: fresh augmentation every epoch, and the same draws
 whatever order a parallel map runs in, so a trial replays exactly. `augment_batch(seed=None)`
 uses TF's stateful random ops instead; inside `Dataset.map` their state restarts with every new
-iterator (every Keras epoch repeats the same draws per batch position). `make_augmenter` owns a
-`tf.random.Generator` for pipelines of one's own (fresh draws, but with a parallel map the
-draws may reach the batches in a different order).
+iterator (every Keras epoch repeats the same draws per batch position).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
-import random
 
 import tensorflow as tf
 
@@ -151,20 +148,3 @@ def augment_batch(images, *, flip: bool = True, shift: float = 0.1, cutout: floa
         images = images * tf.cast(keep, images.dtype)[..., None]
     images.set_shape(static_shape)
     return images
-
-
-def make_augmenter(flip: bool, shift: float, cutout: float, cutout_area=(0.02, 0.4), seed=None):
-    """Return `fn(images, labels) -> (images, labels)` for `ds.map(fn)` on batched datasets.
-
-    Call it eagerly (not inside a traced function): the generator it creates gives every batch,
-    in every epoch, a different draw, reproducible from `seed` (default: Python's `random`).
-    """
-    _check(shift, cutout, cutout_area)
-    generator = tf.random.Generator.from_seed(random.getrandbits(63) if seed is None else seed)
-
-    def augment(images, labels):
-        out = augment_batch(images, flip=flip, shift=shift, cutout=cutout,
-                            cutout_area=cutout_area, seed=generator.make_seeds(1)[:, 0])
-        return out, labels
-
-    return augment

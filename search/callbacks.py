@@ -53,7 +53,6 @@ class TrainTimer(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self.seconds = 0.0
-        self.epochs = 0
         self._start = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -61,7 +60,6 @@ class TrainTimer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.seconds += time.perf_counter() - self._start
-        self.epochs += 1
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -148,7 +146,9 @@ class MajorityGuard(keras.callbacks.Callback):
 
 
 class EpochLogger(keras.callbacks.Callback):
-    """Per-epoch metrics to the trial's MLflow run; checks the expected keys after epoch 1."""
+    """Per-epoch metrics to the trial's MLflow run (search.tracking's TrialRun or NullRun);
+    first checks that every expected key is in the epoch's logs, so a renamed metric fails
+    the trial at its first epoch instead of logging nothing."""
 
     def __init__(self, run, expected_keys: list[str], offset: int = 0):
         super().__init__()
@@ -161,7 +161,6 @@ class EpochLogger(keras.callbacks.Callback):
         missing = [k for k in self.expected if k not in logs]
         if missing:
             raise KeyError(f"expected metric(s) {missing} not logged; got {sorted(logs)}")
-        if self.run is not None:
-            self.run.log_metrics({k: v for k, v in logs.items()
-                                  if isinstance(v, (int, float, np.floating))},
-                                 step=self.offset + epoch + 1)
+        self.run.log_metrics({k: v for k, v in logs.items()
+                              if isinstance(v, (int, float, np.floating))},
+                             step=self.offset + epoch + 1)

@@ -10,7 +10,6 @@ It does not build models. TensorFlow is imported only by the functions that need
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -209,9 +208,3 @@ def balanced_weights(labels: dict[str, np.ndarray], vocab: dict) -> dict[str, np
         weight = len(y) / (k * np.maximum(counts, 1))
         out[head] = weight[y].astype(np.float32)
     return out
-
-
-def save_vocab(vocab: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps({h: list(v) for h, v in vocab.items()}, indent=2))
-    return path

@@ -14,7 +14,7 @@ import math
 import os
 from pathlib import Path
 from urllib.parse import urlparse
-from typing import Any
+from typing import Any, Iterator
 
 from search.settings import mask
 
@@ -152,9 +152,44 @@ class Tracker:
                   "search.trial": str(number), **(tags or {})})
         return TrialRun(self, run.info.run_id)
 
+    @contextlib.contextmanager
+    def trial_run(self, parent_id: str, study_name: str, number: int,
+                  tags: dict[str, str] | None = None, *,
+                  killed: tuple[type[BaseException], ...] = ()) -> Iterator["TrialRun"]:
+        """A trial's nested run, ended by the block's exit (MLflow's `with start_run()` idiom
+        on the client): FINISHED when it ends normally; on an exception, FAILED with the
+        reason, or KILLED (state PRUNED) for the `killed` exception types (a pruned trial)
+        and KILLED (state FAILED) for Ctrl-C. The exception propagates."""
+        run = self.start_trial(parent_id, study_name, number, tags)
+        try:
+            yield run
+        except BaseException as exc:
+            pruned = isinstance(exc, killed)
+            run.set_tags({"search.state": "PRUNED" if pruned else "FAILED",
+                          "search.reason": f"{type(exc).__name__}: {exc}"})
+            run.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
+            raise
+        run.set_tags({"search.state": "COMPLETE"})
+        run.end("FINISHED")
+
+
+@contextlib.contextmanager
+def trial_run(tracking, study_name: str, number: int, tags: dict[str, str] | None = None, *,
+              killed: tuple[type[BaseException], ...] = ()) -> Iterator["TrialRun | NullRun"]:
+    """`Tracker.trial_run` under the session's tracking (search.session.Tracking: tracker and
+    parent run), or a `NullRun` when there is none, so a trial logs the same way either way."""
+    if tracking is None:
+        yield NullRun()
+        return
+    with tracking.tracker.trial_run(tracking.parent_run_id, study_name, number, tags,
+                                    killed=killed) as run:
+        yield run
+
 
 class TrialRun:
     """Logging for one trial's nested run; `end` records FINISHED, FAILED or KILLED."""
+
+    tracked = True  # what it logs is kept (NullRun: not)
 
     def __init__(self, tracker: Tracker, run_id: str):
         self.tracker = tracker
@@ -208,6 +243,32 @@ class TrialRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
+
+
+class NullRun:
+    """A trial run without tracking: every log call does nothing; `tracked` says so to callers
+    that would build an artifact (a model file, a figure) only to log it."""
+
+    tracked = False
+    run_id = None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        pass
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        pass
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        pass
+
+    def log_data(self, table, csv) -> None:
+        pass
+
+    def log_dict(self, data: dict, name: str) -> None:
+        pass
+
+    def log_file(self, path: str | Path, folder: str | None = None) -> None:
+        pass
 
 
 def _short(value: Any, limit: int = 500) -> str:

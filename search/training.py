@@ -104,15 +104,6 @@ def compile_model(model, config: TrialConfig, steps_per_epoch: int, *, learning_
     return model
 
 
-def compiled_model(config: TrialConfig, vocab: dict, steps_per_epoch: int, *,
-                   learning_rate=None, jit_compile: bool = False):
-    """`search.model.build` compiled for training on images (the whole network)."""
-    from search import model as model_lib
-
-    return compile_model(model_lib.build(config, vocab), config, steps_per_epoch,
-                         learning_rate=learning_rate, jit_compile=jit_compile)
-
-
 def train_pipeline(config: TrialConfig, inputs, labels: dict, vocab: dict | None = None,
                    transform=None):
     """The shuffled training batches of `config`: images augmented (flip, shift, cutout), or

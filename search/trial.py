@@ -1,7 +1,9 @@
 """One trial, start to finish: config → model → fit with CLR and pruning → per-head scores →
 everything logged to MLflow → the result.
 
-`run(config, session, reporter)` trains and scores only. What an engine needs along the way
+`run(config, session, reporter)` trains and scores only, in four steps: `fit`, `score`, `log`,
+`save`, inside `tracking.trial_run`, whose exit ends the MLflow run FINISHED, FAILED or KILLED
+(a null run without tracking). What an engine needs along the way
 (pruning decisions, its own bookkeeping, artifacts) goes through a `Reporter`, whose defaults
 do nothing, so `search train` and the benchmarks call the very same function without an
 engine. It never samples anything and never imports Optuna.
@@ -86,43 +88,53 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
     when pruned or interrupted), with the reason. `find_lr` (default: the space's
     `clr_bounds: lr_find`) replaces the config's LR bounds with an LR range test's;
     baselines pass False to keep their own."""
+    from search import tracking
+
     reporter = reporter or Reporter()
-    run_ = None
-    if session.tracking is not None:
-        tracking = session.tracking
-        run_ = tracking.tracker.start_trial(tracking.parent_run_id, session.study, number, tags)
-        device = session.device.as_params() if session.device is not None else {}
-        seeds = {f"seed.{k}": v for k, v in session.seeds(config).items()}
-        run_.log_params({**config.to_dict(), **device, **seeds,
-                         **model_card.rows_params(session)})
-        run_.log_data(session.table, session.csv)
-    reporter.started(config, run_.run_id if run_ is not None else None)
-    try:
+    with tracking.trial_run(session.tracking, session.study, number, tags,
+                            killed=(Pruned,)) as run_:
+        _log_inputs(run_, config, session)
+        reporter.started(config, run_.run_id)
         if find_lr is None:
             find_lr = session.space.clr_bounds == "lr_find"
-        result = _fit_and_score(config, session, reporter, run_, find_lr)
-    except BaseException as exc:
-        if run_ is not None:
-            pruned = isinstance(exc, Pruned)
-            run_.set_tags({"search.state": "PRUNED" if pruned else "FAILED",
-                           "search.reason": f"{type(exc).__name__}: {exc}"})
-            run_.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
-        raise
-    if run_ is not None:
-        run_.set_tags({"search.state": "COMPLETE"})
-        run_.end("FINISHED")
-        result.run_id = run_.run_id
+        if find_lr:
+            config = _found_bounds(config, session, run_)
+        fitted = fit(config, session, reporter, run_)
+        result = score(fitted, session)
+        log(run_, result, session)
+        save(run_, result, session, fitted.plan.net, reporter)
+    result.run_id = run_.run_id
     reporter.finished(result)
     return result
 
 
-def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
-                   find_lr: bool) -> TrialResult:
-    from search import callbacks as cb
-    from search import metrics, training
+def _log_inputs(run_, config: TrialConfig, session) -> None:
+    """What the trial starts from: its config, device, seeds, rows and annotation table."""
+    device = session.device.as_params() if session.device is not None else {}
+    seeds = {f"seed.{k}": v for k, v in session.seeds(config).items()}
+    run_.log_params({**config.to_dict(), **device, **seeds, **model_card.rows_params(session)})
+    run_.log_data(session.table, session.csv)
 
-    if find_lr:
-        config = _found_bounds(config, session, run_)
+
+@dataclass
+class Fitted:
+    """A trained trial, its network restored to the best epoch: what scoring needs."""
+
+    config: TrialConfig
+    plan: object  # search.training.Plan
+    best: object  # search.callbacks.BestEpoch
+    seconds: float  # in training epochs (TrainTimer)
+    images: int  # training images seen, over all epochs
+    steps_per_epoch: int  # of the last stage
+    history: dict[str, list]
+
+
+def fit(config: TrialConfig, session, reporter: Reporter, run_) -> Fitted:
+    """Train the config's stages with the trial's callbacks (scores, best epoch, pruning,
+    majority guard, early stopping, per-epoch metrics to run_), then restore the best epoch."""
+    from search import callbacks as cb
+    from search import training
+
     plan = training.prepare(config, session)
     heads = session.table.heads
     expected = [f"val_{h}_accuracy" for h in heads] + [session.objective_key]
@@ -159,7 +171,17 @@ def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
             plan.notes["stopped"] = stop.stopped
             break
     best.restore()
+    return Fitted(config, plan, best, timer.seconds, images, stage.steps_per_epoch, history)
 
+
+def score(fitted: Fitted, session) -> TrialResult:
+    """The trial's result at its best epoch: per-head validation (and test) scores, heads
+    falling back to their prior (`majority_fallback`), confusions. A non-finite objective
+    fails the trial."""
+    from search import callbacks as cb
+    from search import metrics
+
+    config, plan, best = fitted.config, fitted.plan, fitted.best
     val_probs, test_probs, fallback = best.probs, best.test_probs, {}
     if config.majority_fallback:
         fallback = weak_heads(plan, best.probs, session.table.vocab)
@@ -173,19 +195,17 @@ def _fit_and_score(config: TrialConfig, session, reporter: Reporter, run_,
         raise cb.NonFiniteLoss(f"objective is {value}")
     result = TrialResult(
         value=value, config=config, scores=scores, summary=summary,
-        params_count=int(plan.net.count_params()), train_seconds=timer.seconds,
-        images_per_second=images / max(timer.seconds, 1e-9),
-        steps_per_epoch=stage.steps_per_epoch, weights_source=plan.weights_source,
+        params_count=int(plan.net.count_params()), train_seconds=fitted.seconds,
+        images_per_second=fitted.images / max(fitted.seconds, 1e-9),
+        steps_per_epoch=fitted.steps_per_epoch, weights_source=plan.weights_source,
         history={k: [v if isinstance(v, str) else float(v) for v in vs]
-                 for k, vs in history.items()},
+                 for k, vs in fitted.history.items()},
         confusion=_confusions(session.table.vocab, plan.val_labels, val_probs),
         best_epoch=best.epoch, notes=plan.notes, priors=fallback)
     if test_probs is not None:
-        from search.evaluate import score
+        from search.evaluate import score as test_score
 
-        result.test = score(plan.test_labels, test_probs)
-    if run_ is not None:
-        _log_final(run_, result, session, plan.net, save=reporter.keeps(result))
+        result.test = test_score(plan.test_labels, test_probs)
     return result
 
 
@@ -213,10 +233,10 @@ def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
     found = clr.lr_range_test(stage.model, stage.train,
                               num_steps=min(100, 2 * stage.steps_per_epoch))
     config = config.replace(base_lr=found.suggested_base_lr, max_lr=found.suggested_max_lr)
-    if run_ is not None:
+    run_.log_params({"lr_find.base_lr": config.base_lr, "lr_find.max_lr": config.max_lr})
+    if run_.tracked:  # the figure only to log it
         from search.views.lr_curve import save_lr_curve_html
 
-        run_.log_params({"lr_find.base_lr": config.base_lr, "lr_find.max_lr": config.max_lr})
         with tempfile.TemporaryDirectory() as tmp:
             run_.log_file(save_lr_curve_html(found, Path(tmp) / "lr_find.html"))
     return config
@@ -231,9 +251,9 @@ def _confusions(vocab: dict, labels: dict, probs: dict) -> dict:
                                                len(vocab[h])).tolist() for h in vocab}}
 
 
-def _log_final(run_, result: TrialResult, session, net, save: bool = True) -> None:
-    from search import model as model_lib
-
+def log(run_, result: TrialResult, session) -> None:
+    """The result's final metrics (per head, validation and test), notes, resolved weights,
+    confusions and config, to the trial's run."""
     final = {"params_count": result.params_count, "train_seconds": result.train_seconds,
              "train_images_per_second": result.images_per_second,
              "steps_per_epoch": result.steps_per_epoch, "best_epoch": result.best_epoch,
@@ -256,14 +276,22 @@ def _log_final(run_, result: TrialResult, session, net, save: bool = True) -> No
     run_.log_metrics({k: v for k, v in result.notes.items() if k.endswith("_seconds")})
     run_.log_dict(result.confusion, "confusion.json")
     run_.log_dict(result.config.to_dict(), "config.json")
-    if session.log_models and not save:
-        from search.tracking import MODEL_DELETED_TAG
 
+
+def save(run_, result: TrialResult, session, net, reporter: Reporter) -> None:
+    """The exported model (best epoch, fallback heads answering their prior) logged to the
+    run as an MLflow model, its URI in `result.model_uri`; a model the reporter would not keep
+    is never written, only tagged as deleted. Nothing without tracking or `log_models`."""
+    from search import model as model_lib
+    from search.tracking import MODEL_DELETED_TAG
+
+    if not (run_.tracked and session.log_models):
+        return
+    if not reporter.keeps(result):
         run_.set_tags({MODEL_DELETED_TAG: "true"})  # never saved: could not be among the kept
-    elif session.log_models:
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
-            model_lib.export(net, result.config, result.priors).save(path)
-            result.model_uri = run_.log_model(path, session.table.vocab,
-                                              result.config.to_dict())
-        run_.set_tags({"search.model_uri": result.model_uri})
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.keras"
+        model_lib.export(net, result.config, result.priors).save(path)
+        result.model_uri = run_.log_model(path, session.table.vocab, result.config.to_dict())
+    run_.set_tags({"search.model_uri": result.model_uri})

@@ -21,7 +21,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pandas as pd
-import yaml
 from PIL import Image, UnidentifiedImageError
 
 from search.errors import DataError
@@ -260,32 +259,6 @@ def file_problem(path: str) -> str | None:
 def decode_problem(exc: Exception) -> str:
     """What a failure of PIL on a regular, non-empty file means: NOT_IMAGE or CORRUPT."""
     return NOT_IMAGE if isinstance(exc, UnidentifiedImageError) else CORRUPT
-
-
-def load_vocab(path) -> dict[str, tuple[str, ...]]:
-    """{head: [labels]} from YAML or JSON (e.g. labels.yaml, or a pulled model's labels.json)."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"label file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8-sig"))  # JSON is YAML too
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: not valid YAML or JSON: {exc}") from None
-    if not isinstance(data, dict) or not data:
-        raise DataError(f"{path}: expected a mapping of head name to a list of labels, "
-                        f"e.g. {{gender: [female, male]}}")
-    vocab = {}
-    for head, labels in data.items():
-        if not isinstance(labels, list) or not labels:
-            raise DataError(f"{path}: head {head!r} needs a non-empty list of labels")
-        odd = [label for label in labels if not isinstance(label, str)]
-        if odd:
-            raise DataError(f"{path}: head {head!r}: label(s) {odd} are not strings; quote them "
-                            f"(YAML reads yes/no/on/off as booleans and 1 as a number)")
-        if len(set(labels)) != len(labels):
-            raise DataError(f"{path}: head {head!r} lists a label twice")
-        vocab[str(head)] = tuple(labels)
-    return vocab
 
 
 def _cells_message(cells: list, what: str, fix: str = "") -> str:

@@ -66,6 +66,7 @@ def test_a_sampler_whose_package_is_missing_says_what_to_install(tmp_path):
         space_lib.load(_space(tmp_path, "sampler: {name: cmaes}\n"))
 
 
+@pytest.mark.e2e
 def test_the_study_s_mlflow_parent_run_records_sampler_and_pruner(tmp_path, tiny_csv):
     import mlflow
 

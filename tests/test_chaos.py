@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 from conftest import ROOT
 from test_workers import HEADS, LIGHT_SPACE, QUICK_HEARTBEAT, check_study, mid_trial
 
-pytestmark = pytest.mark.slow  # ~2 minutes on 2 busy cores; part of the default run
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # ~2 minutes on 2 busy cores; part of the default run
 STUDY = "chaos"
 TARGET = 3
 

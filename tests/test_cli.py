@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from search import cli
 from conftest import ROOT, TINY_SPACE
 
@@ -86,6 +88,7 @@ def test_run_help_states_the_exit_codes(capsys):
         assert "130 interrupted" in out
 
 
+@pytest.mark.e2e
 def test_a_timeout_is_a_target_reached_exit_0(tmp_path, tiny_csv, capsys):
     """--timeout is a wall-clock budget: reaching it is not a failure (exit 0), even with no
     trial finished; before, a stop with no finished trial exited 1 whatever the reason."""

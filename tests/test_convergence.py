@@ -10,6 +10,8 @@ from optuna.distributions import FloatDistribution
 from conftest import TINY_SPACE
 from search import cli, convergence
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 HEADS = ("gender", "age")
 
 

@@ -107,6 +107,7 @@ def test_eda_does_not_import_tensorflow(dataset, tmp_path):
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=120)
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 def test_html_renders_in_a_browser_without_errors(dataset, tmp_path):
     html = eda_page.render_html(eda.analyse(dataset, HEADS), tmp_path / "eda.html")

@@ -14,7 +14,7 @@ from test_registry import HIDE_SEARCH
 
 from search import cli
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 # argv: JSON {format: exported folder}, images .npz (one array per size) →
 # {format: {head: [[p, ...], ...]}}

@@ -11,10 +11,13 @@ import sys
 
 import mlflow
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 from conftest import ROOT, TINY_SPACE
 from search import cli
+
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
 HEADS = ("gender", "age")  # two of tiny_csv's heads: half the graph to trace per trial
 

@@ -79,6 +79,7 @@ def test_an_array_without_its_sidecar_is_not_trusted(tmp_path, images):
     assert verified.read(path, KEY) is None
 
 
+@pytest.mark.e2e
 def test_concurrent_processes_build_it_once(tmp_path, images):
     """Two processes ask for the same cache at once: one builds, the other waits and reads."""
     np.save(tmp_path / "images.npy", images)

@@ -19,6 +19,8 @@ import pytest
 from conftest import TINY_SPACE
 from search import cli
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 STUDY, NAME = "final", "final-model"
 ALIASES = ("champion", "best-trial", "refit", "ensemble", "per-head")
 PREDICT_ALL = f"""

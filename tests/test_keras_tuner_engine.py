@@ -12,6 +12,8 @@ from search.engines import keras_tuner as tuner
 from search.errors import UsageError
 from conftest import ROOT, TINY_SPACE
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
          "bodypose")
 

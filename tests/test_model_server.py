@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from test_image_payload import encoded, png_claiming
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def _free_port() -> int:

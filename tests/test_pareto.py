@@ -61,6 +61,7 @@ def _trials(runs):
     return {t.number: t for t in study.trials if t.state.name == "COMPLETE"}
 
 
+@pytest.mark.e2e
 def test_table_lists_exactly_the_front(runs, capsys):
     trials = _trials(runs)
     assert len(trials) == 3
@@ -79,6 +80,7 @@ def test_table_lists_exactly_the_front(runs, capsys):
         assert int(cells[10]) == t.user_attrs["params_count"]
 
 
+@pytest.mark.e2e
 def test_json_rows_and_chosen_heads(runs, capsys):
     trials = _trials(runs)
     heads = ["age", "carryingbag"]
@@ -95,6 +97,7 @@ def test_json_rows_and_chosen_heads(runs, capsys):
         assert r["params_count"] == t.user_attrs["params_count"]
 
 
+@pytest.mark.e2e
 def test_format_json_is_one_document_and_csv_holds_the_same_rows(runs, capsys):
     """--format json: one document whose front is what the deprecated --json prints line by
     line; --format csv: the same rows, one per line under a header."""
@@ -120,6 +123,7 @@ def test_format_json_is_one_document_and_csv_holds_the_same_rows(runs, capsys):
     assert "--format {table,csv,json}" in text and "--json deprecated" in text
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("args, message", [
     (["--heads", "age,shoes"], "--heads: unknown head(s) 'shoes'; the trials have: gender,"),
     (["--heads", "age,age"], "--heads: a head is listed twice"),

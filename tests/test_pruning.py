@@ -45,6 +45,7 @@ def test_the_rule_can_watch_some_heads_only():
     assert "a, b" in rule.prune(1, {"a": 0.1, "b": 0.1, "c": 0.9}, earlier)
 
 
+@pytest.mark.e2e
 def test_a_rule_naming_a_head_the_data_lacks_is_refused_before_anything_is_written(
         tmp_path, tiny_csv, capsys):
     space = tmp_path / "space.yaml"
@@ -84,17 +85,20 @@ def _run(tmp_path, tiny_csv, study, extra, earlier_accuracy, trials=2):
     return optuna.load_study(study_name=study, storage=storage).get_trials()[2:]
 
 
+@pytest.mark.e2e
 def test_trials_lagging_on_most_heads_are_pruned(tmp_path, tiny_csv):
     pruned = _run(tmp_path, tiny_csv, "lag", "", earlier_accuracy=1.0)
     assert all(t.state == TrialState.PRUNED for t in pruned)
     assert all(len(t.user_attrs[pruning.CURVE_ATTR]["age"]) == 2 for t in pruned)  # epoch 2
 
 
+@pytest.mark.e2e
 def test_trials_ahead_of_earlier_ones_are_not_pruned(tmp_path, tiny_csv):
     kept = _run(tmp_path, tiny_csv, "ahead", "", earlier_accuracy=0.0)
     assert all(t.state == TrialState.COMPLETE for t in kept)
 
 
+@pytest.mark.e2e
 def test_a_multi_objective_study_prunes_by_heads_and_keeps_its_pareto_front(tmp_path, tiny_csv):
     trials = _run(tmp_path, tiny_csv, "multi", "objectives: [mean_accuracy, params]\n",
                   earlier_accuracy=1.0)

@@ -31,6 +31,8 @@ from search import study as study_lib
 from test_workers import (HEADS, POSTGRES, POSTGRES_PASSWORD, check_study, finish,
                           light_space, mid_trial, search, wait_for)  # noqa: F401 (a fixture)
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 RAY_ENV = {"RAY_TMPDIR": os.environ.get("RAY_TMPDIR", "/tmp/ray-search-test")}
 
 

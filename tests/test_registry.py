@@ -15,6 +15,8 @@ import pytest
 
 from search.config import TrialConfig
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 
 # Run with `python -I` from a folder outside the project: every copy of `search` is hidden

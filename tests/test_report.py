@@ -65,6 +65,7 @@ def page_path(runs):
     return runs / f"report-{tiny_study.STUDY}.html"
 
 
+@pytest.mark.e2e
 def test_page_structure_without_a_browser(page_path, runs):
     page = page_path.read_text()
     outline = Outline(page)
@@ -81,6 +82,7 @@ def test_page_structure_without_a_browser(page_path, runs):
     assert "#0 tiny-baseline" in page  # the enqueued baseline is among the bars
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(chromium_path() is None, reason="chromium is not installed")
 def test_page_renders_every_plot_without_errors(page_path):
     dom, log = render_dom(page_path)
@@ -93,6 +95,7 @@ def test_page_renders_every_plot_without_errors(page_path):
     assert "main-svg" in dom
 
 
+@pytest.mark.e2e
 def test_pair_and_out(runs, tmp_path, capsys):
     out = tmp_path / "sub" / "r.html"
     assert cli.main(["report", "--study", "tiny", "--runs-dir", str(runs), "--out", str(out),
@@ -101,6 +104,7 @@ def test_pair_and_out(runs, tmp_path, capsys):
     assert Outline(out.read_text()).sections["pareto-pair"]["h2"] == "2. Trade-off: age vs gender"
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("pair, message", [
     ("age", "--pair needs exactly two heads"),
     ("age,shoes", "--pair: unknown head(s) 'shoes'"),
@@ -111,6 +115,7 @@ def test_bad_pair_is_a_one_line_error(runs, capsys, pair, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.e2e
 def test_without_mlflow_the_sections_say_why(runs, tmp_path):
     out = tmp_path / "r.html"
     assert cli.main(["report", "--study", "tiny", "--runs-dir", str(runs), "--out", str(out),
@@ -123,6 +128,7 @@ def test_without_mlflow_the_sections_say_why(runs, tmp_path):
     assert not (tmp_path / "none.db").exists()  # reading creates no empty store
 
 
+@pytest.mark.e2e
 def test_steps_per_epoch_from_the_logged_run(runs):
     from search.config import TrialConfig
     from search.settings import Settings
@@ -141,6 +147,10 @@ def test_importances_need_two_trials_and_never_crash(monkeypatch):
 
     def fail(study):
         raise RuntimeError("boom")
+
+    # The real module: `optuna.importance` is a lazy proxy until first used, and patching the
+    # proxy misses what report calls (it passed only after other tests had loaded it).
+    import optuna.importance
 
     monkeypatch.setattr(optuna.importance, "get_param_importances", fail)
     assert "could not be computed: boom" in _note(report.importance(None, 3, "x"))
@@ -162,6 +172,7 @@ def test_a_figure_reads_back_from_its_html():
         figures.from_html("<html>no plot</html>")
 
 
+@pytest.mark.e2e
 def test_report_and_pareto_do_not_import_tensorflow(runs):
     code = ("import sys; from search import cli, pareto; from search.views import report, figures; "
             f"assert cli.main(['pareto', '--study', 'tiny', '--runs-dir', {str(runs)!r}]) == 0; "
@@ -181,6 +192,7 @@ def test_parallel_coordinates_encode_categories_logs_and_unset():
     assert age.label == "age" and list(age.values) == [0.4, 0.5, 0.6]
 
 
+@pytest.mark.e2e
 def test_the_header_shows_the_champion_on_the_test_rows(tmp_path, tiny_csv):
     out = tmp_path / "report.html"
     runs = tmp_path / "runs"

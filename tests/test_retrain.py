@@ -14,6 +14,8 @@ from optuna.trial import TrialState
 from conftest import TINY_SPACE
 from search import cli
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
          "bodypose")
 

@@ -20,6 +20,8 @@ import pytest
 from search import cli
 from search.config import TrialConfig
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 SPACE = """
 name: serving
 pruner: {name: none}

@@ -149,6 +149,7 @@ def test_bundled_space_in_a_checkout_is_the_top_level_file():
 WHEEL_TOOLS = ("pip", "setuptools", "wheel")
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(not all(importlib.util.find_spec(m) for m in WHEEL_TOOLS),
                     reason=f"building a wheel offline needs {', '.join(WHEEL_TOOLS)} installed")
 def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):

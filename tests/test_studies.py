@@ -22,6 +22,8 @@ from conftest import TINY_SPACE
 from search import cli
 from search.storage import storage
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 HEADS = ("gender", "age")
 T0 = datetime(2026, 1, 2, 10, 0)
 # The hand-made study "counts": every state a trial can end in, at known times.

@@ -1,7 +1,60 @@
-"""The MLflow side of a study: runs that dead workers left open are closed exactly once, even
-when two workers sweep at the same moment."""
+"""The MLflow side of a study: a trial's run is ended by its `with` block (FINISHED, FAILED,
+KILLED), a null run stands in without tracking, and runs that dead workers left open are
+closed exactly once, even when two workers sweep at the same moment."""
 
+import pytest
+
+from search import tracking
+from search.session import Tracking
 from search.tracking import ROLE_TAG, Tracker
+
+
+class Stopped(Exception):
+    """Stands for search.trial.Pruned: a kind of exception the caller names as KILLED."""
+
+
+@pytest.fixture(scope="module")
+def tracker(tmp_path_factory):
+    """One store for the cases below (each new SQLite MLflow store migrates for seconds)."""
+    folder = tmp_path_factory.mktemp("ends")
+    return Tracker(f"sqlite:///{folder / 'mlflow.db'}", "ends", artifact_root=folder / "mlartifacts")
+
+
+def _ended(tracker: Tracker, number: int, raised: BaseException | None):
+    parent = tracker.study_run("ends")
+    try:
+        with tracking.trial_run(Tracking(tracker, parent), "ends", number,
+                                killed=(Stopped,)) as run:
+            run.log_metrics({"loss": 0.5})
+            if raised is not None:
+                raise raised
+    except BaseException as exc:
+        assert exc is raised  # propagated, unchanged
+    return tracker.client.get_run(run.run_id)
+
+
+@pytest.mark.parametrize("number, raised, status, state", [
+    (0, None, "FINISHED", "COMPLETE"),
+    (1, ValueError("bad config"), "FAILED", "FAILED"),
+    (2, Stopped("below the majority"), "KILLED", "PRUNED"),
+    (3, KeyboardInterrupt(), "KILLED", "FAILED"),
+])
+def test_a_trial_run_ends_with_its_block(tracker, number, raised, status, state):
+    run = _ended(tracker, number, raised)
+    assert run.info.status == status and run.data.tags["search.state"] == state
+    assert run.data.metrics["loss"] == 0.5
+    if raised is not None:
+        assert run.data.tags["search.reason"] == f"{type(raised).__name__}: {raised}"
+    assert run.data.tags["search.trial"] == str(number) and run.data.tags[ROLE_TAG] == "trial"
+
+
+def test_without_tracking_a_trial_run_is_null():
+    with tracking.trial_run(None, "none", 0) as run:
+        run.log_params({"a": 1})
+        run.log_metrics({"b": 2.0}, step=1)
+        run.set_tags({"c": "d"})
+        run.log_dict({}, "e.json")
+    assert run.run_id is None and not run.tracked
 
 
 def _open_trial_run(tracker: Tracker, number: int) -> str:

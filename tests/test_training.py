@@ -46,6 +46,7 @@ def test_a_separable_net_trains_on_images_in_one_stage(session):
     assert stages[0].test is None  # no --test-fraction
 
 
+@pytest.mark.e2e
 def test_a_frozen_backbone_trains_its_heads_on_cached_features(session, weights_dir):
     plan, stages = _stages(TrialConfig(**PRETRAINED), session)
     assert [(s.name, s.inputs) for s in stages] == [("probe", "features")]
@@ -57,6 +58,7 @@ def test_a_frozen_backbone_trains_its_heads_on_cached_features(session, weights_
     assert not base.trainable_weights  # frozen: only the heads learn
 
 
+@pytest.mark.e2e
 def test_only_the_trial_that_built_the_cache_logs_its_build_time(tmp_path, tiny_csv,
                                                                   weights_dir):
     fresh = Session.on_data(Settings.resolve(tmp_path / "runs"), Options(data=str(tiny_csv)),
@@ -82,6 +84,7 @@ def test_cached_features_give_the_networks_own_outputs(session, weights_dir):
         np.testing.assert_allclose(cached[head], direct[head], atol=2e-3)
 
 
+@pytest.mark.e2e
 def test_fine_tuning_probes_first_then_trains_the_top_on_cached_activations(session,
                                                                             weights_dir):
     import keras
@@ -98,6 +101,7 @@ def test_fine_tuning_probes_first_then_trains_the_top_on_cached_activations(sess
     assert plan.notes["fine_tune.trainable_params"] > 0
 
 
+@pytest.mark.e2e
 def test_without_the_cache_both_stages_train_on_images(session, weights_dir):
     plan, stages = _stages(TrialConfig(**{**PRETRAINED, "fine_tune_fraction": 0.3,
                                           "feature_cache": False}), session)
@@ -105,6 +109,7 @@ def test_without_the_cache_both_stages_train_on_images(session, weights_dir):
                                                      ("fine_tune", "images")]
 
 
+@pytest.mark.e2e
 def test_random_init_trains_the_whole_backbone_on_images(session):
     plan, stages = _stages(TrialConfig(**{**PRETRAINED, "weights": "none"}), session)
     assert [(s.name, s.inputs) for s in stages] == [("train", "images")]

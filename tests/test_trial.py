@@ -12,6 +12,8 @@ from search.config import TrialConfig
 from search.session import Options, Session
 from search.settings import Settings
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 TINY = dict(width=8, depth=2, image_size=(32, 32), neck_units=16, head_units=0,
             batch_size=32, clr_mode="triangular", base_lr=0.003, max_lr=0.01)
 FROZEN = dict(base_lr=1e-9, max_lr=2e-9)  # learns nothing: predictions stay near chance
@@ -47,6 +49,7 @@ def test_the_best_epoch_is_scored_logged_and_saved(tmp_path, tiny_csv):
     assert result.best_epoch == best and len(by_step) == 4
     assert result.summary["mean_accuracy"] == pytest.approx(by_step[best])
     run = mlflow.MlflowClient(session.settings.tracking_uri).get_run(result.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["search.state"] == "COMPLETE"
     assert run.data.metrics["best_epoch"] == best
     assert run.data.metrics["final_mean_accuracy"] == pytest.approx(by_step[best])
     # the saved model is that epoch's: it scores the validation rows as logged
@@ -79,6 +82,21 @@ def test_a_trial_below_the_majority_baseline_is_pruned_by_the_guard(tmp_path, ti
     run = mlflow.MlflowClient(session.settings.tracking_uri).search_runs(
         [session.tracking.tracker.experiment_id], "tags.`search.role` = 'trial'")[0]
     assert run.info.status == "KILLED" and run.data.tags["search.state"] == "PRUNED"
+
+
+def test_a_trial_whose_fit_raises_leaves_its_run_failed_with_the_reason(tmp_path, tiny_csv):
+    class Broken(trial_lib.Reporter):
+        def epoch(self, step, logs, judged=True):
+            raise RuntimeError("the reporter broke")
+
+    session = _session(tmp_path, tiny_csv)
+    with pytest.raises(RuntimeError, match="the reporter broke"):
+        trial_lib.run(TrialConfig(**TINY, epochs=2), session, Broken())
+    run = mlflow.MlflowClient(session.settings.tracking_uri).search_runs(
+        [session.tracking.tracker.experiment_id], "tags.`search.role` = 'trial'")[0]
+    assert run.info.status == "FAILED" and run.data.tags["search.state"] == "FAILED"
+    assert run.data.tags["search.reason"] == "RuntimeError: the reporter broke"
+    assert "val_mean_accuracy" in run.data.metrics  # its first epoch was logged
 
 
 def test_without_a_pruning_engine_the_guard_stops_the_trial_early(tmp_path, tiny_csv):

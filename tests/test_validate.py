@@ -2,7 +2,6 @@
 written; odd but usable files (BOM, CRLF, spaces, odd image modes) load."""
 
 import io
-import json
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from search.data import read_table
 from search.errors import DataError
 from search.session import Options, Session
 from search.settings import Settings
-from search.validate import load_vocab, scan_images
+from search.validate import scan_images
 
 HEADS = ("gender", "bodypose")
 GOOD = """image_path,gender,bodypose
@@ -141,27 +140,6 @@ def test_label_outside_a_given_vocabulary(folder):
     one_class = {"gender": ["male"], "bodypose": ["Front", "Back"]}
     table = read_table(write(folder, GOOD.replace("female", "male")), HEADS, vocab=one_class)
     assert table.vocab["gender"] == ("male",)  # evaluation data may hold a single class
-
-
-def test_load_vocab_reads_yaml_and_json(tmp_path):
-    yaml_file = write(tmp_path, "gender: [female, male]\n"
-                                "carryingbag: [None, 'Daily/Office/Work Bag']\n", "labels.yaml")
-    assert load_vocab(yaml_file) == {"gender": ("female", "male"),
-                                     "carryingbag": ("None", "Daily/Office/Work Bag")}
-    json_file = write(tmp_path, json.dumps({"age": ["15-25", "55+"]}), "labels.json")
-    assert load_vocab(json_file) == {"age": ("15-25", "55+")}
-
-
-@pytest.mark.parametrize("text, expected", [
-    ("answer: [yes, no]", "are not strings; quote them"),
-    ("- gender", "expected a mapping of head name to a list of labels"),
-    ("gender: male", "needs a non-empty list of labels"),
-    ("gender: [male, male]", "lists a label twice"),
-    ("gender: [male", "not valid YAML or JSON"),
-])
-def test_load_vocab_errors(tmp_path, text, expected):
-    with pytest.raises(DataError, match=expected):
-        load_vocab(write(tmp_path, text, "labels.yaml"))
 
 
 BAD_IMAGES = {

@@ -88,6 +88,7 @@ def test_a_foreign_altered_or_unpaired_file_is_rebuilt(tmp_path, damage, why):
     np.testing.assert_array_equal(array, Builder()())
 
 
+@pytest.mark.e2e
 def test_concurrent_processes_build_it_once(tmp_path):
     """Three real processes ask at once: one builds (slowly), the others wait and read."""
     script = textwrap.dedent(f"""
@@ -111,6 +112,7 @@ def test_concurrent_processes_build_it_once(tmp_path):
     assert not list(tmp_path.glob("*.tmp.*"))
 
 
+@pytest.mark.e2e
 def test_killed_processes_temp_files_are_swept_by_the_next_build(tmp_path):
     dead = subprocess.Popen(["true"])
     dead.wait()

@@ -26,6 +26,8 @@ from search import storage as storage_lib
 from search import study as study_lib
 from search import workers
 
+pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
+
 POSTGRES = os.environ.get("SEARCH_TEST_POSTGRES")
 POSTGRES_PASSWORD = sqlalchemy.engine.make_url(POSTGRES).password if POSTGRES else None
 needs_postgres = pytest.mark.skipif(

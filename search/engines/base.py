@@ -24,10 +24,9 @@ CONVERGED = "converged"  # --until-converged: further trials are unlikely to mat
 
 @dataclass
 class Outcome:
-    """How a search loop ended: trials this process ran, finished trials in the study, and
-    why it stopped before the target (None when it reached it), of which kind (`why`)."""
+    """How a search loop ended: finished trials in the study, and why it stopped before the
+    target (None when it reached it), of which kind (`why`)."""
 
-    ran: int
     finished: int
     stopped: str | None = None
     why: str = FAILED

@@ -222,7 +222,7 @@ class KerasTunerEngine(Engine):
                                   f"{str(exc).strip().splitlines()[-1]}); stopping. Fix the "
                                   f"cause or raise --max-failures")
         timed_out = (self.tuner.stopped or "").startswith("timeout")
-        return Outcome(ran=0, finished=self.finished(), stopped=self.tuner.stopped,
+        return Outcome(finished=self.finished(), stopped=self.tuner.stopped,
                        why=TIMEOUT if timed_out else FAILED)
 
     def next_steps(self) -> str:

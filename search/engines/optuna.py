@@ -111,7 +111,6 @@ class OptunaEngine(Engine):
         options = dataclasses.replace(opts, workers=1, gpus=None, ray=None, gpus_per_trial=None,
                                       progress=False, data=str(self.session.csv.resolve()),
                                       space=os.path.abspath(opts.space))
-        before = len(self.study.get_trials(deepcopy=False))
         try:
             codes = self.pool.launch(work, (settings, options))
         finally:
@@ -130,8 +129,7 @@ class OptunaEngine(Engine):
                 "; ".join(trouble) or "the workers stopped early")
         elif trouble:
             print(f"the study is complete; {'; '.join(trouble)}", file=sys.stderr)
-        return Outcome(ran=len(self.study.get_trials(deepcopy=False)) - before,
-                       finished=done, stopped=stopped, why=why)
+        return Outcome(finished=done, stopped=stopped, why=why)
 
     def convergence(self):
         """The --until-converged rule on this study now (search.convergence.verdict)."""
@@ -184,7 +182,7 @@ class OptunaEngine(Engine):
         start = time.monotonic()
         bar = tqdm(total=opts.trials, initial=min(study_lib.finished(study), opts.trials),
                    unit="trial", disable=not opts.progress, dynamic_ncols=True)
-        ran = failures = 0
+        failures = 0
         stopped, why = None, FAILED
         waiting = False
         checked = None  # finished trials at the last convergence check
@@ -229,7 +227,6 @@ class OptunaEngine(Engine):
                     self.drop_models(ranked(study))
                 if study_lib.is_surplus(last):
                     continue
-                ran += 1
                 failures = failures + 1 if last.state == TrialState.FAIL else 0
                 if failures >= opts.max_failures:
                     stopped = (f"{failures} trials in a row failed (last: "
@@ -239,7 +236,7 @@ class OptunaEngine(Engine):
         finally:
             bar.close()
             close_orphan_runs(study, tracker)
-        return Outcome(ran=ran, finished=study_lib.finished(study), stopped=stopped, why=why)
+        return Outcome(finished=study_lib.finished(study), stopped=stopped, why=why)
 
     def objective(self, trial, bar=None):
         """Claim a slot, sample, train (here or in a fresh process), record a failure."""
