@@ -100,9 +100,14 @@ def test_shipped_spaces_load_and_the_gpu_space_runs_the_baselines_first():
     default = space_lib.load(ROOT / "spaces" / "default.yaml")
     assert not default.enqueue  # the quick start stays within minutes
     sampled = {p.name for p in default.params if p.distribution is not None}
-    for key in ("backbone", "width", "depth", "dropout", "cutout", "clr_mode", "base_lr",
-                "lr_ratio", "step_size_epochs", "gamma", "batch_size", "epochs", "image_size"):
+    for key in ("backbone", "width", "dropout", "cutout", "clr_mode", "base_lr", "lr_ratio",
+                "step_size_epochs", "gamma", "epochs", "neck_units", "class_weighting"):
         assert key in sampled
+    # pinned for the 3-minute quick start on 32 px images (issue 20): a 4x4 map, one row each
+    # for head, torso, hands and feet, kept by the rows neck
+    pinned = {p.name: p.value for p in default.params if p.distribution is None}
+    assert {k: pinned.get(k) for k in ("depth", "image_size", "neck")} == \
+        {"depth": 3, "image_size": 32, "neck": "rows"}
     gpu = space_lib.load(ROOT / "spaces" / "hvc-gpu.yaml")
     assert [e["name"] for e in gpu.enqueue] == ["model-1-separable", "model-2-resnet50-clr"]
     model1 = TrialConfig.from_dict(gpu.enqueue[0]["config"])
