@@ -22,21 +22,15 @@ candidate already built from the same members (MLflow tags) is reused, not built
 
 from __future__ import annotations
 
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
 from search.errors import UsageError
 from search.settings import Settings
 from search.trial_record import TrialRecord, best_per_head
-
 from search.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, Candidate, Final, choose
-from search.champion import mean_accuracy as _mean
-ROLE = "final"  # search.role of a candidate's MLflow run (a trial's is "trial")
-KIND_TAG = "search.final"  # refit | ensemble | per-head
-MEMBERS_TAG = "search.members"  # what a candidate is made of: the key for reusing it
+from search.final_runs import KIND_TAG, MEMBERS_TAG, built, log, where
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,11 +231,11 @@ def _mean_ensemble(session, trials: list, members: _Members, rows: _Rows, out) -
 
     config = {"final": ENSEMBLE, "combine": "mean",
               "members": [{**_member(t), "config": t.config} for t in trials]}
-    _log(session, candidate, {KIND_TAG: ENSEMBLE, MEMBERS_TAG: key}, model, vocab, config,
+    log(session, candidate, {KIND_TAG: ENSEMBLE, MEMBERS_TAG: key}, model, vocab, config,
          {"members": ",".join(f"#{t.number}" for t in trials),
           **{f"member_{t.number}.run_id": t.run_id for t in trials}})
     print(f"{name}: the mean of trials "
-          f"{', '.join(f'#{t.number} (run {_short(t)})' for t in trials)}{_where(candidate)}",
+          f"{', '.join(f'#{t.number} (run {_short(t)})' for t in trials)}{where(candidate)}",
           file=out)
     return candidate
 
@@ -269,11 +263,11 @@ def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
 
     config = {"final": PER_HEAD, "heads": {h: t.number for h, t in per_head.items()},
               "members": [{**_member(t), "config": t.config} for t in distinct]}
-    _log(session, candidate, {KIND_TAG: PER_HEAD, MEMBERS_TAG: key}, model, vocab, config,
+    log(session, candidate, {KIND_TAG: PER_HEAD, MEMBERS_TAG: key}, model, vocab, config,
          {"members": ",".join(f"#{t.number}" for t in distinct),
           **{f"head.{h}": t.number for h, t in per_head.items()},
           **{f"member_{t.number}.run_id": t.run_id for t in distinct}})
-    print(f"{PER_HEAD}: {candidate.note}{_where(candidate)}", file=out)
+    print(f"{PER_HEAD}: {candidate.note}{where(candidate)}", file=out)
     return candidate
 
 
@@ -319,7 +313,7 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
     session.train_rows = retrain.train_and_validation(session)
     held = f", the {len(session.test_rows)} test rows held out" if rows.has_test else ""
     tags = {KIND_TAG: REFIT, MEMBERS_TAG: str(champion.number), "search.refit_epochs": epochs}
-    found = _built(session, tags)
+    found = built(session, tags)
     if found:
         candidate.run_id, candidate.model_uri = found
         candidate.reused = True
@@ -330,7 +324,7 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
             net, _ = registry.load(candidate.model_uri)
         rows.score(candidate, rows.predict(net, config), trained_on_val=True)
         print(f"{REFIT}: trial #{champion.number}'s config, {epochs} on the train + validation "
-              f"rows{held}{_where(candidate)}", file=out)
+              f"rows{held}{where(candidate)}", file=out)
         return candidate
     print(f"{REFIT}: training trial #{champion.number}'s config for {epochs} on the "
           f"{len(session.train_rows)} train + validation rows{held} ...", file=out, flush=True)
@@ -344,77 +338,13 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
               if h in fallback}
     net = model_lib.export(plan.net, config, priors)
     rows.score(candidate, rows.predict(net, config), trained_on_val=True)
-    _log(session, candidate, tags, lambda: net, session.table.vocab, config.to_dict(),
+    log(session, candidate, tags, lambda: net, session.table.vocab, config.to_dict(),
          {**config.to_dict(), "refit_of": f"{session.study}:{champion.number}",
           "refit_of.run_id": run_id, "refit.epochs": epochs,
           "train_rows": len(session.train_rows), "test_rows_held_out": len(session.test_rows)},
          metrics={"train_seconds": seconds})
-    print(f"{REFIT}: trained in {seconds:.0f} s{_where(candidate)}", file=out)
+    print(f"{REFIT}: trained in {seconds:.0f} s{where(candidate)}", file=out)
     return candidate
-
-
-def _built(session, tags: dict) -> tuple[str, str] | None:
-    """(run id, model URI) of a candidate already built with these tags, if any."""
-    from search.tracking import ROLE_TAG, STUDY_TAG
-
-    tracker = session.tracking.tracker
-    wanted = {ROLE_TAG: ROLE, STUDY_TAG: session.study, **tags}
-    where = " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items())
-    for run in tracker.client.search_runs([tracker.experiment_id],
-                                          f"{where} and attributes.status = 'FINISHED'",
-                                          max_results=5, order_by=["attributes.start_time DESC"]):
-        uri = run.data.tags.get("search.model_uri")
-        if uri:
-            return run.info.run_id, uri
-    return None
-
-
-def _log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: dict,
-         params: dict, *, metrics: dict | None = None) -> None:
-    """Log the candidate's model (built by `model()`) in its own MLflow run under the study's
-    parent run, with its scores, rows and data; or reuse the run of the same candidate built
-    before."""
-    from search import model_card
-    from search.tracking import ROLE_TAG, STUDY_TAG, TrialRun
-
-    found = _built(session, tags)
-    if found:
-        candidate.run_id, candidate.model_uri = found
-        candidate.reused = True
-        return
-    tracking = session.tracking
-    tracker = tracking.tracker
-    run = tracker.client.create_run(
-        tracker.experiment_id, run_name=candidate.name,
-        tags={"mlflow.parentRunId": tracking.parent_run_id, STUDY_TAG: session.study,
-              ROLE_TAG: ROLE, **tags})
-    run_ = TrialRun(tracker, run.info.run_id)
-    try:
-        run_.log_params({**params, **model_card.rows_params(session)})
-        run_.log_data(session.table, session.csv)
-        run_.log_metrics({**(metrics or {}), **_score_metrics(candidate)})
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "model.keras"
-            model().save(path)
-            candidate.model_uri = run_.log_model(path, vocab, config)
-        run_.set_tags({"search.model_uri": candidate.model_uri})
-    except BaseException:
-        run_.end("FAILED")
-        raise
-    run_.end("FINISHED")
-    candidate.run_id = run_.run_id
-
-
-def _score_metrics(candidate: Candidate) -> dict:
-    out = {}
-    for part, scores in (("val", candidate.val), ("test", candidate.test)):
-        for head, s in (scores or {}).items():
-            out[f"{part}_{head}_accuracy"] = s["accuracy"]
-            out[f"{part}_{head}_balanced_accuracy"] = s["balanced_accuracy"]
-            out[f"{part}_{head}_majority"] = s["majority"]
-        if scores:
-            out[f"{part}_mean_accuracy"] = _mean(scores)
-    return out
 
 
 def _layer(head: str) -> str:
@@ -423,10 +353,3 @@ def _layer(head: str) -> str:
 
 def _short(trial) -> str:
     return (trial.run_id or "?")[:8]
-
-
-def _where(candidate: Candidate) -> str:
-    if not candidate.run_id:
-        return ""
-    return (f"; {'reused ' if candidate.reused else ''}MLflow run {candidate.run_id[:8]}, "
-            f"{candidate.model_uri}")

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import re
 
+from search import final_runs
+
 ROWS = ("train", "validation", "test")
 # MLflow's SQL stores hold a version description of up to 5,000 characters, a tag value 5,000.
 MAX_DESCRIPTION, MAX_TAG = 5000, 5000
-FINAL_ROLE = "final"  # search.final_model.ROLE, not imported: that module imports TensorFlow
 
 
 def rows_params(session) -> dict[str, int]:
@@ -54,7 +55,7 @@ def card(run, name: str, config: dict | None) -> tuple[str, dict[str, str]]:
     tags = run.data.tags
     params, metrics = run.data.params, run.data.metrics
     study = tags.get("search.study", "")
-    final = tags.get("search.role") == FINAL_ROLE
+    final = tags.get("search.role") == final_runs.ROLE
     kind = tags.get("search.final", "trial")
     heads = _heads(metrics)
     out = {"search.study": study, "search.kind": kind, "search.run_id": run.info.run_id}

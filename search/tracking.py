@@ -144,33 +144,40 @@ class Tracker:
             dropped.append(run_id)
         return dropped
 
-    def start_trial(self, parent_id: str, study_name: str, number: int,
-                    tags: dict[str, str] | None = None) -> "TrialRun":
-        run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{number}",
-            tags={"mlflow.parentRunId": parent_id, STUDY_TAG: study_name, ROLE_TAG: "trial",
-                  "search.trial": str(number), **(tags or {})})
-        return TrialRun(self, run.info.run_id)
+    @contextlib.contextmanager
+    def nested_run(self, parent_id: str, study_name: str, name: str, tags: dict[str, str], *,
+                   killed: tuple[type[BaseException], ...] = ()) -> Iterator["TrialRun"]:
+        """A run under the study's parent run, ended by the block's exit (MLflow's `with
+        start_run()` idiom on the client): FINISHED when it ends normally, KILLED for Ctrl-C
+        and the `killed` exception types, else FAILED. The exception propagates."""
+        created = self.client.create_run(
+            self.experiment_id, run_name=name,
+            tags={"mlflow.parentRunId": parent_id, STUDY_TAG: study_name, **tags})
+        run = TrialRun(self, created.info.run_id)
+        try:
+            yield run
+        except BaseException as exc:
+            run.end("KILLED" if isinstance(exc, (KeyboardInterrupt, *killed)) else "FAILED")
+            raise
+        run.end("FINISHED")
 
     @contextlib.contextmanager
     def trial_run(self, parent_id: str, study_name: str, number: int,
                   tags: dict[str, str] | None = None, *,
                   killed: tuple[type[BaseException], ...] = ()) -> Iterator["TrialRun"]:
-        """A trial's nested run, ended by the block's exit (MLflow's `with start_run()` idiom
-        on the client): FINISHED when it ends normally; on an exception, FAILED with the
-        reason, or KILLED (state PRUNED) for the `killed` exception types (a pruned trial)
-        and KILLED (state FAILED) for Ctrl-C. The exception propagates."""
-        run = self.start_trial(parent_id, study_name, number, tags)
-        try:
-            yield run
-        except BaseException as exc:
-            pruned = isinstance(exc, killed)
-            run.set_tags({"search.state": "PRUNED" if pruned else "FAILED",
-                          "search.reason": f"{type(exc).__name__}: {exc}"})
-            run.end("KILLED" if pruned or isinstance(exc, KeyboardInterrupt) else "FAILED")
-            raise
-        run.set_tags({"search.state": "COMPLETE"})
-        run.end("FINISHED")
+        """A trial's `nested_run`, its outcome also in `search.state`: COMPLETE; PRUNED (run
+        KILLED) for the `killed` exception types (a pruned trial); FAILED with the reason
+        (run FAILED, or KILLED for Ctrl-C)."""
+        with self.nested_run(parent_id, study_name, f"trial-{number}",
+                             {ROLE_TAG: "trial", "search.trial": str(number), **(tags or {})},
+                             killed=killed) as run:
+            try:
+                yield run
+            except BaseException as exc:
+                run.set_tags({"search.state": "PRUNED" if isinstance(exc, killed) else "FAILED",
+                              "search.reason": f"{type(exc).__name__}: {exc}"})
+                raise
+            run.set_tags({"search.state": "COMPLETE"})
 
 
 @contextlib.contextmanager

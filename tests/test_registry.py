@@ -65,8 +65,9 @@ def logged(tmp_path_factory):
     model_lib.export(model_lib.build(config, VOCAB), config).save(keras_path)
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     tracker = Tracker(uri, "registry", artifact_root=folder / "mlartifacts")
-    trial = tracker.start_trial(tracker.study_run("registry"), "registry", 0)
-    return folder, uri, trial.log_model(keras_path, VOCAB, config.to_dict())
+    with tracker.trial_run(tracker.study_run("registry"), "registry", 0) as trial:
+        model_uri = trial.log_model(keras_path, VOCAB, config.to_dict())
+    return folder, uri, model_uri
 
 
 @pytest.fixture(scope="module")
