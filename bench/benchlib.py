@@ -78,7 +78,7 @@ def hvc_csv(allow_synthetic: bool = True, n: int = 5600, size: int = 224) -> tup
 
 def synthetic_csv(n: int, size: int, seed: int = 0) -> Path:
     """The project's synthetic dataset, generated once under runs/bench/."""
-    from search import synthetic
+    from search.data import synthetic
 
     return synthetic.generate(ROOT / "runs" / "bench" / f"synthetic-{n}-{size}-{seed}",
                               n=n, size=size, seed=seed)
@@ -99,15 +99,15 @@ def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "n/a"
 
 
-# Sessions for benchmarks that call `search.trial.run` or `search.training` without a study.
+# Sessions for benchmarks that call `search.train.trial.run` or `search.train.training` without a study.
 
 
 def session(csv, runs_dir, *, study: str = "bench", tracking: bool = False,
             log_models: bool = True, val_fraction: float = 0.2):
-    """A `search.session.Session` on csv (default heads, seeded split, objective mean
+    """A `search.study.session.Session` on csv (default heads, seeded split, objective mean
     accuracy), with an MLflow parent run under runs_dir when `tracking`."""
-    from search import space as space_lib
-    from search.session import Options, Session
+    from search.space import space as space_lib
+    from search.study.session import Options, Session
     from search.settings import Settings
 
     settings = Settings.resolve(runs_dir=runs_dir)

@@ -5,7 +5,7 @@ Runs tests/test_chaos.py's scenario (a 3-trial study on 160 synthetic 32 px imag
 3 times — during the first image-cache build, mid-trial, during the rebuild of the truncated
 cache — then run to completion) and reports kills survived, trials lost,
 their lost work and how long each restart took to clear the dead trial; then times
-`search.verified.check` (header, size, sidecar, SHA-256) on a cache of --verify-gb GiB.
+`search.data.verified.check` (header, size, sidecar, SHA-256) on a cache of --verify-gb GiB.
 
     .venv/bin/python bench/chaos.py [--seed 21] [--verify-gb 1] [--no-record]
 """
@@ -32,7 +32,9 @@ def main() -> int:
 
     import numpy as np
 
-    from search import synthetic, verified
+    from search.data import synthetic
+
+    from search.data import verified
     from test_chaos import chaos
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Frozen-feature cache: a frozen pretrained trial with and without it, same config and data.
 
-Baseline: the same `search.trial.run` with `feature_cache: false`, which runs the frozen
+Baseline: the same `search.train.trial.run` with `feature_cache: false`, which runs the frozen
 MobileNetV2 forward on every augmented image of every epoch. Cached: the backbone's outputs
 are computed once (4 views) and the trial trains its heads on them; measured cold (the cache
 is built inside the trial) and warm (a later trial of the study). Both train the same heads
@@ -37,8 +37,8 @@ def main() -> int:
     os.environ.setdefault("SEARCH_WEIGHTS_DIR", str(weights))
     from quality import split_data
 
-    from search import trial as trial_lib
-    from search.config import TrialConfig
+    from search.train import trial as trial_lib
+    from search.space.config import TrialConfig
 
     csv, _ = split_data()
     runs = benchlib.ROOT / "runs" / "bench" / "features"
@@ -50,7 +50,7 @@ def main() -> int:
                 image_size=(224, 128), crop="auto", neck_units=256, neck_dropout=0.3,
                 head_units=0, cutout=0.3, shift=0.08, batch_size=128, epochs=args.epochs,
                 base_lr=3e-4, max_lr=1.5e-3, step_size_epochs=2.0)
-    from search.training import all_images
+    from search.train.training import all_images
 
     all_images(session, TrialConfig(**base))  # decode once, outside every timing
     rows = []

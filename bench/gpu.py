@@ -1,11 +1,11 @@
 """GPU training throughput per backbone at 224 px: precision, XLA, and input-pipeline stalls.
 
 For each backbone (separable, mobilenet_v2 alpha 0.5, resnet50, efficientnet_b0; weights none)
-and each device setting (`search.device.choose`: float32 or the automatic mixed precision,
-XLA off or on), `search.training.prepare` builds what a trial fits (the path `search.trial.run`
+and each device setting (`search.train.device.choose`: float32 or the automatic mixed precision,
+XLA off or on), `search.train.training.prepare` builds what a trial fits (the path `search.train.trial.run`
 takes: network, compiled stage, input pipeline) on a synthetic table, and its stage trains:
   real    the stage's own training batches (the table's images decoded once, uint8 in memory
-          → search.data.train_dataset with the trial's augmentation), one epoch = one pass
+          → search.data.table.train_dataset with the trial's augmentation), one epoch = one pass
   cached  one batch of that pipeline repeated (no input work at all)
 Reported: train images/s for both, and busy = real / cached, the share of step time not spent
 waiting for input (target >= 85%). Timings are the median of --epochs epochs after a warm-up
@@ -63,8 +63,10 @@ def epoch_timer():
 def measure(name, overrides, precision, xla, args, session) -> dict:
     import tensorflow as tf
 
-    from search import device, training
-    from search.config import TrialConfig
+    from search.train import device
+
+    from search.train import training
+    from search.space.config import TrialConfig
 
     choice = device.choose(precision, xla)
     config = TrialConfig(image_size=(args.size, args.size), batch_size=args.batch_size,

@@ -3,8 +3,8 @@ traces the train step) and a steady epoch, for the 8 person-attribute heads on c
 features. Baseline: one Dense tower per head, the optimizer's slots made inside the first
 traced step (how `search` did it before, and what a plain Keras script does). Then the two
 changes one at a time: the same towers with the slots built before fit, and the heads as
-`search.heads.build` makes them (all towers in one `Towers` layer) compiled by
-`search.training.compile_model` (which builds the slots before fit).
+`search.model.heads.build` makes them (all towers in one `Towers` layer) compiled by
+`search.train.training.compile_model` (which builds the slots before fit).
 
 Features are random (the cost depends on shapes, not values): N x 1280 float16, as MobileNetV2
 alpha 0.5 pools them, batch 128, Adam under the cyclical schedule, one softmax per head.
@@ -49,9 +49,13 @@ def main() -> int:
     import numpy as np
     import tensorflow as tf
 
-    from search import console, heads, training
-    from search.config import TrialConfig
-    from search.synthetic import HEADS
+    from search import console
+
+    from search.model import heads
+
+    from search.train import training
+    from search.space.config import TrialConfig
+    from search.data.synthetic import HEADS
 
     console.quiet()
     rng = np.random.default_rng(0)

@@ -1,11 +1,11 @@
-"""Per-trial overhead of `search`: one trial through `search.trial.run` vs a plain `model.fit`.
+"""Per-trial overhead of `search`: one trial through `search.train.trial.run` vs a plain `model.fit`.
 
-Both train the same model (`search.model.build` of one TrialConfig) on the same uint8 arrays
+Both train the same model (`search.model.assembly.build` of one TrialConfig) on the same uint8 arrays
 through the same tf.data pipeline and CLR optimizer for the same epochs; the plain script
 validates with Keras' own `validation_data`. Variants, interleaved and repeated after a
 warm-up of each (order alternating per round), medians reported:
   plain         model.fit(..., validation_data=...)
-  search        search.trial.run without MLflow (per-epoch validation predict + per-head scores)
+  search        search.train.trial.run without MLflow (per-epoch validation predict + per-head scores)
   +mlflow       with MLflow logging (params, per-epoch metrics, final scores, confusion JSON)
   +model        with MLflow logging and the exported model logged (log_models, the default)
 Two ratios per variant: the median of same-round wall ratios, and "plain + extra": the plain
@@ -27,12 +27,12 @@ import benchlib
 
 def plain_fit(session, config) -> float:
     """What a plain script does with the same model, data, optimizer and epochs (the very
-    model and pipeline `search.training.prepare` builds for a trial); returns the seconds
+    model and pipeline `search.train.training.prepare` builds for a trial); returns the seconds
     spent in training epochs (Keras' own validation included, as it runs inside)."""
     import numpy as np
 
-    from search import training
-    from search.callbacks import TrainTimer
+    from search.train import training
+    from search.train.callbacks import TrainTimer
 
     plan = training.prepare(config, session)
     stage = next(plan.stages())
@@ -54,8 +54,10 @@ def main(argv=None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
 
-    from search import training, trial as trial_lib
-    from search.config import TrialConfig
+    from search.train import training
+
+    from search.train import trial as trial_lib
+    from search.space.config import TrialConfig
 
     csv = benchlib.synthetic_csv(args.images, args.size)
     runs = benchlib.ROOT / "runs" / "bench" / "overhead"
@@ -125,7 +127,7 @@ def main(argv=None) -> int:
         f"+model {robust['+model']:.2f}x (plain + extra); wall ratios "
         f"{ratios['search']:.2f}x / {ratios['+mlflow']:.2f}x / {ratios['+model']:.2f}x.",
     ]
-    benchlib.record("overhead: search.trial.run vs plain model.fit", lines,
+    benchlib.record("overhead: search.train.trial.run vs plain model.fit", lines,
                     enabled=not args.no_record)
     return 0
 

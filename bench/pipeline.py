@@ -1,8 +1,8 @@
 """Input pipeline throughput: the project's tf.data path vs the assignment's per-item loader.
 
-Project: `search.data.load_images` decodes and resizes every image once (threads, batched
-resize), then `search.data.train_dataset` (the trial's pipeline) serves shuffled batches of the
-uint8 arrays in memory, augmented (`search.augment.augment_batch`: flip, cutout) and cast on
+Project: `search.data.table.load_images` decodes and resizes every image once (threads, batched
+resize), then `search.data.table.train_dataset` (the trial's pipeline) serves shuffled batches of the
+uint8 arrays in memory, augmented (`search.data.augment.augment_batch`: flip, cutout) and cast on
 whole batches in a parallel, prefetched tf.data map. Reference: a `keras.utils.PyDataset` that, every epoch, opens each JPEG with
 `keras.utils.load_img`, resizes it, flips it and applies numpy random erasing, item by item
 (the assignment's `get_random_eraser`), consumed in order as `model.fit` does with workers=1.
@@ -99,9 +99,9 @@ def time_epochs(ds, epochs: int) -> list[float]:
 
 def time_project(table, labels, size, batch_size, epochs):
     """(decode s, epochs s with augmentation, epochs s of the same pipeline without it)."""
-    from search.config import TrialConfig
-    from search.data import load_images, train_dataset
-    from search.training import train_pipeline
+    from search.space.config import TrialConfig
+    from search.data.table import load_images, train_dataset
+    from search.train.training import train_pipeline
 
     with benchlib.Timer() as decode:
         images = np.asarray(load_images(table, (size, size)))  # no cache_dir: a fresh decode
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
 
-    from search.data import DEFAULT_HEADS, read_table
+    from search.data.table import DEFAULT_HEADS, read_table
 
     csv, what = benchlib.hvc_csv()
     table = read_table(csv, DEFAULT_HEADS)

@@ -1,4 +1,4 @@
-"""Batch prediction throughput: `search predict`'s path (search.batch_predict: read a batch,
+"""Batch prediction throughput: `search predict`'s path (search.serve.batch_predict: read a batch,
 predict it with registry.predict_probs, write CSV rows) against calling Keras directly on the
 same files in the same run (PIL decode, np.stack, `model.predict` per batch, nothing written).
 The ratio is what the wrapper costs; target (issue 20): <= 1.10x the direct time.
@@ -31,7 +31,7 @@ def images(limit: int, tmp: Path) -> tuple[list[str], str]:
         frame = pd.read_csv(HVC_CSV, keep_default_na=False).head(limit)
         return [str(HVC_CSV.parent / p) for p in frame["image_path"]], \
             f"{limit} real hvc JPEGs (224x224)"
-    from search import synthetic
+    from search.data import synthetic
 
     csv = synthetic.generate(tmp / "synthetic", n=limit, size=96)
     import pandas as pd
@@ -41,9 +41,9 @@ def images(limit: int, tmp: Path) -> tuple[list[str], str]:
 
 
 def model(tmp: Path):
-    from search import model as model_lib
-    from search import registry
-    from search.config import TrialConfig
+    from search.model import assembly as model_lib
+    from search.track import registry
+    from search.space.config import TrialConfig
 
     if WEIGHTS.is_dir():
         os.environ.setdefault("SEARCH_WEIGHTS_DIR", str(WEIGHTS))
@@ -72,7 +72,7 @@ def direct(net, paths: list[str], batch_size: int) -> float:
 
 
 def wrapped(net, vocab, paths: list[str], batch_size: int) -> float:
-    from search import batch_predict
+    from search.serve import batch_predict
 
     start = time.perf_counter()
     summary = batch_predict.predict(net, vocab, paths, io.StringIO(), "csv", batch_size)
@@ -103,7 +103,7 @@ def main() -> int:
              "| path | seconds | images/s |", "|---|---|---|",
              f"| Keras directly (PIL decode, np.stack, model.predict) | {best['direct']:.2f} | "
              f"{len(paths) / best['direct']:.0f} |",
-             f"| search predict (search.batch_predict, CSV rows) | {best['wrapped']:.2f} | "
+             f"| search predict (search.serve.batch_predict, CSV rows) | {best['wrapped']:.2f} | "
              f"{len(paths) / best['wrapped']:.0f} |", "",
              f"Wrapper / direct: {ratio:.3f}x (target <= 1.10x: "
              f"{'met' if ratio <= 1.10 else f'missed by {ratio - 1.10:.3f}'})."]

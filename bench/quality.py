@@ -129,7 +129,7 @@ def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
     trials = optuna.load_study(study_name=study,
                                storage=f"sqlite:///{runs / 'optuna.db'}").get_trials()
     states = [t.state.name for t in trials]
-    from search import trial_record
+    from search.study import trial_record
 
     ended = {t.number: t.datetime_complete for t in trials}
 
@@ -189,7 +189,7 @@ def _levers(config: dict) -> str:
 
 
 def run_peer(minutes: float, test_csv: Path) -> dict:
-    from search import metrics
+    from search.train import metrics
 
     record, output = WORK / "peer-record.json", WORK / "peer.json"
     wrapper = WORK / "peer_wrapper.py"

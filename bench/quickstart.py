@@ -51,7 +51,7 @@ def best_heads(folder: Path) -> dict:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.load_study(study_name="default",
                               storage=f"sqlite:///{folder / 'runs' / 'optuna.db'}")
-    from search import trial_record
+    from search.study import trial_record
 
     best = trial_record.read(study.best_trial)
     acc, majority = best.accuracy, best.majority
@@ -62,7 +62,7 @@ def best_heads(folder: Path) -> dict:
 
 def before_data(folder: Path) -> Path:
     """The old quick start's data set: 3,000 synthetic images of 48 px."""
-    from search import synthetic
+    from search.data import synthetic
 
     return synthetic.generate(folder / "data", n=3000, size=48, seed=0)
 

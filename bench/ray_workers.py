@@ -25,7 +25,7 @@ from workers import run
 
 
 def has_gpu() -> bool:
-    from search import workers
+    from search.study import workers
 
     return bool(workers.gpu_ids("all"))
 

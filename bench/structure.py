@@ -11,7 +11,7 @@
   first reaches Keras' `Model.fit`;
 - modules per package, and the longest chain of imports inside the package;
 - trial/study user-attribute reads by string outside the trial-record module (issue 19: 0);
-- attributes of a session assigned after it is built, outside search/session.py (issue 19: 0).
+- attributes of a session assigned after it is built, outside search/study/session.py (issue 19: 0).
 
     .venv/bin/python bench/structure.py [--no-record] [--label before]
 
@@ -38,9 +38,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 WINDOW = 6
 LIMIT = 300
 # The function that trains one trial; the first one found is traced.
-TRIAL_ENTRY = (("search.trial", "run"),)
+TRIAL_ENTRY = (("search.train.trial", "run"),)
 FIT = ("keras.src.backend.tensorflow.trainer", "fit")  # Keras 3's Model.fit on TensorFlow
-RECORD_MODULES = {"search.trial_record"}  # the one home of the trial record (issue 19)
+RECORD_MODULES = {"search.study.trial_record"}  # the one home of the trial record (issue 19)
 
 
 def modules() -> dict[str, Path]:
@@ -139,7 +139,8 @@ def repeated_windows(mods: dict[str, Path]) -> tuple[int, list[str]]:
 
 def trial_path(edges: dict[str, set[str]]) -> list[str]:
     """The search modules on the stack (outermost first) when a trial first trains."""
-    from search import cli, synthetic
+    from search import cli
+    from search.data import synthetic
 
     captured: list[list[str]] = []
     entries = {(m, f) for m, f in TRIAL_ENTRY}
@@ -227,11 +228,11 @@ def _is_attrs(node) -> bool:
 
 
 def session_writes(mods: dict[str, Path]) -> list[str]:
-    """`<...>session.<field> = ...` outside search/session.py: a session changed after it is
+    """`<...>session.<field> = ...` outside search/study/session.py: a session changed after it is
     built."""
     out = []
     for name, path in mods.items():
-        if name == "search.session":
+        if name == "search.study.session":
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             targets = node.targets if isinstance(node, ast.Assign) else (

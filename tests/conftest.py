@@ -20,7 +20,7 @@ if (SHARED / "weights").is_dir():  # genuine ImageNet files: this machine cannot
 @pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory) -> Path:
     """160 synthetic 32 px images with the 8 real heads and vocabularies."""
-    from search import synthetic
+    from search.data import synthetic
 
     return synthetic.generate(tmp_path_factory.mktemp("tiny"), n=160, size=32, seed=1)
 

@@ -6,7 +6,9 @@ import optuna
 import pytest
 
 from conftest import TINY_SPACE
-from search import algorithms, cli, space as space_lib
+from search import cli
+from search.study import algorithms
+from search.space import space as space_lib
 from search.errors import ConfigError
 
 

@@ -6,7 +6,7 @@ import optuna
 import yaml
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 
-from search import artifacts
+from search.track import artifacts
 
 
 def test_a_trial_gets_its_config_curves_and_confusion(tmp_path):

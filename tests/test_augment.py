@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from search.augment import augment_batch
+from search.data.augment import augment_batch
 from search.errors import ConfigError
 
 N = 4000
@@ -95,9 +95,9 @@ def test_shape_dtype_and_seed_determinism():
 
 
 def test_works_in_the_training_pipeline_on_batches():
-    """Through `search.data.train_dataset`, as a trial augments: every batch its own draws,
+    """Through `search.data.table.train_dataset`, as a trial augments: every batch its own draws,
     fresh ones each epoch, and the same seed replays the whole sequence."""
-    from search.data import train_dataset
+    from search.data.table import train_dataset
 
     images = np.repeat(np.arange(1, 41, dtype=np.uint8), 24 * 40 * 3).reshape(40, 24, 40, 3)
     labels = {"gender": np.arange(40)}  # image i holds the value i + 1 everywhere

@@ -12,8 +12,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from search import batch_predict, cli, registry
-from search.config import TrialConfig
+from search import cli
+
+from search.serve import batch_predict
+
+from search.track import registry
+from search.space.config import TrialConfig
 from search.errors import UsageError
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
@@ -22,7 +26,7 @@ VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 @pytest.fixture(scope="module")
 def model_folder(tmp_path_factory) -> Path:
     """A model as `search pull` writes it (untrained weights: rows, not accuracy, are tested)."""
-    from search import model as model_lib
+    from search.model import assembly as model_lib
 
     folder = tmp_path_factory.mktemp("pulled")
     config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0)

@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from search.callbacks import BestEpoch, MajorityGuard, NonFiniteLoss, StopOnNonFinite
+from search.train.callbacks import BestEpoch, MajorityGuard, NonFiniteLoss, StopOnNonFinite
 
 
 def _tiny_fit(callbacks, epochs):

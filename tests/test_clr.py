@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from search.clr import (
+from search.train.clr import (
     CyclicalLearningRate,
     LRRangeResult,
     clr_value,

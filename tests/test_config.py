@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from search.config import BACKBONES, CLR_MODES, TrialConfig
+from search.space.config import BACKBONES, CLR_MODES, TrialConfig
 from search.errors import ConfigError
 
 

@@ -8,7 +8,8 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from conftest import TINY_SPACE
-from search import cli, convergence
+from search import cli
+from search.study import convergence
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

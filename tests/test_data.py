@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from search import data
+from search.data import table as data
 
 
 def test_split_is_deterministic_and_disjoint():

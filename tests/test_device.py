@@ -7,8 +7,10 @@ import keras
 import pytest
 import tensorflow as tf
 
-from search import device, model as model_lib
-from search.config import TrialConfig
+from search.train import device
+
+from search.model import assembly as model_lib
+from search.space.config import TrialConfig
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 

@@ -11,9 +11,10 @@ import pytest
 from PIL import Image
 
 from browser import chromium_path, console_errors, render_dom
-from search import cli, eda
+from search import cli
+from search.data import eda
 from search.views import eda_page
-from search.data import DEFAULT_HEADS, read_table
+from search.data.table import DEFAULT_HEADS, read_table
 from search.errors import DataError
 
 HEADS = ("gender", "emotion", "bodypose")

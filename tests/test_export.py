@@ -51,7 +51,7 @@ FORMATS = {"separable-crop": ["savedmodel"],
 
 def _images(tiny_csv) -> list[np.ndarray]:
     """Batches of three sizes: the data's own 32 px, a 50x70 with black side borders, 97x41."""
-    from search.data import decode
+    from search.data.table import decode
 
     files = sorted((tiny_csv.parent / "images").iterdir())[:3]
     rng = np.random.default_rng(0)
@@ -64,8 +64,8 @@ def _images(tiny_csv) -> list[np.ndarray]:
 @pytest.mark.parametrize("name", FORMATS)
 def test_export_predicts_as_search_predict_without_search(small_models, tiny_csv, tmp_path,
                                                            name):
-    from search import registry
-    from search.tracking import using
+    from search.track import registry
+    from search.track.tracking import using
 
     runs, uris = small_models
     exported = {fmt: str(tmp_path / fmt) for fmt in FORMATS[name]}

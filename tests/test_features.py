@@ -10,7 +10,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from search import features, verified
+from search.train import features
+
+from search.data import verified
 
 KEY = features.key(table="t1", family="mobilenet_v2", alpha=0.35, weights="w1",
                    image_size=(8, 8), crop="none", cut="pooled:gap", count=3)
@@ -86,7 +88,7 @@ def test_concurrent_processes_build_it_once(tmp_path, images):
     script = textwrap.dedent(f"""
         import json, sys, time
         import numpy as np
-        from search import features
+        from search.train import features
         key = json.loads({json.dumps(json.dumps(KEY))})
         def slow():
             import keras

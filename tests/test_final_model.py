@@ -65,7 +65,8 @@ def _study(runs):
 
 def _test_csv(runs, tiny_csv):
     """The study's held-out test rows as a CSV beside the images, and their count."""
-    from search import retrain, trial_record
+    from search.final import retrain
+    from search.study import trial_record
     from search.settings import Settings
 
     study = _study(runs)
@@ -117,9 +118,9 @@ def test_candidates_are_registered_and_champion_is_best_on_test(final, tiny_csv,
 
 
 def test_every_candidate_predicts_in_a_fresh_process_and_ensembles_combine(final, tiny_csv):
-    from search import registry
-    from search.data import decode
-    from search.tracking import using
+    from search.track import registry
+    from search.data.table import decode
+    from search.track.tracking import using
 
     runs, _, _ = final
     images = [str(p) for p in sorted((tiny_csv.parent / "images").iterdir())[:3]]
@@ -157,7 +158,8 @@ def test_every_candidate_predicts_in_a_fresh_process_and_ensembles_combine(final
 def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
     """Regression (issue 19): the study's `:test=F` split was dropped, so a retrain on all
     data trained on the held-out test rows."""
-    from search import retrain, trial_record
+    from search.final import retrain
+    from search.study import trial_record
     from search.settings import Settings
 
     runs, _, _ = final
@@ -179,8 +181,8 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
 
 
 def test_refit_epochs_follow_the_best_epoch_per_stage():
-    from search import trial_record
-    from search.final_model import refit_epochs
+    from search.study import trial_record
+    from search.final.candidates import refit_epochs
 
     config = {"backbone": "pretrained", "fine_tune_fraction": 0.3, "probe_epochs": 3,
               "epochs": 5, "patience": 2}
@@ -206,7 +208,7 @@ def test_refit_epochs_follow_the_best_epoch_per_stage():
     (["--refit"], "has no kept models"),
 ])
 def test_bad_final_flags_say_one_line_and_register_nothing(final, capsys, flags, says):
-    from search.tracking import MODEL_DELETED_TAG
+    from search.track.tracking import MODEL_DELETED_TAG
 
     runs, common, _ = final
     client = _client(runs)
@@ -246,8 +248,8 @@ def test_run_builds_the_final_model_after_its_search(final, tiny_csv, capsys):
 def test_without_test_rows_the_refit_wins_and_per_head_is_never_chosen():
     """No held-out rows: validation figures were selected on those rows, so the order is
     fixed (refit, then the mean ensemble, then the best trial), whatever they say."""
-    from search.champion import choose
-    from search.champion import Candidate
+    from search.final.champion import choose
+    from search.final.champion import Candidate
 
     def made(name, alias, val):
         return Candidate(name=name, alias=alias, members=[], val=None if val is None else {

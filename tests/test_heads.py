@@ -3,8 +3,8 @@
 import keras
 import numpy as np
 
-from search import heads
-from search.config import TrialConfig
+from search.model import heads
+from search.space.config import TrialConfig
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 

@@ -7,7 +7,9 @@ import json
 import mlflow
 import pytest
 
-from search import cli, space as space_lib
+from search import cli
+
+from search.space import space as space_lib
 from search.engines import keras_tuner as tuner
 from search.errors import UsageError
 from conftest import ROOT, TINY_SPACE

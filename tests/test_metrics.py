@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from search import metrics
+from search.train import metrics
 
 
 def test_balanced_accuracy_of_the_majority_answer_is_one_over_k():

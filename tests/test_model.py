@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.config import TrialConfig
+from search.space.config import TrialConfig
 from search.errors import ConfigError
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45"),
@@ -13,7 +13,7 @@ VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45"),
 
 
 def test_separable_outputs_one_softmax_per_head():
-    from search import model
+    from search.model import assembly as model
 
     config = TrialConfig(width=8, depth=3, convs_per_block=(1, 2, 1), image_size=(32, 48),
                          neck_units=16, head_units=8)
@@ -31,7 +31,7 @@ def test_separable_outputs_one_softmax_per_head():
 
 
 def test_unknown_backbone_lists_known_names():
-    from search import backbones
+    from search.model import backbones
 
     with pytest.raises(ConfigError, match="separable"):
         backbones.create(TrialConfig(backbone="vit"))
@@ -42,12 +42,12 @@ def test_unknown_backbone_lists_known_names():
 def test_pretrained_mobilenet_v2_loads_local_imagenet_weights(weights_dir, monkeypatch):
     import keras
 
-    from search import model
+    from search.model import assembly as model
 
     monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(weights_dir))
     config = TrialConfig(backbone="pretrained", family="mobilenet_v2", alpha=0.35,
                          weights="imagenet", image_size=(48, 48), fine_tune_fraction=0.3)
-    from search import backbones
+    from search.model import backbones
 
     net = model.build(config, VOCAB)
     assert net.weights_source.endswith("0.35_224_no_top.h5")
@@ -65,7 +65,7 @@ def test_pretrained_mobilenet_v2_loads_local_imagenet_weights(weights_dir, monke
 
 
 def test_auto_weights_fall_back_when_unavailable(monkeypatch, tmp_path):
-    from search import model
+    from search.model import assembly as model
 
     monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(tmp_path))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
@@ -81,7 +81,9 @@ def test_auto_weights_fall_back_when_unavailable(monkeypatch, tmp_path):
 def test_export_takes_raw_images_of_any_size_and_round_trips(tmp_path):
     import keras
 
-    from search import model, registry
+    from search.model import assembly as model
+
+    from search.track import registry
 
     config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0,
                          crop="auto")
@@ -105,7 +107,7 @@ def test_a_mixed_precision_network_is_exported_in_float32(tmp_path):
     answers what the trained network answers."""
     import keras
 
-    from search import model
+    from search.model import assembly as model
 
     config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0)
     keras.mixed_precision.set_global_policy("mixed_bfloat16")

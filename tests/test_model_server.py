@@ -85,8 +85,8 @@ def test_base64_jpeg_and_png_of_two_sizes_in_every_json_form(server, small_model
     from PIL import Image
     import io
 
-    from search import registry
-    from search.tracking import using
+    from search.track import registry
+    from search.track.tracking import using
 
     runs, _ = small_models
     with using(f"sqlite:///{runs / 'mlflow.db'}"):
@@ -146,7 +146,7 @@ def test_python_callers_pass_a_dataframe_of_bytes_or_arrays(small_models):
     import pandas as pd
     from PIL import Image
 
-    from search.tracking import using
+    from search.track.tracking import using
 
     runs, _ = small_models
     with using(f"sqlite:///{runs / 'mlflow.db'}"):

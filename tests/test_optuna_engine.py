@@ -158,8 +158,8 @@ def test_failing_trials_are_recorded_and_the_search_stops(tmp_path, tiny_csv, ca
 def test_evaluate_matches_a_hand_count(study_dir, tiny_csv, tmp_path, capsys):
     import pandas as pd
 
-    from search import registry
-    from search.data import decode
+    from search.track import registry
+    from search.data.table import decode
 
     base = ["--runs-dir", str(study_dir)]
     assert cli.main(["best", "--study", "tiny", "--register", "eval-model", *base]) == 0
@@ -443,9 +443,9 @@ def test_multi_objective_study_has_named_directions_and_no_pruning(tmp_path, tin
 def test_a_lost_race_is_not_a_failure(tmp_path, tiny_csv):
     """Another worker takes the last slot between this worker's check and its ask: this
     worker's trial is surplus, is not trained, and does not count towards --max-failures."""
-    from search import study as study_lib
+    from search.study import study as study_lib
     from search.engines.optuna import OptunaEngine
-    from search.session import Options, Session
+    from search.study.session import Options, Session
     from search.settings import Settings
 
     trained = []
@@ -496,7 +496,7 @@ def test_resuming_continues_the_sampler_instead_of_replaying_it(tmp_path, tiny_c
 
 
 def test_models_outside_the_best_are_deleted_and_disk_use_is_shown(tmp_path, tiny_csv, capsys):
-    from search.tracking import MODEL_DELETED_TAG
+    from search.track.tracking import MODEL_DELETED_TAG
 
     space = tmp_path / "keep.yaml"
     space.write_text(TINY_SPACE.read_text() + "keep_models: 1\n")
@@ -531,7 +531,7 @@ def test_a_pretrained_trial_without_imagenet_weights_says_so_everywhere(tmp_path
                                                                         capsys, monkeypatch):
     """weights: auto that fell back to random init shows in the trial's line, its user attrs,
     `search best` and the report, not only as an MLflow param (issue 12)."""
-    from search import weights
+    from search.model import weights
 
     if weights.downloadable():
         pytest.skip("ImageNet weights can be downloaded here: nothing falls back")
@@ -580,8 +580,8 @@ def test_a_stale_trial_waits_while_another_worker_beats_and_fails_once_none_does
     import re
     import sqlite3
 
-    from search.heartbeats import fail_dead_trials, waiting_line
-    from search.storage import storage
+    from search.study.heartbeats import fail_dead_trials, waiting_line
+    from search.study.storage import storage
 
     monkeypatch.setenv("SEARCH_HEARTBEAT_INTERVAL", "1")
     monkeypatch.setenv("SEARCH_HEARTBEAT_GRACE", "3600")

@@ -3,7 +3,7 @@
 import optuna
 import pytest
 
-from search import param
+from search.space import param
 from search.errors import ConfigError
 
 

@@ -13,7 +13,7 @@ import pytest
 
 import tiny_study
 from search import cli
-from search.pareto import pareto_front
+from search.study.pareto import pareto_front
 
 
 def brute_force(points: dict[int, dict[str, float]]) -> list[int]:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from search.preprocess import BLACK, Prepare, prepare
+from search.model.preprocess import BLACK, Prepare, prepare
 
 
 def _padded(height=60, width=80, left=20, right=10, value=200):

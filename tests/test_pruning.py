@@ -7,7 +7,8 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import TINY_SPACE
-from search import cli, pruning
+from search import cli
+from search.study import pruning
 from search.errors import ConfigError
 
 HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",

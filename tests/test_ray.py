@@ -27,7 +27,7 @@ from optuna.trial import TrialState
 
 from conftest import ROOT
 from search import cli
-from search import study as study_lib
+from search.study import study as study_lib
 from test_workers import (HEADS, POSTGRES, POSTGRES_PASSWORD, check_study, finish,
                           light_space, mid_trial, search, wait_for)  # noqa: F401 (a fixture)
 
@@ -99,7 +99,7 @@ def test_ray_not_installed_says_how_to_install_it(monkeypatch, tmp_path, tiny_cs
 
 
 def test_importing_the_cli_imports_neither_ray_nor_tensorflow():
-    code = ("import sys, search.cli, search.workers, search.ray_workers; "
+    code = ("import sys, search.cli, search.study.workers, search.study.ray_workers; "
             "print(sorted(m for m in ('ray', 'tensorflow') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip() == "[]", done.stderr
@@ -210,8 +210,8 @@ def test_a_worker_that_cannot_read_the_data_names_its_node_and_the_path(tmp_path
     its node's address and the path, exit code 2 (here: one node, a path it lacks)."""
     pytest.importorskip("ray")
     from search.engines.optuna import work
-    from search.ray_workers import RayPool
-    from search.session import Options
+    from search.study.ray_workers import RayPool
+    from search.study.session import Options
     from search.settings import Settings
 
     monkeypatch.setenv("RAY_TMPDIR", RAY_ENV["RAY_TMPDIR"])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from search.config import TrialConfig
+from search.space.config import TrialConfig
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
@@ -56,8 +56,8 @@ def _normal(name: str) -> str:
 @pytest.fixture(scope="module")
 def logged(tmp_path_factory):
     """A tiny model logged through the real tracking path: (folder, tracking URI, model URI)."""
-    from search import model as model_lib
-    from search.tracking import Tracker
+    from search.model import assembly as model_lib
+    from search.track.tracking import Tracker
 
     folder = tmp_path_factory.mktemp("registry")
     config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0)

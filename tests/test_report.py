@@ -130,7 +130,7 @@ def test_without_mlflow_the_sections_say_why(runs, tmp_path):
 
 @pytest.mark.e2e
 def test_steps_per_epoch_from_the_logged_run(runs):
-    from search.config import TrialConfig
+    from search.space.config import TrialConfig
     from search.settings import Settings
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{runs / 'optuna.db'}")

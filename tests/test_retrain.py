@@ -71,7 +71,8 @@ def test_a_replay_keeps_the_study_s_test_rows_out_of_training(study_dir, capsys)
     its split with the test rows (the study records it as '0.2:0:plain:test=0.2'); were they
     dropped, a retrain on --all-data would train on the rows the trial's test figure came
     from."""
-    from search import retrain, trial_record
+    from search.final import retrain
+    from search.study import trial_record
     from search.settings import Settings
 
     study = _study(study_dir)

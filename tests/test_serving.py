@@ -18,7 +18,7 @@ import mlflow
 import pytest
 
 from search import cli
-from search.config import TrialConfig
+from search.space.config import TrialConfig
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import TINY_SPACE
 from search import cli
 from search.errors import UsageError
-from search.session import Options, Session
+from search.study.session import Options, Session
 from search.settings import Settings
 
 
@@ -106,7 +106,7 @@ include: BASELINES
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """No weight file anywhere and the download host refusing connections (a closed port)."""
-    from search import weights
+    from search.model import weights
 
     monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(tmp_path / "no-weights"))
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "no-keras"))
@@ -134,13 +134,13 @@ def test_offline_without_weights_nothing_is_scheduled_that_can_only_fail(tmp_pat
     assert any(n.startswith("pretrained backbones left out") and "SEARCH_WEIGHTS_DIR" in n
                for n in session.notes)
     declared = Session.on_data(session.settings, session.options,
-                               __import__("search.space").space.load(_offline_space(tmp_path)))
+                               __import__("search.space.space").space.space.load(_offline_space(tmp_path)))
     assert session.identity()["space_fingerprint"] == declared.identity()["space_fingerprint"]
 
 
 def test_with_local_weights_pretrained_trials_stay(tmp_path, tiny_csv, weights_dir,
                                                    monkeypatch):
-    from search import weights
+    from search.model import weights
 
     monkeypatch.setenv("SEARCH_WEIGHTS_DIR", str(weights_dir))
     monkeypatch.setattr(weights, "DOWNLOAD_HOST", ("127.0.0.1", 9))
@@ -155,7 +155,7 @@ def test_with_local_weights_pretrained_trials_stay(tmp_path, tiny_csv, weights_d
 def test_a_network_without_its_weight_file_is_left_out_of_the_choice(tmp_path, tiny_csv,
                                                                     weights_dir, monkeypatch):
     """Only some files present: the sampled family_alpha keeps the networks that have one."""
-    from search import weights
+    from search.model import weights
 
     some = tmp_path / "some-weights"
     some.mkdir()

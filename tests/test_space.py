@@ -15,8 +15,8 @@ import optuna
 import pytest
 import yaml
 
-from search import space as space_lib
-from search.config import TrialConfig
+from search.space import space as space_lib
+from search.space.config import TrialConfig
 from search.errors import ConfigError
 from conftest import ROOT, TINY_SPACE
 
@@ -197,7 +197,7 @@ def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
 
 
 def test_family_alpha_draws_a_network_and_its_width_together():
-    from search import space as space_lib
+    from search.space import space as space_lib
 
     space = space_lib.parse({"params": {
         "backbone": "pretrained", "weights": "none",

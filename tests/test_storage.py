@@ -8,7 +8,7 @@ import sqlite3
 import optuna
 import pytest
 
-from search import storage as storage_lib
+from search.study import storage as storage_lib
 from search.errors import UsageError
 
 

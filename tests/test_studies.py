@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from conftest import TINY_SPACE
 from search import cli
-from search.storage import storage
+from search.study.storage import storage
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

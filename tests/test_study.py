@@ -9,8 +9,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import study as study_lib
-from search.storage import storage
+from search.study import study as study_lib
+from search.study.storage import storage
 
 # The cap tests ask() trials by hand, outside optimize (where heartbeats beat): expected.
 pytestmark = pytest.mark.filterwarnings("ignore:Heartbeat of storage:UserWarning")

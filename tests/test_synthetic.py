@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from search import synthetic
+from search.data import synthetic
 from search.errors import DataError
-from search.synthetic import HEADS, ensure_default, generate
+from search.data.synthetic import HEADS, ensure_default, generate
 
 COLUMNS = ["filename", "gender", "imagequality", "age", "weight", "carryingbag", "footwear",
            "emotion", "bodypose", "image_path"]
@@ -139,7 +139,7 @@ def test_ensure_default_location(tmp_path, monkeypatch):
 
 
 def test_import_does_not_load_tensorflow():
-    code = "import sys, search.synthetic; print('tensorflow' in sys.modules)"
+    code = "import sys, search.data.synthetic; print('tensorflow' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True).stdout.strip() == "False"
 

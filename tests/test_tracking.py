@@ -4,13 +4,13 @@ closed exactly once, even when two workers sweep at the same moment."""
 
 import pytest
 
-from search import tracking
-from search.session import Tracking
-from search.tracking import ROLE_TAG, Tracker
+from search.track import tracking
+from search.study.session import Tracking
+from search.track.tracking import ROLE_TAG, Tracker
 
 
 class Stopped(Exception):
-    """Stands for search.trial.Pruned: a kind of exception the caller names as KILLED."""
+    """Stands for search.train.trial.Pruned: a kind of exception the caller names as KILLED."""
 
 
 @pytest.fixture(scope="module")

@@ -9,10 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search import space as space_lib
-from search import training
-from search.config import TrialConfig
-from search.session import Options, Session
+from search.space import space as space_lib
+from search.train import training
+from search.space.config import TrialConfig
+from search.study.session import Options, Session
 from search.settings import Settings
 
 PRETRAINED = dict(backbone="pretrained", family="mobilenet_v2", alpha=0.35, weights="imagenet",
@@ -126,7 +126,7 @@ def test_views_are_drawn_with_the_trials_cutout_probability(session, weights_dir
     """With cutout p, about p of the samples come from the cut-out views."""
     import tensorflow as tf
 
-    from search import features
+    from search.train import features
 
     cache = features.Cache(np.zeros((1, 4, 1), np.float16), features.views(4), None, 0.0)
     marked = tf.constant(np.arange(4, dtype=np.float32).reshape(1, 4, 1).repeat(4000, 0))

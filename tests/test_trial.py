@@ -7,9 +7,13 @@ import mlflow
 import numpy as np
 import pytest
 
-from search import registry, space as space_lib, trial as trial_lib
-from search.config import TrialConfig
-from search.session import Options, Session
+from search.track import registry
+
+from search.space import space as space_lib
+
+from search.train import trial as trial_lib
+from search.space.config import TrialConfig
+from search.study.session import Options, Session
 from search.settings import Settings
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
@@ -54,7 +58,7 @@ def test_the_best_epoch_is_scored_logged_and_saved(tmp_path, tiny_csv):
     assert run.data.metrics["final_mean_accuracy"] == pytest.approx(by_step[best])
     # the saved model is that epoch's: it scores the validation rows as logged
     net, vocab = registry.load(_pulled(session, result, tmp_path))
-    from search.data import decode
+    from search.data.table import decode
 
     images = [decode(p) for p in session.table.frame["path"].iloc[session.val_rows]]
     probs = registry.predict_probs(net, images)
@@ -70,7 +74,7 @@ def _pulled(session, result, tmp_path):
 
 
 def registry_uri(session):
-    from search.tracking import using
+    from search.track.tracking import using
 
     return using(session.settings.tracking_uri)
 
@@ -143,7 +147,7 @@ def test_heads_that_learned_nothing_answer_their_prior(tmp_path, tiny_csv):
 
 
 def test_beats_majority_needs_more_than_one_standard_error():
-    from search.metrics import beats_majority
+    from search.train.metrics import beats_majority
 
     y = np.array([0] * 60 + [1] * 40)
     assert not beats_majority(y, np.zeros(100, int), 0)  # the majority answer itself

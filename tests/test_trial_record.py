@@ -1,4 +1,4 @@
-"""The trial record (search.trial_record): written to a real Optuna trial in a SQLite study and
+"""The trial record (search.study.trial_record): written to a real Optuna trial in a SQLite study and
 read back whole; a trial written with the attribute layout of earlier versions still reads;
 absent attributes read as None or empty; the weights note has one definition."""
 
@@ -10,8 +10,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search import trial_record
-from search.trial_record import TrialRecord
+from search.study import trial_record
+from search.study.trial_record import TrialRecord
 
 HEADS = {"gender": 0.75, "age": 0.5}
 TEST = {"gender": {"accuracy": 0.7, "accuracy_ci": [0.6, 0.8], "balanced_accuracy": 0.65,

@@ -11,11 +11,11 @@ from PIL import Image
 
 from search import cli
 from search.commands import options as cli_options
-from search.data import read_table
+from search.data.table import read_table
 from search.errors import DataError
-from search.session import Options, Session
+from search.study.session import Options, Session
 from search.settings import Settings
-from search.validate import scan_images
+from search.data.validate import scan_images
 
 HEADS = ("gender", "bodypose")
 GOOD = """image_path,gender,bodypose
@@ -233,7 +233,7 @@ def test_odd_images_validate(tmp_path, mode, size, fmt):
 
 def test_odd_images_load_as_rgb_at_the_target_size(tmp_path):
     pytest.importorskip("tensorflow")
-    from search.data import load_images
+    from search.data.table import load_images
 
     kinds = [("L", (8, 8), "JPEG"), ("CMYK", (8, 8), "JPEG"), ("RGB", (10, 6), "PNG"),
              ("P", (8, 8), "PNG"), ("RGBA", (8, 8), "PNG"), ("RGB", (50, 20), "JPEG")]
@@ -294,7 +294,7 @@ def test_report_mode_keeps_bad_image_rows_and_words_them_as_run_does(folder):
     and bad_images_message the exact line `run` stops on (issue 21)."""
     import pandas as pd
 
-    from search import validate
+    from search.data import validate
 
     (folder / "img" / "2.jpg").unlink()
     (folder / "img" / "2.jpg").mkdir()

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT
-from search import verified
+from search.data import verified
 
 KEY = {"kind": "test", "size": [4, 4]}
 
@@ -94,7 +94,7 @@ def test_concurrent_processes_build_it_once(tmp_path):
     script = textwrap.dedent(f"""
         import sys, time
         import numpy as np
-        from search import verified
+        from search.data import verified
         def build():
             with open({str(tmp_path / "builds")!r}, "a") as f:
                 f.write("x")
@@ -208,7 +208,7 @@ def test_a_damaged_pulled_model_is_one_clear_line(tmp_path, damage):
     (one line, exit 2) before Keras opens the zip."""
     import zipfile
 
-    from search import registry
+    from search.track import registry
     from search.errors import UsageError
 
     with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:  # a .keras file is a zip

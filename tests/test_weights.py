@@ -2,7 +2,7 @@
 
 import pytest
 
-from search import weights
+from search.model import weights
 from search.errors import ConfigError
 
 

@@ -22,9 +22,9 @@ import sqlalchemy
 from optuna.trial import TrialState
 
 from conftest import ROOT
-from search import storage as storage_lib
-from search import study as study_lib
-from search import workers
+from search.study import storage as storage_lib
+from search.study import study as study_lib
+from search.study import workers
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
@@ -56,7 +56,7 @@ QUICK_HEARTBEAT = {"SEARCH_HEARTBEAT_INTERVAL": "2", "SEARCH_HEARTBEAT_GRACE": "
 
 
 def test_gpu_flags_pick_one_worker_per_gpu(monkeypatch):
-    from search.session import Options
+    from search.study.session import Options
 
     assert workers.devices(Options(gpus="0,1")) == ["0", "1"]
     assert workers.devices(Options(gpus="0,1", workers=3)) == ["0", "1", "0"]

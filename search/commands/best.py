@@ -25,7 +25,7 @@ class Best(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.results import best
+        from search.final.results import best
 
         if args.refit or args.ensemble is not None:  # they train and load models: TensorFlow
             from search import console

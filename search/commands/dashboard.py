@@ -22,6 +22,6 @@ class Dashboard(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.servers import dashboard
+        from search.views.servers import dashboard
 
         return dashboard(opts.settings(args), args.host, args.port, args.study)

@@ -24,7 +24,7 @@ class Eda(Command):
     def take_action(self, args) -> int:
         from pathlib import Path
 
-        from search import eda
+        from search.data import eda
         from search.settings import Settings
         from search.views import eda_page
 

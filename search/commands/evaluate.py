@@ -24,7 +24,7 @@ class Evaluate(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.evaluate import evaluate
+        from search.serve.evaluate import evaluate
 
         return evaluate(opts.settings(args), args.model, args.data, rounds=args.bootstrap,
                         json_out=args.json, on_bad_images=args.on_bad_images)

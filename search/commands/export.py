@@ -24,6 +24,6 @@ class Export(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.export import run
+        from search.serve.export import run
 
         return run(opts.settings(args), args.model, args.format, args.out)

@@ -23,7 +23,7 @@ class LrFind(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.lr_find import lr_find
+        from search.train.lr_find import lr_find
 
         return lr_find(opts.settings(args), opts.options(args), num_steps=args.steps,
                        min_lr=args.min_lr, max_lr=args.max_lr, out=args.out)

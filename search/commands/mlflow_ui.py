@@ -17,6 +17,6 @@ class MlflowUi(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.servers import mlflow_ui
+        from search.views.servers import mlflow_ui
 
         return mlflow_ui(opts.settings(args), args.host, args.port)

@@ -9,11 +9,11 @@ from __future__ import annotations
 import argparse
 import os
 
-from search.config import BACKBONES, FAMILIES
+from search.space.config import BACKBONES, FAMILIES
 from search.errors import UsageError
 from search.formats import FORMAT_HELP, FORMATS
 
-MIN_TRIALS = 20  # --until-converged's default (search.convergence.MIN_TRIALS, not imported:
+MIN_TRIALS = 20  # --until-converged's default (search.study.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
 MODEL_HELP = "models:/NAME@ALIAS or a pulled folder"
 RUNS_DIR_HELP = "local state folder (default: ./runs or $SEARCH_RUNS_DIR)"
@@ -93,7 +93,7 @@ def default_space() -> str:
     here = os.path.join(os.getcwd(), "spaces", "default.yaml")
     if os.path.isfile(here):
         return here
-    from search.space import bundled
+    from search.space.space import bundled
 
     return str(bundled())
 
@@ -135,7 +135,7 @@ def trial_options(p: argparse.ArgumentParser) -> None:
 
 
 def final_options(p: argparse.ArgumentParser) -> None:
-    """The final-model flags (search.final_model), shared by the commands that build one."""
+    """The final-model flags (search.final.candidates), shared by the commands that build one."""
     g = p.add_argument_group("final model (candidates compared on the held-out rows; the best "
                              "gets alias 'champion')")
     g.add_argument("--refit", action="store_true",
@@ -174,14 +174,14 @@ def keep_models(text: str | None):
 
 def heads(args) -> tuple[str, ...]:
     """--heads as a tuple of column names (default: the 8 attributes)."""
-    from search.data import DEFAULT_HEADS
+    from search.data.table import DEFAULT_HEADS
 
     return tuple(h.strip() for h in args.heads.split(",")) if args.heads else DEFAULT_HEADS
 
 
 def options(args, **extra):
-    """`Options` (search.session) from search_options; `extra` adds the verb's own fields."""
-    from search.session import Options
+    """`Options` (search.study.session) from search_options; `extra` adds the verb's own fields."""
+    from search.study.session import Options
 
     pins = {"image_size": args.image_size, "epochs": args.epochs, "backbone": args.backbone,
             "family": args.family, "weights": args.weights, "batch_size": args.batch_size}

@@ -23,6 +23,6 @@ class Pareto(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.pareto import pareto
+        from search.study.pareto import pareto
 
         return pareto(opts.settings(args), args.study, args.heads, args.format)

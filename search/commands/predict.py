@@ -33,7 +33,7 @@ class Predict(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.results import predict
+        from search.final.results import predict
 
         return predict(opts.settings(args), args.model, args.images, table=args.csv,
                        out=args.out, fmt=args.format, batch_size=args.batch_size,

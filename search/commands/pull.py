@@ -18,6 +18,6 @@ class Pull(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.results import pull
+        from search.final.results import pull
 
         return pull(opts.settings(args), args.model_uri, args.out)

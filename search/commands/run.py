@@ -67,7 +67,7 @@ class Run(TrialsCommand):
         code = engines.create(args.engine, settings, options, tuner=args.tuner).run()
         if code != 0 or not args.register:
             return code
-        from search.results import best  # what the search learnt, on the budget it left
+        from search.final.results import best  # what the search learnt, on the budget it left
 
         return best(settings, args.study, args.register, "table", refit=args.refit,
                     ensemble=args.ensemble)

@@ -33,7 +33,7 @@ class Train(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.retrain import retrain
+        from search.final.retrain import retrain
 
         return retrain(opts.settings(args), args.from_trial, data=args.data,
                        epochs=args.epochs, all_data=args.all_data, register=args.register,

@@ -1,7 +1,7 @@
 """Engines: who proposes trials. Each owns its loop; `create` is the one way to make one.
 
 An engine (`optuna`, `keras-tuner`) opens its state (an Optuna study, a keras-tuner project),
-proposes configs from the session's space and trains each with `search.trial.run`. The flow
+proposes configs from the session's space and trains each with `search.train.trial.run`. The flow
 around that is the same for every engine and lives in `search.engines.base.Engine.run`: the
 start-up line, "nothing to do" when the study is complete, the study's MLflow parent run,
 Ctrl-C with the command that resumes, why a search stopped early, the summary of the best
@@ -20,13 +20,13 @@ def create(name: str, settings, options, *, tuner: str = "hyperband") -> Engine:
     """The engine called `name` for a study: the flags it cannot honour are refused first
     (once, before any data is read or anything written), then the session is built.
     `tuner` is keras-tuner's oracle."""
-    from search.session import Session
+    from search.study.session import Session
 
     if name == "optuna":
         from search.engines.optuna import OptunaEngine
 
         if options.ray is not None or options.gpus_per_trial is not None:
-            from search.ray_workers import check_options  # no Ray import unless asked for
+            from search.study.ray_workers import check_options  # no Ray import unless asked for
 
             check_options(options, settings)
         return OptunaEngine(Session.build(settings, options))

@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass
 
 from search.settings import mask
-from search.trial_record import TrialRecord
+from search.study.trial_record import TrialRecord
 
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")  # keras-tuner oracles
@@ -227,7 +227,7 @@ def resume_hint(opts) -> str:
 
 def reason(exc: BaseException) -> str:
     """One masked line for a failed trial: what a user reads in the log and the study."""
-    from search.workers import TrialProcessError
+    from search.study.workers import TrialProcessError
 
     text = str(exc) if isinstance(exc, TrialProcessError) else f"{type(exc).__name__}: {exc}"
     return mask(" ".join(text.split()))[:2000]

@@ -4,7 +4,7 @@ Same space file, trial code and MLflow logging as the Optuna engine; only the pr
 The space becomes keras_tuner `HyperParameters` (Choice / Int / Float with log sampling, `when`
 as `conditional_scope`); the oracle proposes values; `SearchTuner.run_trial` turns them back
 into a `TrialConfig` through `Space.sample` (so conditions, pins and lr_ratio resolve exactly as
-for Optuna) and calls `search.trial.run`. Each trial is a nested MLflow run under the study's
+for Optuna) and calls `search.train.trial.run`. Each trial is a nested MLflow run under the study's
 parent run. State lives in runs/keras-tuner/<study>/; the same command resumes it.
 
 Where it differs from the Optuna engine, and why:
@@ -31,15 +31,15 @@ import time
 
 import keras_tuner as kt
 
-from search import trial_record
+from search.study import trial_record
 from search.engines.base import (FAILED, TIMEOUT, TUNERS, Engine, Outcome, free_trial_graphs,
                                  reason)
 from search.errors import UsageError
 from search.engines.keras_tuner_space import (Translation, check_supported,  # noqa: F401
                                               config_from_values, max_epochs, translate)
-from search.space import Space
-from search.trial import Reporter
-from search.trial_record import TrialRecord
+from search.space.space import Space
+from search.train.trial import Reporter
+from search.study.trial_record import TrialRecord
 
 ENGINE = "keras-tuner"
 
@@ -53,7 +53,7 @@ class EarlyStop(Reporter):
 
 
 class SearchTuner(kt.Tuner):
-    """A keras_tuner Tuner whose trial is `search.trial.run`: same training, same MLflow runs."""
+    """A keras_tuner Tuner whose trial is `search.train.trial.run`: same training, same MLflow runs."""
 
     def __init__(self, oracle, *, space: Space, translation: Translation, name: str,
                  target: int, timeout: float | None = None, **kwargs):
@@ -62,7 +62,7 @@ class SearchTuner(kt.Tuner):
         self.tuner_name = name
         self.target = target
         self.timeout = timeout
-        self.session = None  # search.session.Session, set before search()
+        self.session = None  # search.study.session.Session, set before search()
         self.engine = None  # the KerasTunerEngine, for model retention
         self.completed: list[TrialRecord] = []  # this process's trials with a model
         self.stopped: str | None = None
@@ -84,7 +84,7 @@ class SearchTuner(kt.Tuner):
         self.oracle.max_trials = limit
 
     def run_trial(self, trial, *args, **kwargs):
-        from search import trial as trial_lib
+        from search.train import trial as trial_lib
 
         values = trial.hyperparameters.values
         config = config_from_values(self.space, self.translation, values)
@@ -201,7 +201,7 @@ class KerasTunerEngine(Engine):
         return {"engine": ENGINE, "tuner": self.tuner_name, "storage": self.tuner.project_dir}
 
     def start_tracking(self) -> None:
-        from search.tracking import Tracker
+        from search.track.tracking import Tracker
 
         tracker = Tracker(self.session.settings.tracking_uri, self.session.study,
                           self.session.settings.artifact_root)
@@ -249,7 +249,7 @@ def check_options(options) -> None:
 
 def _check_parent_engine(tracker, study: str) -> None:
     """An Optuna study's MLflow parent run must not collect keras-tuner trials too."""
-    from search.tracking import ROLE_TAG, STUDY_TAG
+    from search.track.tracking import ROLE_TAG, STUDY_TAG
 
     runs = tracker.client.search_runs(
         [tracker.experiment_id],

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 
 import keras_tuner as kt
 
-from search.param import hashable
-from search.config import TrialConfig
+from search.space.param import hashable
+from search.space.config import TrialConfig
 from search.errors import UsageError
-from search.space import Space
+from search.space.space import Space
 
 
 @dataclass(frozen=True)

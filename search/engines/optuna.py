@@ -2,15 +2,15 @@
 
 Its loop runs trials until the study holds --trials finished (COMPLETE or PRUNED) trials, in any
 number of processes on any number of machines: `run` starts the study (and K worker processes
-with --workers/--gpus), `work` joins one. One trial is: claim a slot (`search.study.claim`),
-sample a config from the space, `search.trial.run` it with an `OptunaReporter` (pruning, user
+with --workers/--gpus), `work` joins one. One trial is: claim a slot (`search.study.study.claim`),
+sample a config from the space, `search.train.trial.run` it with an `OptunaReporter` (pruning, user
 attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
 recorded FAIL with its reason and the search goes on.
 
 Before each trial (and while it waits for other workers' trials) the loop fails the trials of
-dead workers, with a reason (`search.heartbeats`), so a restarted single-process run does not
+dead workers, with a reason (`search.study.heartbeats`), so a restarted single-process run does not
 wait the heartbeat grace period for a ghost. With --until-converged it stops once
-`search.convergence.verdict` says further trials are unlikely to matter.
+`search.study.convergence.verdict` says further trials are unlikely to matter.
 
 Sampler seeds. A process's sampler is seeded from --seed, the study name and the number of
 trials the study already holds (and the worker), so a resumed study continues its sequence
@@ -30,15 +30,16 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from search import study as study_lib
-from search import trial_record, workers
-from search.heartbeats import fail_dead_trials, waiting_line
+from search.study import study as study_lib
+from search.study import trial_record
+from search.study import workers
+from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.engines.base import (CONVERGED, FAILED, TIMEOUT, Engine, Outcome,
                                  free_trial_graphs, reason)
 from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
 from search.settings import mask
-from search.trial import Pruned
-from search.trial_record import TrialRecord
+from search.train.trial import Pruned
+from search.study.trial_record import TrialRecord
 
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
@@ -104,7 +105,7 @@ class OptunaEngine(Engine):
             return self.loop()
         settings = self.session.settings
         if settings.tracking_uri.startswith("sqlite"):
-            from search.storage import sqlite_wal
+            from search.study.storage import sqlite_wal
 
             sqlite_wal(settings.tracking_uri)  # K workers write runs/mlflow.db too
         # Absolute paths: a Ray worker's folder is not this one.
@@ -132,8 +133,8 @@ class OptunaEngine(Engine):
         return Outcome(finished=done, stopped=stopped, why=why)
 
     def convergence(self):
-        """The --until-converged rule on this study now (search.convergence.verdict)."""
-        from search import convergence
+        """The --until-converged rule on this study now (search.study.convergence.verdict)."""
+        from search.study import convergence
 
         return convergence.verdict(self.study, len(self.session.val_rows),
                                    min_trials=self.session.options.until_converged,
@@ -265,7 +266,7 @@ class OptunaEngine(Engine):
 
     def train(self, config, trial, bar=None):
         """One config in this process: its objective value(s)."""
-        from search import trial as trial_lib
+        from search.train import trial as trial_lib
 
         baseline = trial_record.read(trial).baseline
         tags = {"search.baseline": baseline} if baseline else None
@@ -285,7 +286,7 @@ class OptunaEngine(Engine):
 def sampler_seed(session, salt: str) -> int:
     """A sampler seed from --seed, the study, the trials it holds and the process (see the
     module docstring)."""
-    from search.storage import storage
+    from search.study.storage import storage
 
     try:
         held = len(optuna.load_study(study_name=session.study,
@@ -301,7 +302,7 @@ def sampler_seed(session, salt: str) -> int:
 def work(settings, options) -> int:
     """Join a study that `search run` started and run trials until it is complete: the
     `search worker` command and each process of `search run --workers`. The exit code."""
-    from search.session import Session
+    from search.study.session import Session
 
     engine = OptunaEngine(Session.build(settings, options))
     engine.interrupts.install()
@@ -324,7 +325,7 @@ def _train_in_child(settings, options, trial_id: int, config):
     """(kind, detail): ("value", objective) | ("pruned", why) | ("failed", reason). Plain
     values, because TensorFlow's exceptions do not survive pickling back to the parent."""
     from search import console
-    from search.session import Session
+    from search.study.session import Session
 
     console.quiet()
     options = dataclasses.replace(options, isolate=False)
@@ -356,10 +357,10 @@ def _converged(verdict) -> str:
 def _worker_pool(options, settings):
     """The workers `search run` starts, made before anything is written (a Ray cluster that
     cannot be reached or cannot hold one trial is a usage error): Ray tasks with --ray
-    (search.ray_workers), else processes on this machine (search.workers). Both have
+    (search.study.ray_workers), else processes on this machine (search.study.workers). Both have
     launch(target, args) -> exit codes, where(), close()."""
     if options.ray is not None:
-        from search import ray_workers
+        from search.study import ray_workers
 
         return ray_workers.RayPool(options, settings)
     return workers.Processes(workers.devices(options))

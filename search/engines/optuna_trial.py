@@ -1,8 +1,8 @@
 """One Optuna trial's side of a search: what it records and how it ends.
 
-`OptunaReporter` links `search.trial.run` to its Optuna trial: the trial's record
-(search.trial_record) that `search best`, `report`, `train --from-trial` and the dashboard
-read later, per-epoch reports for the pruner (and the heads rule, search.pruning), whether its
+`OptunaReporter` links `search.train.trial.run` to its Optuna trial: the trial's record
+(search.study.trial_record) that `search best`, `report`, `train --from-trial` and the dashboard
+read later, per-epoch reports for the pruner (and the heads rule, search.study.pruning), whether its
 model is worth saving, and the dashboard's artifacts. `trial_line` is the line printed per
 finished trial.
 """
@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from search import pruning
-from search import trial_record
-from search.pruning import stage_name
-from search import study as study_lib
-from search.trial import Pruned, Reporter
-from search.trial_record import TrialRecord
+from search.study import pruning
+from search.study import trial_record
+from search.study.pruning import stage_name
+from search.study import study as study_lib
+from search.train.trial import Pruned, Reporter
+from search.study.trial_record import TrialRecord
 
 
 class OptunaReporter(Reporter):
@@ -32,7 +32,7 @@ class OptunaReporter(Reporter):
         self.epochs = 0
         self.seen = 0  # epochs so far, over all stages (the progress bar's count)
         self.steps: list[int] = []  # the stage-aligned step of each epoch of `curve`
-        self.curve: dict[str, list[float]] = {}  # per head, per epoch (search.pruning)
+        self.curve: dict[str, list[float]] = {}  # per head, per epoch (search.study.pruning)
         spec = session.space.pruner
         self.rule = pruning.HeadRule.from_spec(spec) if spec["name"] == "heads" else None
         # Optuna's warm-up counts steps; with stage-aligned steps it must count each stage's
@@ -91,7 +91,7 @@ class OptunaReporter(Reporter):
         trial = self.trial
         trial_record.write(trial, trial_record.finished(  # the config with LR range test bounds
             trial.number, result, lr_range_test=self.lr_range_test))
-        from search import artifacts
+        from search.track import artifacts
 
         artifacts.upload(artifacts.store(self.session.settings.runs_dir), trial,
                          config=result.config.to_dict(), history=result.history,

@@ -1,5 +1,5 @@
 """The `search eda` page: one self-contained HTML file (plotly.js inlined, works offline) drawn
-from a `search.eda.Report` — class balance, head-vs-head tables, image sizes and padding,
+from a `search.data.eda.Report` — class balance, head-vs-head tables, image sizes and padding,
 duplicate and unreadable images.
 """
 
@@ -9,7 +9,7 @@ import html
 import re
 from pathlib import Path
 
-from search.eda import BLACK, Report, cross_table, lines_text, size_counts, summary_text
+from search.data.eda import BLACK, Report, cross_table, lines_text, size_counts, summary_text
 from search.views.page import Section, table, write
 
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 
-from search.pareto import Row, pareto_front
+from search.study.pareto import Row, pareto_front
 
 FRONT = "#d62728"
 OTHERS = "#7f7f7f"

@@ -1,5 +1,5 @@
 """Learning-rate pictures: the LR range test curve and a cyclical schedule, as plotly figures
-and self-contained HTML. The numbers come from `search.clr`.
+and self-contained HTML. The numbers come from `search.train.clr`.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def save_lr_curve_html(result, path) -> Path:
 def schedule_figure(base_lr: float, max_lr: float, step_size: int, mode: str = "triangular",
                     gamma: float = 1.0, total_steps: int | None = None) -> go.Figure:
     """The cyclical learning rate over `total_steps` optimizer steps (default: 3 cycles)."""
-    from search.clr import _check_clr_args, clr_value  # TensorFlow: only for a schedule
+    from search.train.clr import _check_clr_args, clr_value  # TensorFlow: only for a schedule
 
     _check_clr_args(base_lr, max_lr, step_size, mode, gamma)
     total_steps = total_steps or 6 * step_size

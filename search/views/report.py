@@ -4,7 +4,7 @@ as a single file (plotly.js is inlined once).
 This module gathers numbers from the Optuna study (COMPLETE trials, so a running study works)
 and from the best trial's MLflow run (config.json, confusion.json, lr_find.html);
 `search.figures` draws them. Whatever cannot be read becomes a note in its section, never an
-error. TensorFlow is imported only to draw the learning-rate schedule (`search.clr`).
+error. TensorFlow is imported only to draw the learning-rate schedule (`search.train.clr`).
 """
 
 from __future__ import annotations
@@ -16,14 +16,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from search import trial_record
+from search.study import trial_record
 from search.views import figures
 from search.views.page import Section, write
-from search.config import TrialConfig
+from search.space.config import TrialConfig
 from search.errors import ConfigError, UsageError
-from search.pareto import Row, choose_heads, front_rows, require_rows
+from search.study.pareto import Row, choose_heads, front_rows, require_rows
 from search.settings import Settings, mask
-from search.trial_record import TrialRecord
+from search.study.trial_record import TrialRecord
 
 TOP = 5  # best trials compared with the baselines
 
@@ -42,7 +42,7 @@ class RunFiles:
 def report(settings: Settings, study_name: str, *, out: str | None = None,
            pair: str | None = None) -> int:
     """Write the report (default runs/report-<study>.html) and print its path."""
-    from search.results import load_study
+    from search.final.results import load_study
 
     study = load_study(settings, study_name)
     rows = require_rows(study)
@@ -239,7 +239,7 @@ def schedule(best: TrialRecord, run: RunFiles) -> Section:
     if config is None:
         return Section("lr-schedule", title, [figures.note(
             run.problem or "the best trial's MLflow run has no config.json")])
-    from search import clr  # TensorFlow: only here
+    from search.train import clr  # TensorFlow: only here
     from search.views.lr_curve import schedule_figure
 
     spe, known = steps_per_epoch(config, run.metrics)

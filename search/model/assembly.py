@@ -1,0 +1,75 @@
+"""Model assembly: backbone → pool → heads for training, and the raw-image model that is saved.
+
+`build` makes the network (input: float images at config.image_size, 0..255); its parts stay
+reachable (`net.parts`) so a trial can train the heads, or the top of the backbone with the
+heads, on cached inputs while the whole network shares their weights. `export` wraps it so the
+saved model takes raw RGB images of any size: cropping and resizing
+(`search.model.preprocess.Prepare`) and the family's normalisation are layers inside it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+
+from search.model import backbones
+
+from search.model import heads
+from search.space.config import TrialConfig
+from search.model.preprocess import Prepare
+
+
+@dataclass
+class Parts:
+    """The pieces of a built network, shared with it (same layers, same weights)."""
+
+    backbone: keras.Model  # image → feature map; `.base` is a pretrained network or None
+    pool: keras.layers.Layer  # feature map → vector
+    heads: keras.Model  # vector → {head: probabilities}
+
+
+def build(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model:
+    h, w = config.image_size
+    inputs = keras.Input((h, w, 3), name="image")
+    backbone = backbones.create(config)
+    features = backbone(inputs)
+    pool = heads.pool(config, features.shape)
+    pooled = pool(features)
+    head = heads.build(int(pooled.shape[-1]), config, vocab)
+    model = keras.Model(inputs, head(pooled), name="search_model")
+    model.weights_source = backbone.weights_source
+    model.parts = Parts(backbone, pool, head)
+    return model
+
+
+def _float32_copy(model: keras.Model, config: TrialConfig) -> keras.Model:
+    """The same network built under the float32 policy, with the trained weights (weights do
+    not depend on trainable flags for their order, and are float32 under mixed precision)."""
+    policy = keras.mixed_precision.global_policy()
+    vocab = {head: tuple(range(int(output.shape[-1]))) for head, output in model.output.items()}
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        fresh = build(config.replace(weights="none"), vocab)  # the weights are copied next
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    fresh.set_weights(model.get_weights())
+    return fresh
+
+
+def export(model: keras.Model, config: TrialConfig, priors: dict | None = None) -> keras.Model:
+    """The serving model: raw RGB of any size in, one softmax per head out. It carries no
+    optimizer, loss or learning-rate schedule (a fresh process loads it with nothing but
+    Keras and this package's layers): the trained graph is re-wrapped, uncompiled, sharing
+    the trained layers and weights. A network trained under mixed precision is rebuilt in
+    float32 with the trained weights, so it serves on any CPU. Heads named in `priors`
+    answer that prior instead (`majority_fallback`)."""
+    if keras.mixed_precision.global_policy().compute_dtype != "float32":
+        model = _float32_copy(model, config)
+    inference = keras.Model(model.input, model.output, name=model.name)
+    raw = keras.Input((None, None, 3), name="raw_image")
+    x = Prepare(config.image_size, config.crop, name="prepare")(raw)
+    outputs = inference(x)
+    for head, prior in (priors or {}).items():
+        outputs[head] = heads.Prior(prior, name=f"{head}_prior")(outputs[head])
+    return keras.Model(raw, outputs, name="search_export")

@@ -1,0 +1,79 @@
+"""Optuna's samplers and pruners by name, as a space's `sampler:` and `pruner:` mappings.
+
+    sampler: {name: tpe, n_startup_trials: 8}        # tpe | random | gp | cmaes | nsga2 | qmc
+    pruner:  {name: median, n_warmup_steps: 4}       # median | percentile | hyperband |
+                                                     # successive_halving | wilcoxon |
+                                                     # patient | heads | none
+    pruner:  {name: patient, patience: 2, wrapped: {name: median}}
+
+Every other key goes to the Optuna class as a keyword argument. `check` builds each once when
+the space loads, so an unknown name, a wrong argument or a missing optional package (gp needs
+torch, cmaes the cmaes package) is reported then, naming the key, before anything is written.
+`heads` is this project's rule over per-head accuracies (search.study.pruning); for Optuna it is no
+pruner at all.
+"""
+
+from __future__ import annotations
+
+from search.errors import ConfigError
+
+SAMPLERS = {"tpe": "TPESampler", "random": "RandomSampler", "gp": "GPSampler",
+            "cmaes": "CmaEsSampler", "nsga2": "NSGAIISampler", "qmc": "QMCSampler"}
+PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
+           "hyperband": "HyperbandPruner", "successive_halving": "SuccessiveHalvingPruner",
+           "wilcoxon": "WilcoxonPruner", "patient": "PatientPruner", "heads": None,
+           "none": "NopPruner"}
+NEEDS = {"gp": "torch", "cmaes": "cmaes", "qmc": "scipy"}
+
+
+def sampler(spec: dict, seed: int | None):
+    import optuna
+
+    args = {k: v for k, v in spec.items() if k != "name"}
+    return getattr(optuna.samplers, SAMPLERS[spec["name"]])(seed=seed, **args)
+
+
+def pruner(spec: dict, *, multi_objective: bool = False):
+    """The Optuna pruner of spec; none where Optuna cannot prune (several objectives) and
+    for the `heads` rule, which the engine applies itself."""
+    import optuna
+
+    if multi_objective or spec["name"] in ("heads", "none"):
+        return optuna.pruners.NopPruner()
+    args = {k: v for k, v in spec.items() if k != "name"}
+    if spec["name"] == "patient":
+        wrapped = args.pop("wrapped", None)
+        inner = pruner(component("pruner.wrapped", wrapped, PRUNERS)) if wrapped else None
+        return optuna.pruners.PatientPruner(inner, **args)
+    return getattr(optuna.pruners, PRUNERS[spec["name"]])(**args)
+
+
+def component(kind: str, spec, names) -> dict:
+    """A `sampler:`/`pruner:` entry as a mapping with a known name (a bare name is fine)."""
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or spec.get("name") not in names:
+        raise ConfigError(f"{kind}.name must be one of {', '.join(names)}, got {spec!r}")
+    return dict(spec)
+
+
+def check(sampler_spec: dict, pruner_spec: dict) -> None:
+    """Build both once: what Optuna would refuse is a ConfigError now."""
+    import importlib.util
+
+    need = NEEDS.get(sampler_spec["name"])
+    if need and importlib.util.find_spec(need) is None:
+        raise ConfigError(f"sampler {sampler_spec['name']} needs the {need} package: "
+                          f"pip install {need}")
+    if pruner_spec["name"] == "heads":
+        from search.study import pruning
+
+        pruning.HeadRule.from_spec(pruner_spec)
+        return
+    for kind, build in (("sampler", lambda: sampler(sampler_spec, 0)),
+                        ("pruner", lambda: pruner(pruner_spec))):
+        try:
+            build()
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{kind} {(sampler_spec if kind == 'sampler' else pruner_spec)}"
+                              f": {exc}") from None

@@ -1,0 +1,159 @@
+"""The Optuna study of a search: sampler, pruner, create or resume, and the trial slots.
+
+`open_study` creates or resumes a study (running the same command again continues it) and
+refuses to mix two different setups in one study (`Session.check_identity`). Reading helpers
+(`score`, `best`, `finished`) are shared by the engine and the result commands. The loop that
+runs trials is `search.engines.optuna`; storages are `search.study.storage`.
+
+Trial cap. Workers race: two can see N-1 finished trials and both start one. So every trial,
+once created, claims a slot: if the trials numbered before it that are finished, running or
+waiting already make N, it is surplus and trains nothing. Trial numbers are assigned under a
+lock on the study row (SQLite: one writer at a time), so "numbered before" is one order all
+workers agree on, and counting waiting trials covers queued trials (retries, baselines) that
+start later. Optuna cannot delete a trial, so a surplus one ends FAIL with user attr
+`surplus=True`; it counts neither as finished nor as a failure, and a queued trial it had
+popped is queued again.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+import optuna
+from optuna.trial import TrialState
+
+from search.study import algorithms
+
+from search.study import trial_record
+from search.errors import UsageError
+from search.settings import mask
+from search.space.space import FIXED_CONFIG_ATTR
+from search.study.storage import storage
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+# What a trial has to count before it may train: trials that took or hold a slot.
+CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+SURPLUS_ATTR = "surplus"
+WORKER_ATTR = "worker"
+# The study's user attributes that StudySetup reads (split and heads: Session.identity's keys).
+_SPLIT, _HEADS, _OBJECTIVE = "split", "heads", "objective"
+_EXPERIMENT, _PARENT_RUN = "mlflow_experiment_id", "mlflow_parent_run_id"
+
+
+class SurplusTrial(Exception):
+    """The study already had its N trials when this one claimed a slot: it is not trained."""
+
+
+def open_study(session, *, create: bool = True, seed: int | None = None) -> optuna.Study:
+    """Create or resume the session's study; its identity (space, data, split) must match.
+    With create=False the study must exist (workers join, they never start a study)."""
+    url, name, space = session.settings.storage, session.study, session.space
+    if not create:
+        try:
+            optuna.load_study(study_name=name, storage=storage(url))
+        except KeyError:
+            raise UsageError(f"no study {name!r} in {mask(url)}: start it with `search run "
+                             f"--study {name}` (same storage and flags), then join") from None
+    directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
+        or ["maximize"]
+    study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,
+                                sampler=algorithms.sampler(space.sampler, seed),
+                                pruner=algorithms.pruner(space.pruner,
+                                                         multi_objective=bool(space.objectives)),
+                                load_if_exists=True)
+    identity = session.identity()
+    stored = {k: study.user_attrs.get(k) for k in identity}
+    if any(v is not None for v in stored.values()):
+        session.check_identity(stored, "study")
+    else:
+        for key, value in identity.items():
+            study.set_user_attr(key, value)
+        study.set_user_attr(_OBJECTIVE, space.objective)  # `search train` ranks the same way
+        for entry in space.enqueue:
+            study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
+                                                **trial_record.baseline_attrs(entry["name"])})
+    if study.metric_names is None:  # optuna-dashboard shows these, not "Objective 0"
+        study.set_metric_names([metric for metric, _ in space.objectives] or [space.objective])
+    return study
+
+
+@dataclass(frozen=True)
+class StudySetup:
+    """How a study was run, as it recorded it: what `search train --from-trial`, `best` and
+    the final model start from. None or empty: not recorded (a study of an older version)."""
+
+    split: str | None  # Session.identity's: '0.2:0:plain', then ':test=F' with --test-fraction
+    heads: tuple[str, ...]
+    objective: str | None  # the metric a single-objective study maximises
+    experiment_id: str | None  # its MLflow experiment and parent run (record_tracking)
+    parent_run_id: str | None
+
+    def split_options(self) -> dict:
+        """The split as Options fields: val_fraction, seed, stratify, test_fraction (None:
+        no rows were held back)."""
+        parts = (self.split or "0.2:0:plain").split(":")
+        fraction, seed, strata = (parts[:3] + ["plain"])[:3]
+        test = [float(p.removeprefix("test=")) for p in parts[3:] if p.startswith("test=")]
+        return {"val_fraction": float(fraction), "seed": int(seed),
+                "stratify": None if strata == "plain" else strata,
+                "test_fraction": test[0] if test else None}
+
+
+def setup(study) -> StudySetup:
+    """The setup an Optuna study (or a storage's frozen study) recorded."""
+    attrs = study.user_attrs
+    heads = attrs.get(_HEADS)
+    return StudySetup(split=attrs.get(_SPLIT), heads=tuple(heads.split(",")) if heads else (),
+                      objective=attrs.get(_OBJECTIVE),
+                      experiment_id=attrs.get(_EXPERIMENT), parent_run_id=attrs.get(_PARENT_RUN))
+
+
+def record_tracking(study: optuna.Study, experiment_id: str, parent_run_id: str) -> None:
+    """Store where the study's MLflow runs are (StudySetup.experiment_id, parent_run_id)."""
+    study.set_user_attr(_EXPERIMENT, experiment_id)
+    study.set_user_attr(_PARENT_RUN, parent_run_id)
+
+
+score = trial_record.score  # the number that ranks a trial (TrialRecord.score)
+
+
+def best(study: optuna.Study):
+    """The top trial by `score`, or None before any trial completed."""
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    return max(complete, key=score) if complete else None
+
+
+def finished(study: optuna.Study) -> int:
+    return len(study.get_trials(deepcopy=False, states=FINISHED))
+
+
+def is_surplus(frozen) -> bool:
+    """A trial that claimed no slot (see the module docstring); not a failure."""
+    return bool(frozen.user_attrs.get(SURPLUS_ATTR))
+
+
+def worker_name() -> str:
+    """host:pid, stored on every trial this process runs."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def claim(trial: optuna.Trial, n_trials: int) -> None:
+    """Take one of the study's n_trials slots, or raise SurplusTrial (see module docstring)."""
+    trial.set_user_attr(WORKER_ATTR, worker_name())
+    trials = trial.study.get_trials(deepcopy=False)
+    ahead = sum(t.number < trial.number and t.state in CLAIMED and not is_surplus(t)
+                for t in trials)
+    if ahead < n_trials:
+        return
+    trial.set_user_attr(SURPLUS_ATTR, True)
+    mine = next(t for t in trials if t.number == trial.number)
+    if mine.params or "fixed_params" in mine.system_attrs:  # popped from the queue: requeue
+        trial.study.add_trial(optuna.create_trial(
+            state=TrialState.WAITING, params=mine.params, distributions=mine.distributions,
+            user_attrs={k: v for k, v in mine.user_attrs.items()
+                        if k not in (SURPLUS_ATTR, WORKER_ATTR)},
+            system_attrs=mine.system_attrs))
+    raise SurplusTrial(f"the {n_trials} trial slots are taken by trials before #{trial.number}; "
+                       f"not trained (FAIL with user attr {SURPLUS_ATTR}=True, not counted)")
