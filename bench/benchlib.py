@@ -106,9 +106,9 @@ def session(csv, runs_dir, *, study: str = "bench", tracking: bool = False,
             log_models: bool = True, val_fraction: float = 0.2):
     """A `search.study.session.Session` on csv (default heads, seeded split, objective mean
     accuracy), with an MLflow parent run under runs_dir when `tracking`."""
+    from search.settings import Settings
     from search.space import space as space_lib
     from search.study.session import Options, Session
-    from search.settings import Settings
 
     settings = Settings.resolve(runs_dir=runs_dir)
     settings.ensure()

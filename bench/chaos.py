@@ -31,11 +31,9 @@ def main() -> int:
     args = parser.parse_args()
 
     import numpy as np
-
-    from search.data import synthetic
-
-    from search.data import verified
     from test_chaos import chaos
+
+    from search.data import synthetic, verified
 
     with tempfile.TemporaryDirectory() as tmp:
         csv = synthetic.generate(Path(tmp) / "data", n=160, size=32, seed=1)

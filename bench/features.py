@@ -37,8 +37,8 @@ def main() -> int:
     os.environ.setdefault("SEARCH_WEIGHTS_DIR", str(weights))
     from quality import split_data
 
-    from search.train import trial as trial_lib
     from search.space.config import TrialConfig
+    from search.train import trial as trial_lib
 
     csv, _ = split_data()
     runs = benchlib.ROOT / "runs" / "bench" / "features"

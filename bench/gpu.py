@@ -63,10 +63,8 @@ def epoch_timer():
 def measure(name, overrides, precision, xla, args, session) -> dict:
     import tensorflow as tf
 
-    from search.train import device
-
-    from search.train import training
     from search.space.config import TrialConfig
+    from search.train import device, training
 
     choice = device.choose(precision, xla)
     config = TrialConfig(image_size=(args.size, args.size), batch_size=args.batch_size,

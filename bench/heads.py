@@ -50,12 +50,10 @@ def main() -> int:
     import tensorflow as tf
 
     from search import console
-
-    from search.model import heads
-
-    from search.train import training
-    from search.space.config import TrialConfig
     from search.data.synthetic import HEADS
+    from search.model import heads
+    from search.space.config import TrialConfig
+    from search.train import training
 
     console.quiet()
     rng = np.random.default_rng(0)

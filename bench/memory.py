@@ -31,8 +31,8 @@ def rss_mb() -> float:
 def measure(trials: int) -> list[float]:
     """RSS in MB after each trial of one `search run`-like search."""
     from search.engines.optuna import OptunaEngine
-    from search.study.session import Options, Session
     from search.settings import Settings
+    from search.study.session import Options, Session
 
     figures: list[float] = []
 

@@ -54,10 +54,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
 
-    from search.train import training
-
-    from search.train import trial as trial_lib
     from search.space.config import TrialConfig
+    from search.train import training
+    from search.train import trial as trial_lib
 
     csv = benchlib.synthetic_csv(args.images, args.size)
     runs = benchlib.ROOT / "runs" / "bench" / "overhead"

@@ -99,8 +99,8 @@ def time_epochs(ds, epochs: int) -> list[float]:
 
 def time_project(table, labels, size, batch_size, epochs):
     """(decode s, epochs s with augmentation, epochs s of the same pipeline without it)."""
-    from search.space.config import TrialConfig
     from search.data.table import load_images, train_dataset
+    from search.space.config import TrialConfig
     from search.train.training import train_pipeline
 
     with benchlib.Timer() as decode:

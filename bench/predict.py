@@ -42,8 +42,8 @@ def images(limit: int, tmp: Path) -> tuple[list[str], str]:
 
 def model(tmp: Path):
     from search.model import assembly as model_lib
-    from search.track import registry
     from search.space.config import TrialConfig
+    from search.track import registry
 
     if WEIGHTS.is_dir():
         os.environ.setdefault("SEARCH_WEIGHTS_DIR", str(WEIGHTS))

@@ -20,8 +20,9 @@ import argparse
 import os
 import sys
 
-import benchlib
 from workers import run
+
+import benchlib
 
 
 def has_gpu() -> bool:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import optuna
 import pytest
 
-from conftest import TINY_SPACE
 from search import cli
-from search.study import algorithms
-from search.space import space as space_lib
 from search.errors import ConfigError
+from search.space import space as space_lib
+from search.study import algorithms
+
+from conftest import TINY_SPACE
 
 
 @pytest.mark.parametrize("name, cls", [("tpe", "TPESampler"), ("random", "RandomSampler"),

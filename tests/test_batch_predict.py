@@ -13,12 +13,10 @@ import pytest
 from PIL import Image
 
 from search import cli
-
-from search.serve import batch_predict
-
-from search.track import registry
-from search.space.config import TrialConfig
 from search.errors import UsageError
+from search.serve import batch_predict
+from search.space.config import TrialConfig
+from search.track import registry
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from search import cli
+
 from conftest import ROOT, TINY_SPACE
 
 

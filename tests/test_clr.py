@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from search.errors import ConfigError
 from search.train.clr import (
     CyclicalLearningRate,
     LRRangeResult,
@@ -15,7 +16,6 @@ from search.train.clr import (
     steps_from_epochs,
     suggest_bounds,
 )
-from search.errors import ConfigError
 from search.views.lr_curve import save_lr_curve_html, schedule_figure
 
 BASE, MAX, STEP = 0.001, 0.006, 10

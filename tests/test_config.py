@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from search.space.config import BACKBONES, CLR_MODES, TrialConfig
 from search.errors import ConfigError
+from search.space.config import BACKBONES, CLR_MODES, TrialConfig
 
 
 def test_round_trips_through_plain_values():

@@ -7,9 +7,10 @@ import optuna
 import pytest
 from optuna.distributions import FloatDistribution
 
-from conftest import TINY_SPACE
 from search import cli
 from search.study import convergence
+
+from conftest import TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

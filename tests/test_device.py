@@ -7,10 +7,9 @@ import keras
 import pytest
 import tensorflow as tf
 
-from search.train import device
-
 from search.model import assembly as model_lib
 from search.space.config import TrialConfig
+from search.train import device
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45")}
 

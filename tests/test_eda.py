@@ -8,14 +8,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from browser import chromium_path, console_errors, render_dom
 from PIL import Image
 
-from browser import chromium_path, console_errors, render_dom
 from search import cli
 from search.data import eda
-from search.views import eda_page
 from search.data.table import DEFAULT_HEADS, read_table
 from search.errors import DataError
+from search.views import eda_page
 
 HEADS = ("gender", "emotion", "bodypose")
 ROWS = [  # image, gender, emotion, bodypose

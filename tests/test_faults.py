@@ -14,8 +14,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import ROOT, TINY_SPACE
 from search import cli
+
+from conftest import ROOT, TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

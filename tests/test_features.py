@@ -10,9 +10,8 @@ import textwrap
 import numpy as np
 import pytest
 
-from search.train import features
-
 from search.data import verified
+from search.train import features
 
 KEY = features.key(table="t1", family="mobilenet_v2", alpha=0.35, weights="w1",
                    image_size=(8, 8), crop="none", cut="pooled:gap", count=3)

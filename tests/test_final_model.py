@@ -16,8 +16,9 @@ import numpy as np
 import optuna
 import pytest
 
-from conftest import TINY_SPACE
 from search import cli
+
+from conftest import TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
@@ -66,8 +67,8 @@ def _study(runs):
 def _test_csv(runs, tiny_csv):
     """The study's held-out test rows as a CSV beside the images, and their count."""
     from search.final import retrain
-    from search.study import trial_record
     from search.settings import Settings
+    from search.study import trial_record
 
     study = _study(runs)
     session = retrain.study_session(Settings.resolve(str(runs)), study,
@@ -118,8 +119,8 @@ def test_candidates_are_registered_and_champion_is_best_on_test(final, tiny_csv,
 
 
 def test_every_candidate_predicts_in_a_fresh_process_and_ensembles_combine(final, tiny_csv):
-    from search.track import registry
     from search.data.table import decode
+    from search.track import registry
     from search.track.tracking import using
 
     runs, _, _ = final
@@ -159,8 +160,8 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
     """Regression (issue 19): the study's `:test=F` split was dropped, so a retrain on all
     data trained on the held-out test rows."""
     from search.final import retrain
-    from search.study import trial_record
     from search.settings import Settings
+    from search.study import trial_record
 
     runs, _, _ = final
     study = _study(runs)
@@ -178,11 +179,16 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
     assert refit.params["train_rows"] == str(len(trained))
     assert refit.params["test_rows_held_out"] == str(n_test)
     assert refit.params["refit_of"] == f"{STUDY}:{champion.number}"
+    assert refit.params["rows.train"] == str(len(trained))
+    # Built after the refit, the ensemble trained on nothing: its card counts the study's own
+    # train rows (the refit once left its train + validation rows on the shared session).
+    ensemble = client.get_run(client.get_model_version_by_alias(NAME, "ensemble").run_id).data
+    assert ensemble.params["rows.train"] == str(len(session.train_rows)) != str(len(trained))
 
 
 def test_refit_epochs_follow_the_best_epoch_per_stage():
-    from search.study import trial_record
     from search.final.candidates import refit_epochs
+    from search.study import trial_record
 
     config = {"backbone": "pretrained", "fine_tune_fraction": 0.3, "probe_epochs": 3,
               "epochs": 5, "patience": 2}
@@ -248,8 +254,7 @@ def test_run_builds_the_final_model_after_its_search(final, tiny_csv, capsys):
 def test_without_test_rows_the_refit_wins_and_per_head_is_never_chosen():
     """No held-out rows: validation figures were selected on those rows, so the order is
     fixed (refit, then the mean ensemble, then the best trial), whatever they say."""
-    from search.final.champion import choose
-    from search.final.champion import Candidate
+    from search.final.champion import Candidate, choose
 
     def made(name, alias, val):
         return Candidate(name=name, alias=alias, members=[], val=None if val is None else {

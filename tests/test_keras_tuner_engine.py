@@ -8,10 +8,10 @@ import mlflow
 import pytest
 
 from search import cli
-
-from search.space import space as space_lib
 from search.engines import keras_tuner as tuner
 from search.errors import UsageError
+from search.space import space as space_lib
+
 from conftest import ROOT, TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search.space.config import TrialConfig
 from search.errors import ConfigError
+from search.space.config import TrialConfig
 
 VOCAB = {"gender": ("female", "male"), "age": ("15-25", "25-35", "35-45"),
          "carryingbag": ("Daily/Office/Work Bag", "Grocery/Home/Plastic Bag", "None")}
@@ -82,7 +82,6 @@ def test_export_takes_raw_images_of_any_size_and_round_trips(tmp_path):
     import keras
 
     from search.model import assembly as model
-
     from search.track import registry
 
     config = TrialConfig(width=8, depth=2, image_size=(32, 32), neck_units=8, head_units=0,

@@ -82,8 +82,9 @@ JPEG, PNG = encoded(40, 30, "JPEG", 1), encoded(64, 80, "PNG", 2)
 
 
 def test_base64_jpeg_and_png_of_two_sizes_in_every_json_form(server, small_models):
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     from search.track import registry
     from search.track.tracking import using

@@ -8,13 +8,14 @@ import time
 import urllib.error
 import urllib.request
 
+import browser
 import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
 
-import browser
 from search import cli
+
 from conftest import TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
@@ -158,8 +159,8 @@ def test_failing_trials_are_recorded_and_the_search_stops(tmp_path, tiny_csv, ca
 def test_evaluate_matches_a_hand_count(study_dir, tiny_csv, tmp_path, capsys):
     import pandas as pd
 
-    from search.track import registry
     from search.data.table import decode
+    from search.track import registry
 
     base = ["--runs-dir", str(study_dir)]
     assert cli.main(["best", "--study", "tiny", "--register", "eval-model", *base]) == 0
@@ -443,10 +444,10 @@ def test_multi_objective_study_has_named_directions_and_no_pruning(tmp_path, tin
 def test_a_lost_race_is_not_a_failure(tmp_path, tiny_csv):
     """Another worker takes the last slot between this worker's check and its ask: this
     worker's trial is surplus, is not trained, and does not count towards --max-failures."""
-    from search.study import study as study_lib
     from search.engines.optuna import OptunaEngine
-    from search.study.session import Options, Session
     from search.settings import Settings
+    from search.study import study as study_lib
+    from search.study.session import Options, Session
 
     trained = []
 

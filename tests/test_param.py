@@ -3,8 +3,8 @@
 import optuna
 import pytest
 
-from search.space import param
 from search.errors import ConfigError
+from search.space import param
 
 
 def test_a_plain_value_pins_the_key_and_a_spec_becomes_a_distribution():

@@ -10,8 +10,8 @@ import random
 
 import optuna
 import pytest
-
 import tiny_study
+
 from search import cli
 from search.study.pareto import pareto_front
 

@@ -6,10 +6,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import TINY_SPACE
 from search import cli
-from search.study import pruning
 from search.errors import ConfigError
+from search.study import pruning
+
+from conftest import TINY_SPACE
 
 HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear", "emotion",
          "bodypose")

@@ -24,12 +24,22 @@ import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
+from test_workers import (
+    HEADS,
+    POSTGRES,
+    POSTGRES_PASSWORD,
+    check_study,
+    finish,
+    light_space,  # noqa: F401 (a fixture)
+    mid_trial,
+    search,
+    wait_for,
+)
 
-from conftest import ROOT
 from search import cli
 from search.study import study as study_lib
-from test_workers import (HEADS, POSTGRES, POSTGRES_PASSWORD, check_study, finish,
-                          light_space, mid_trial, search, wait_for)  # noqa: F401 (a fixture)
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
@@ -210,9 +220,9 @@ def test_a_worker_that_cannot_read_the_data_names_its_node_and_the_path(tmp_path
     its node's address and the path, exit code 2 (here: one node, a path it lacks)."""
     pytest.importorskip("ray")
     from search.engines.optuna import work
+    from search.settings import Settings
     from search.study.ray_workers import RayPool
     from search.study.session import Options
-    from search.settings import Settings
 
     monkeypatch.setenv("RAY_TMPDIR", RAY_ENV["RAY_TMPDIR"])
     settings = Settings.resolve(tmp_path / "runs")

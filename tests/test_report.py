@@ -10,12 +10,13 @@ from html.parser import HTMLParser
 import optuna
 import plotly.graph_objects as go
 import pytest
-
 import tiny_study
-from conftest import TINY_SPACE
 from browser import chromium_path, console_errors, render_dom
+
 from search import cli
 from search.views import figures, report
+
+from conftest import TINY_SPACE
 
 SECTIONS = ["pareto-set", "pareto-pair", "parameters", "baselines", "history", "importance",
             "lr-schedule", "confusion"]
@@ -130,8 +131,8 @@ def test_without_mlflow_the_sections_say_why(runs, tmp_path):
 
 @pytest.mark.e2e
 def test_steps_per_epoch_from_the_logged_run(runs):
-    from search.space.config import TrialConfig
     from search.settings import Settings
+    from search.space.config import TrialConfig
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{runs / 'optuna.db'}")
     run = report.run_files(Settings.resolve(runs), study.best_trial.user_attrs["mlflow_run_id"])

@@ -11,8 +11,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from conftest import TINY_SPACE
 from search import cli
+
+from conftest import TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
@@ -72,8 +73,8 @@ def test_a_replay_keeps_the_study_s_test_rows_out_of_training(study_dir, capsys)
     dropped, a retrain on --all-data would train on the rows the trial's test figure came
     from."""
     from search.final import retrain
-    from search.study import trial_record
     from search.settings import Settings
+    from search.study import trial_record
 
     study = _study(study_dir)
     trial = study.best_trial

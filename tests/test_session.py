@@ -7,11 +7,12 @@ import csv
 import numpy as np
 import pytest
 
-from conftest import TINY_SPACE
 from search import cli
 from search.errors import UsageError
-from search.study.session import Options, Session
 from search.settings import Settings
+from search.study.session import Options, Session
+
+from conftest import TINY_SPACE
 
 
 def _build(tmp_path, csv_path, **options):

@@ -15,9 +15,10 @@ import optuna
 import pytest
 import yaml
 
+from search.errors import ConfigError
 from search.space import space as space_lib
 from search.space.config import TrialConfig
-from search.errors import ConfigError
+
 from conftest import ROOT, TINY_SPACE
 
 

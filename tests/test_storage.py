@@ -8,8 +8,8 @@ import sqlite3
 import optuna
 import pytest
 
-from search.study import storage as storage_lib
 from search.errors import UsageError
+from search.study import storage as storage_lib
 
 
 def test_heartbeat_settings_come_from_the_environment(monkeypatch):

@@ -18,9 +18,10 @@ import optuna
 import pytest
 from optuna.trial import FrozenTrial, TrialState
 
-from conftest import TINY_SPACE
 from search import cli
 from search.study.storage import storage
+
+from conftest import TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from search.data import synthetic
-from search.errors import DataError
 from search.data.synthetic import HEADS, ensure_default, generate
+from search.errors import DataError
 
 COLUMNS = ["filename", "gender", "imagequality", "age", "weight", "carryingbag", "footwear",
            "emotion", "bodypose", "image_path"]

@@ -4,8 +4,8 @@ closed exactly once, even when two workers sweep at the same moment."""
 
 import pytest
 
-from search.track import tracking
 from search.study.session import Tracking
+from search.track import tracking
 from search.track.tracking import ROLE_TAG, Tracker
 
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from search.settings import Settings
 from search.space import space as space_lib
-from search.train import training
 from search.space.config import TrialConfig
 from search.study.session import Options, Session
-from search.settings import Settings
+from search.train import training
 
 PRETRAINED = dict(backbone="pretrained", family="mobilenet_v2", alpha=0.35, weights="imagenet",
                   image_size=(32, 32), neck_units=8, head_units=0, batch_size=32, views=3,

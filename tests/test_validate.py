@@ -12,10 +12,10 @@ from PIL import Image
 from search import cli
 from search.commands import options as cli_options
 from search.data.table import read_table
-from search.errors import DataError
-from search.study.session import Options, Session
-from search.settings import Settings
 from search.data.validate import scan_images
+from search.errors import DataError
+from search.settings import Settings
+from search.study.session import Options, Session
 
 HEADS = ("gender", "bodypose")
 GOOD = """image_path,gender,bodypose

@@ -14,8 +14,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from conftest import ROOT
 from search.data import verified
+
+from conftest import ROOT
 
 KEY = {"kind": "test", "size": [4, 4]}
 
@@ -208,8 +209,8 @@ def test_a_damaged_pulled_model_is_one_clear_line(tmp_path, damage):
     (one line, exit 2) before Keras opens the zip."""
     import zipfile
 
-    from search.track import registry
     from search.errors import UsageError
+    from search.track import registry
 
     with zipfile.ZipFile(tmp_path / "model.keras", "w") as archive:  # a .keras file is a zip
         archive.writestr("config.json", "{}")

@@ -2,8 +2,8 @@
 
 import pytest
 
-from search.model import weights
 from search.errors import ConfigError
+from search.model import weights
 
 
 @pytest.fixture

@@ -21,10 +21,11 @@ import pytest
 import sqlalchemy
 from optuna.trial import TrialState
 
-from conftest import ROOT
 from search.study import storage as storage_lib
 from search.study import study as study_lib
 from search.study import workers
+
+from conftest import ROOT
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

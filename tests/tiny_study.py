@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from conftest import TINY_SPACE
 from search import cli
+
+from conftest import TINY_SPACE
 
 STUDY = "tiny"
 BASELINE = """clr_bounds: lr_find

@@ -9,9 +9,9 @@ from __future__ import annotations
 import argparse
 import os
 
-from search.space.config import BACKBONES, FAMILIES
 from search.errors import UsageError
 from search.formats import FORMAT_HELP, FORMATS
+from search.space.config import BACKBONES, FAMILIES, OBJECTIVES
 
 MIN_TRIALS = 20  # --until-converged's default (search.study.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
@@ -104,7 +104,7 @@ def trial_options(p: argparse.ArgumentParser) -> None:
                    help="finished trials the study should hold, over all workers "
                         "(default: %(default)s)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
-    p.add_argument("--objective", choices=["mean_accuracy", "mean_balanced_accuracy"],
+    p.add_argument("--objective", choices=OBJECTIVES,
                    help="override the space's objective")
     p.add_argument("--no-baselines", action="store_true",
                    help="do not enqueue the space's baseline configs first")

@@ -18,9 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.data import validate
-
-from search.data import verified
+from search.data import validate, verified
 from search.errors import DataError
 
 DEFAULT_HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear",

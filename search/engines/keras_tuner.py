@@ -31,15 +31,19 @@ import time
 
 import keras_tuner as kt
 
-from search.study import trial_record
-from search.engines.base import (FAILED, TIMEOUT, TUNERS, Engine, Outcome, free_trial_graphs,
-                                 reason)
+from search.engines.base import FAILED, TIMEOUT, TUNERS, Engine, Outcome, free_trial_graphs, reason
+from search.engines.keras_tuner_space import (  # noqa: F401
+    Translation,
+    check_supported,
+    config_from_values,
+    max_epochs,
+    translate,
+)
 from search.errors import UsageError
-from search.engines.keras_tuner_space import (Translation, check_supported,  # noqa: F401
-                                              config_from_values, max_epochs, translate)
 from search.space.space import Space
-from search.train.trial import Reporter
+from search.study import trial_record
 from search.study.trial_record import TrialRecord
+from search.train.trial import Reporter
 
 ENGINE = "keras-tuner"
 
@@ -249,11 +253,11 @@ def check_options(options) -> None:
 
 def _check_parent_engine(tracker, study: str) -> None:
     """An Optuna study's MLflow parent run must not collect keras-tuner trials too."""
-    from search.track.tracking import ROLE_TAG, STUDY_TAG
+    from search.track.tags import ROLE_TAG, STUDY_ROLE, STUDY_TAG
 
     runs = tracker.client.search_runs(
         [tracker.experiment_id],
-        filter_string=f"tags.`{ROLE_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{study}'",
+        filter_string=f"tags.`{ROLE_TAG}` = '{STUDY_ROLE}' and tags.`{STUDY_TAG}` = '{study}'",
         max_results=1, order_by=["attributes.start_time ASC"])
     if runs and runs[0].data.params.get("engine") != ENGINE:
         raise UsageError(f"MLflow already holds study {study!r} from the Optuna engine; use "

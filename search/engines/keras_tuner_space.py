@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 import keras_tuner as kt
 
-from search.space.param import hashable
-from search.space.config import TrialConfig
 from search.errors import UsageError
+from search.space.config import TrialConfig
+from search.space.param import hashable
 from search.space.space import Space
 
 

@@ -30,16 +30,23 @@ import time
 import optuna
 from optuna.trial import TrialState
 
-from search.study import study as study_lib
-from search.study import trial_record
-from search.study import workers
-from search.study.heartbeats import fail_dead_trials, waiting_line
-from search.engines.base import (CONVERGED, FAILED, TIMEOUT, Engine, Outcome,
-                                 free_trial_graphs, reason)
+from search.engines.base import (
+    CONVERGED,
+    FAILED,
+    TIMEOUT,
+    Engine,
+    Outcome,
+    free_trial_graphs,
+    reason,
+)
 from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
 from search.settings import mask
-from search.train.trial import Pruned
+from search.study import study as study_lib
+from search.study import trial_record, workers
+from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
+from search.track.tags import BASELINE_TAG
+from search.train.trial import Pruned
 
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
@@ -60,6 +67,7 @@ class OptunaEngine(Engine):
         self.study = None
         self.interrupts = workers.Interrupts()  # installed by `work`, the worker entry point
         self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
+        self.sampler_seed: int | None = None  # this process's, set when the study is opened
 
     def open(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one line each, ours
@@ -67,8 +75,8 @@ class OptunaEngine(Engine):
         if workers.wanted(opts):  # a Ray cluster is reached and checked before any write
             self.pool = _worker_pool(opts, self.session.settings)
         self.session.settings.ensure()
-        self.study = study_lib.open_study(self.session, create=True,
-                                          seed=sampler_seed(self.session, "run"))
+        self.sampler_seed = sampler_seed(self.session, "run")
+        self.study = study_lib.open_study(self.session, create=True, seed=self.sampler_seed)
 
     def where(self) -> str:
         return f"study {self.session.study!r} on {mask(self.session.settings.storage)}"
@@ -164,9 +172,8 @@ class OptunaEngine(Engine):
         """Open an existing study and its MLflow parent run (a worker never creates them)."""
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.session.settings.ensure()
-        self.study = study_lib.open_study(self.session, create=False,
-                                          seed=sampler_seed(self.session,
-                                                            study_lib.worker_name()))
+        self.sampler_seed = sampler_seed(self.session, study_lib.worker_name())
+        self.study = study_lib.open_study(self.session, create=False, seed=self.sampler_seed)
         self.session.open_tracking(create=False,
                                    parent_run_id=study_lib.setup(self.study).parent_run_id)
 
@@ -269,7 +276,7 @@ class OptunaEngine(Engine):
         from search.train import trial as trial_lib
 
         baseline = trial_record.read(trial).baseline
-        tags = {"search.baseline": baseline} if baseline else None
+        tags = {BASELINE_TAG: baseline} if baseline else None
         find_lr = not baseline and self.session.space.clr_bounds == "lr_find"  # baselines keep LR
         try:
             result = trial_lib.run(config, self.session,
@@ -295,8 +302,7 @@ def sampler_seed(session, salt: str) -> int:
     except KeyError:
         held = 0
     text = f"{session.options.seed}:{session.study}:{held}:{salt}"
-    session.sampler_seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
-    return session.sampler_seed
+    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def work(settings, options) -> int:

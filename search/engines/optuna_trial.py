@@ -11,12 +11,11 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
-from search.study import pruning
-from search.study import trial_record
-from search.study.pruning import stage_name
+from search.study import pruning, trial_record
 from search.study import study as study_lib
-from search.train.trial import Pruned, Reporter
+from search.study.pruning import stage_name
 from search.study.trial_record import TrialRecord
+from search.train.trial import Pruned, Reporter
 
 
 class OptunaReporter(Reporter):
@@ -29,6 +28,7 @@ class OptunaReporter(Reporter):
         self.lr_range_test = lr_range_test  # recorded: the report says where the bounds came from
         self.progress = progress  # the tqdm bar, for per-epoch progress
         self.engine = engine  # for how many models are kept
+        self.sampler_seed = engine.sampler_seed if engine is not None else None
         self.epochs = 0
         self.seen = 0  # epochs so far, over all stages (the progress bar's count)
         self.steps: list[int] = []  # the stage-aligned step of each epoch of `curve`
@@ -41,7 +41,7 @@ class OptunaReporter(Reporter):
 
     def started(self, config, run_id):
         trial_record.write(self.trial, TrialRecord(  # the config: `search train --from-trial`
-            self.trial.number, config=config.to_dict(), seeds=self.session.seeds(config),
+            self.trial.number, config=config.to_dict(), seeds=self.session.seeds(config, self.sampler_seed),
             run_id=run_id or None))
         self.epochs = config.epochs
 

@@ -27,11 +27,11 @@ import time
 import numpy as np
 
 from search.errors import UsageError
+from search.final.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, Candidate, Final, choose
+from search.final.runs import built, log, where
 from search.settings import Settings
 from search.study.trial_record import TrialRecord, best_per_head
-from search.final.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, Candidate, Final, choose
-from search.final.runs import KIND_TAG, MEMBERS_TAG, built, log, where
-
+from search.track.tags import KIND_TAG, MEMBERS_TAG
 
 # ---------------------------------------------------------------------------------------------
 # Which trials, and bad input
@@ -49,7 +49,7 @@ def _deleted_runs(settings: Settings, study) -> set[str]:
     """Run ids of the study's trials whose model retention deleted (one MLflow search)."""
     from mlflow import MlflowClient
 
-    from search.track.tracking import MODEL_DELETED_TAG
+    from search.track.tags import MODEL_DELETED_TAG
 
     client = MlflowClient(settings.tracking_uri)
     experiment = client.get_experiment_by_name(study.study_name)
@@ -153,7 +153,7 @@ class _Rows:
         return {part: _predict(net, images[rows[part]]) for part in self.labels}
 
     def score(self, candidate: Candidate, probs: dict, *, trained_on_val: bool = False) -> None:
-        from search.serve.evaluate import score
+        from search.train.metrics import scores_with_ci as score
 
         candidate.probs = probs
         if not trained_on_val:
@@ -302,17 +302,16 @@ def _epochs(n: int, kind: str = "") -> str:
 
 def _refit(session, champion, rows: _Rows, out) -> Candidate:
     """The champion's config trained on train + validation rows for its best epochs."""
-    from search.train import metrics
     from search.final import retrain
-    from search.train import training
     from search.model import assembly as model_lib
+    from search.train import metrics, training
 
     tracker = session.tracking.tracker
     run_id = champion.run_id
     params = tracker.client.get_run(run_id).data.params if run_id else {}
     config, epochs = refit_epochs(champion, params)
     candidate = Candidate(REFIT, REFIT, [_member(champion)], note=epochs)
-    session.train_rows = retrain.train_and_validation(session)
+    session = session.with_train_rows(retrain.train_and_validation(session))
     held = f", the {len(session.test_rows)} test rows held out" if rows.has_test else ""
     tags = {KIND_TAG: REFIT, MEMBERS_TAG: str(champion.number), "search.refit_epochs": epochs}
     found = built(session, tags)

@@ -17,7 +17,7 @@ BEST_TRIAL, REFIT, ENSEMBLE, PER_HEAD = "best-trial", "refit", "ensemble", "per-
 @dataclass
 class Candidate:
     """One final model: its members ([{"trial", "run_id"}, ...], per-head: with "heads") and
-    its per-head scores (search.serve.evaluate.score) on the validation and test rows."""
+    its per-head scores (search.train.metrics.scores_with_ci) on the validation and test rows."""
 
     name: str  # best-trial | refit | ensemble-K | per-head
     alias: str  # its own registry alias

@@ -5,35 +5,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from search.study import trial_record
 from search.errors import UsageError
 from search.formats import csv_text, json_text
 from search.settings import Settings
+from search.study import trial_record
+from search.study.study import load_study
 from search.study.trial_record import TrialRecord
-
-
-def require_storage(settings: Settings) -> None:
-    """A local SQLite study file must exist: reading must not create an empty one."""
-    if settings.storage.startswith("sqlite:///"):
-        db = Path(settings.storage.removeprefix("sqlite:///"))
-        if not db.is_file():
-            raise UsageError(f"no study storage at {db}: run `search run` first or pass --storage")
-
-
-def load_study(settings: Settings, name: str):
-    """The study, opened read-only: the reading commands run beside workers (search.study.storage)."""
-    import optuna
-
-    from search.study.storage import storage
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    require_storage(settings)
-    try:
-        return optuna.load_study(study_name=name,
-                                 storage=storage(settings.storage, read_only=True))
-    except KeyError:
-        raise UsageError(f"no study named {name!r} in the storage; "
-                         f"run `search run --study {name}` first") from None
 
 
 def best(settings: Settings, study_name: str, register: str | None, fmt: str = "table",
@@ -53,8 +30,8 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
     out = sys.stdout if fmt == "table" else sys.stderr
     final = kept = None
     if refit or ensemble is not None:
-        from search.final import champion as champion_lib
         from search.final import candidates as final_model
+        from search.final import champion as champion_lib
 
         kept = final_model.kept_trials(settings, study, complete)
         final_model.check(study_name, champion, kept, refit, ensemble)  # before any output
@@ -82,10 +59,11 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
         print(f"not registered: add --register NAME to register the candidates "
               f"(champion: {final.chosen.name})", file=out)
     if fmt == "json":
+        from search.space.config import OBJECTIVES
         from search.study.study import setup
 
         objective = (setup(study).objective if len(study.directions) == 1 else None) \
-            or "mean_accuracy"
+            or OBJECTIVES[0]
         document = _best_document(study_name, objective, champion, per_head, registered)
         if final is not None:
             document["final"] = final.document()
@@ -185,7 +163,7 @@ def _model_deleted(settings: Settings, trial: TrialRecord) -> bool:
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    from search.track.tracking import MODEL_DELETED_TAG
+    from search.track.tags import MODEL_DELETED_TAG
 
     run_id = trial.run_id
     if not run_id:

@@ -18,6 +18,8 @@ import numpy as np
 
 from search.errors import UsageError
 from search.settings import Settings
+from search.space.config import OBJECTIVES
+from search.track.tags import RETRAINED_FROM_TAG
 
 
 def parse_ref(ref: str) -> tuple[str, int]:
@@ -30,9 +32,9 @@ def parse_ref(ref: str) -> tuple[str, int]:
 def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | None,
             all_data: bool, register: str | None, alias: str, seed: int | None,
             val_fraction: float | None, exact: bool = False) -> int:
-    from search.study import trial_record
     from search.space.config import TrialConfig
-    from search.final.results import load_study
+    from search.study import trial_record
+    from search.study.study import load_study
     from search.train.trial import run
 
     study_name, number = parse_ref(ref)
@@ -51,7 +53,7 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
                             val_fraction=val_fraction)
     rows = ""
     if all_data:
-        session.train_rows = train_and_validation(session)
+        session = session.with_train_rows(train_and_validation(session))
         rows = " on all rows (validation rows seen in training" + (
             f"; the study's {len(session.test_rows)} test rows held out)"
             if len(session.test_rows) else ")")
@@ -60,7 +62,7 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
 
         tf.config.experimental.enable_op_determinism()
     session.use_device()
-    tags = {"search.retrained_from": f"{study_name}:{number}",
+    tags = {RETRAINED_FROM_TAG: f"{study_name}:{number}",
             "search.all_data": str(all_data).lower(), "search.exact": str(exact).lower()}
     print(f"retraining trial #{number} of {study_name!r} on {session.csv} for {config.epochs} "
           f"epochs{rows}")
@@ -96,7 +98,7 @@ def study_session(settings: Settings, study, trial, *, data: str | None = None,
                       verbose=1)
     parent = recorded.parent_run_id
     space = space_lib.Space(name="retrain", params=(),
-                            objective=recorded.objective or "mean_accuracy")
+                            objective=recorded.objective or OBJECTIVES[0])
     if data is None:
         from search.track.tracking import Tracker
 

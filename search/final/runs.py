@@ -10,23 +10,18 @@ from pathlib import Path
 
 from search.final.champion import Candidate
 from search.final.champion import mean_accuracy as _mean
-
-ROLE = "final"  # search.role of a candidate's MLflow run (a trial's is "trial")
-KIND_TAG = "search.final"  # refit | ensemble | per-head
-MEMBERS_TAG = "search.members"  # what a candidate is made of: the key for reusing it
+from search.track.tags import FINAL_ROLE, MODEL_URI_TAG, ROLE_TAG, STUDY_TAG
 
 
 def built(session, tags: dict) -> tuple[str, str] | None:
     """(run id, model URI) of a candidate already built with these tags, if any."""
-    from search.track.tracking import ROLE_TAG, STUDY_TAG
-
     tracker = session.tracking.tracker
-    wanted = {ROLE_TAG: ROLE, STUDY_TAG: session.study, **tags}
+    wanted = {ROLE_TAG: FINAL_ROLE, STUDY_TAG: session.study, **tags}
     matches = " and ".join(f"tags.`{k}` = '{v}'" for k, v in wanted.items())
     for run in tracker.client.search_runs([tracker.experiment_id],
                                           f"{matches} and attributes.status = 'FINISHED'",
                                           max_results=5, order_by=["attributes.start_time DESC"]):
-        uri = run.data.tags.get("search.model_uri")
+        uri = run.data.tags.get(MODEL_URI_TAG)
         if uri:
             return run.info.run_id, uri
     return None
@@ -38,7 +33,6 @@ def log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: d
     parent run, with its scores, rows and data; or reuse the run of the same candidate built
     before."""
     from search.track import model_card
-    from search.track.tracking import ROLE_TAG
 
     found = built(session, tags)
     if found:
@@ -47,7 +41,7 @@ def log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: d
         return
     tracking = session.tracking
     with tracking.tracker.nested_run(tracking.parent_run_id, session.study, candidate.name,
-                                     {ROLE_TAG: ROLE, **tags}) as run:
+                                     {ROLE_TAG: FINAL_ROLE, **tags}) as run:
         run.log_params({**params, **model_card.rows_params(session)})
         run.log_data(session.table, session.csv)
         run.log_metrics({**(metrics or {}), **_score_metrics(candidate)})
@@ -55,7 +49,7 @@ def log(session, candidate: Candidate, tags: dict, model, vocab: dict, config: d
             path = Path(tmp) / "model.keras"
             model().save(path)
             candidate.model_uri = run.log_model(path, vocab, config)
-        run.set_tags({"search.model_uri": candidate.model_uri})
+        run.set_tags({MODEL_URI_TAG: candidate.model_uri})
     candidate.run_id = run.run_id
 
 

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import keras
 
-from search.model import backbones
-
-from search.model import heads
-from search.space.config import TrialConfig
+from search.model import backbones, heads
 from search.model.preprocess import Prepare
+from search.space.config import TrialConfig
 
 
 @dataclass

@@ -18,9 +18,9 @@ from typing import Callable
 import keras
 import numpy as np
 
+from search.errors import ConfigError
 from search.model import weights as weights_lib
 from search.space.config import FAMILIES, TrialConfig
-from search.errors import ConfigError
 
 _REGISTRY: dict[str, Callable] = {}
 # Keras' default BN momentum (0.99) needs thousands of steps before its moving statistics are

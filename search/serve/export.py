@@ -136,9 +136,7 @@ def standard_keras(net):
 
 def _standard(layer):
     """A layer as standard Keras layers: shared if it is one, else an equivalent."""
-    from search.model import backbones
-    from search.model import heads
-    from search.model import preprocess
+    from search.model import backbones, heads, preprocess
 
     if isinstance(layer, preprocess.Prepare):
         return _resizing(layer)

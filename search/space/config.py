@@ -20,6 +20,9 @@ BACKBONES = ("separable", "pretrained")  # search.model.backbones registers exac
 FAMILIES = ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0")  # pretrained families
 CLR_MODES = ("triangular", "triangular2", "exp_range", "constant")
 OPTIMIZERS = ("sgd", "adam")
+# What a single-objective study maximises; the first is the default. A multi-objective study
+# maximises each head's accuracy and is summarised by the first.
+OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
 NECKS = ("gap", "flatten", "rows")
 CLASS_WEIGHTINGS = ("none", "balanced")
 CROPS = ("none", "auto")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from search.space.config import TrialConfig
 from search.errors import ConfigError
+from search.space.config import TrialConfig
 
 # Derived keys (search.space.space.resolve): max_lr = base_lr * lr_ratio; family_alpha
 # "mobilenet_v2:0.5" sets family and alpha together, so a choice never pairs a family with a

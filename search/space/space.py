@@ -27,13 +27,12 @@ from typing import Any
 
 import yaml
 
-from search.study import algorithms
-from search.space.config import TrialConfig
 from search.errors import ConfigError
+from search.space.config import OBJECTIVES, TrialConfig
 from search.space.param import CONFIG_KEYS, DERIVED, Param, family_alpha, ordered
 from search.space.param import parse as parse_param
+from search.study import algorithms
 
-OBJECTIVES = ("mean_accuracy", "mean_balanced_accuracy")
 SAMPLERS = tuple(algorithms.SAMPLERS)
 PRUNERS = tuple(algorithms.PRUNERS)
 CLR_BOUNDS = ("sample", "lr_find")
@@ -50,7 +49,7 @@ FIXED_CONFIG_ATTR = "fixed_config"
 class Space:
     name: str
     params: tuple[Param, ...]
-    objective: str = "mean_accuracy"
+    objective: str = OBJECTIVES[0]
     # Multi-objective mode: (metric, direction) pairs; metric is mean_accuracy,
     # mean_balanced_accuracy, params, train_seconds or a head name (its accuracy).
     objectives: tuple[tuple[str, str], ...] = ()
@@ -198,7 +197,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     if unknown:
         raise ConfigError(f"unknown top-level key(s) {', '.join(unknown)}; "
                           f"known: {', '.join(TOP_KEYS)}")
-    objective = data.get("objective", "mean_accuracy")
+    objective = data.get("objective", OBJECTIVES[0])
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
     objectives = _objectives(data.get("objectives"))

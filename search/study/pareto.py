@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from search.study import trial_record
 from search.errors import UsageError
 from search.formats import csv_text, json_text
+from search.study import trial_record
 
 
 def dominates(a: dict[str, float], b: dict[str, float], heads) -> bool:
@@ -118,7 +118,7 @@ def table(rows: list[Row], heads: list[str]) -> str:
 def pareto(settings, study_name: str, heads: str | None, fmt: str = "table") -> int:
     """Print the Pareto set of a study: a table, CSV, one JSON document, or (fmt "jsonl", the
     deprecated `--json`) one JSON object per line."""
-    from search.final.results import load_study
+    from search.study.study import load_study
 
     rows = require_rows(load_study(settings, study_name))
     chosen = choose_heads(rows, heads)

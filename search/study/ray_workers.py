@@ -25,9 +25,9 @@ import socket
 import sys
 import time
 
-from search.study import workers
 from search.errors import UsageError
 from search.settings import mask
+from search.study import workers
 
 LOCAL = "local"  # --ray without an address: a Ray instance on this machine for this run
 RESTARTS = 3  # Ray restarts a lost worker this many times (task max_retries)

@@ -16,9 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from search.data import table as data_lib
-from search.space import space as space_lib
 from search.errors import UsageError
 from search.settings import Settings, mask
+from search.space import space as space_lib
+from search.space.config import OBJECTIVES
 
 
 @dataclass
@@ -80,7 +81,6 @@ class Session:
     log_models: bool = True
     notes: list[str] = field(default_factory=list)  # said once when a search starts
     fingerprint: str = ""  # of the space as declared (before weights were checked)
-    sampler_seed: int | None = None  # this process's (set by the Optuna engine)
     extra: dict = field(default_factory=dict)  # per-process caches (e.g. images in memory)
 
     @classmethod
@@ -90,9 +90,9 @@ class Session:
         if not options.baselines:
             space = dataclasses.replace(space, enqueue=())
         if options.objective:
-            if options.objective not in space_lib.OBJECTIVES:
+            if options.objective not in OBJECTIVES:
                 raise UsageError(f"--objective must be one of "
-                                 f"{', '.join(space_lib.OBJECTIVES)}")
+                                 f"{', '.join(OBJECTIVES)}")
             space = dataclasses.replace(space, objective=options.objective,
                                         source={**space.source, "objective": options.objective})
         space = space.pin(**(options.pins or {}))
@@ -172,16 +172,22 @@ class Session:
                              f"({detail}). Use another --study name, or the same space, data "
                              f"and flags.")
 
-    def seeds(self, config) -> dict:
-        """Every seed a trial of `config` uses here: what an exact replay needs."""
+    def seeds(self, config, sampler: int | None = None) -> dict:
+        """Every seed a trial of `config` uses here, with the engine's `sampler` seed in this
+        process: what an exact replay needs."""
         seeds = {"split": self.options.seed, "trial": config.seed,
                  "weights_init": config.seed, "augmentation": config.seed,
                  "shuffle": config.seed, "views": "from the feature cache's key"}
         if len(self.test_rows):
             seeds["test_split"] = self.options.seed + TEST_SEED
-        if self.sampler_seed is not None:
-            seeds["sampler"] = self.sampler_seed
+        if sampler is not None:
+            seeds["sampler"] = sampler
         return seeds
+
+    def with_train_rows(self, rows: np.ndarray) -> "Session":
+        """This session training on `rows` instead (a refit on train + validation rows): a
+        copy, so the caller's session keeps its split; tracker and caches are shared."""
+        return dataclasses.replace(self, train_rows=rows)
 
     def describe(self) -> str:
         """'data X (N train / M validation images, heads: ...)' for the start-up line."""

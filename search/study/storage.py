@@ -24,11 +24,12 @@ import os
 import re
 import sqlite3
 import warnings
+from pathlib import Path
 
 import optuna
 
 from search.errors import UsageError
-from search.settings import mask
+from search.settings import Settings, mask
 
 HEARTBEAT_SECONDS = 30
 
@@ -166,3 +167,11 @@ def _seconds(name: str, default: int) -> int:
     if value < 1:
         raise UsageError(f"{name} must be a whole number of seconds >= 1, not {text!r}")
     return value
+
+
+def require_storage(settings: Settings) -> None:
+    """A local SQLite study file must exist: reading must not create an empty one."""
+    if settings.storage.startswith("sqlite:///"):
+        db = Path(settings.storage.removeprefix("sqlite:///"))
+        if not db.is_file():
+            raise UsageError(f"no study storage at {db}: run `search run` first or pass --storage")

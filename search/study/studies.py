@@ -23,6 +23,7 @@ from pathlib import Path
 from search.errors import UsageError
 from search.formats import csv_text, json_text, table_text
 from search.settings import Settings, mask
+from search.space.config import OBJECTIVES
 
 COUNTS = ("complete", "pruned", "failed", "running")
 BEFORE_HEADS = ("study", *COUNTS, "best")
@@ -97,7 +98,7 @@ def summarise(name: str, trials, directions: int = 1,
         failed=sum(not is_surplus(t) for t in state(TrialState.FAIL)),
         running=len(state(TrialState.RUNNING)),
         best=None if best is None or math.isnan(best) else best,
-        objective="mean_accuracy" if directions > 1 else objective, heads=heads,
+        objective=OBJECTIVES[0] if directions > 1 else objective, heads=heads,
         started=min(starts, default=None), updated=max(updates, default=None))
 
 
@@ -105,8 +106,7 @@ def read(settings: Settings) -> tuple[list[StudyRow], dict[str, tuple[str, int]]
     """Every study's row, in the storage's order (champions not looked up yet), and the MLflow
     run ids of all trials: run id -> (study, trial number)."""
     from search.study import trial_record
-    from search.final.results import require_storage
-    from search.study.storage import storage
+    from search.study.storage import require_storage, storage
     from search.study.study import setup
 
     require_storage(settings)

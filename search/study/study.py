@@ -24,13 +24,11 @@ from dataclasses import dataclass
 import optuna
 from optuna.trial import TrialState
 
-from search.study import algorithms
-
-from search.study import trial_record
 from search.errors import UsageError
-from search.settings import mask
+from search.settings import Settings, mask
 from search.space.space import FIXED_CONFIG_ATTR
-from search.study.storage import storage
+from search.study import algorithms, trial_record
+from search.study.storage import require_storage, storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 # What a trial has to count before it may train: trials that took or hold a slot.
@@ -157,3 +155,15 @@ def claim(trial: optuna.Trial, n_trials: int) -> None:
             system_attrs=mine.system_attrs))
     raise SurplusTrial(f"the {n_trials} trial slots are taken by trials before #{trial.number}; "
                        f"not trained (FAIL with user attr {SURPLUS_ATTR}=True, not counted)")
+
+
+def load_study(settings: Settings, name: str):
+    """The study, opened read-only: the reading commands run beside workers (read_only storage)."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    require_storage(settings)
+    try:
+        return optuna.load_study(study_name=name,
+                                 storage=storage(settings.storage, read_only=True))
+    except KeyError:
+        raise UsageError(f"no study named {name!r} in the storage; "
+                         f"run `search run --study {name}` first") from None

@@ -28,7 +28,6 @@ from typing import Callable
 from search.errors import UsageError
 from search.settings import mask
 
-
 LOST = 3  # a Ray worker lost more often than Ray restarts it
 
 

@@ -13,7 +13,15 @@ from __future__ import annotations
 import json
 import re
 
-from search.final import runs as final_runs
+from search.track.tags import (
+    FINAL_ROLE,
+    KIND_TAG,
+    MEMBERS_TAG,
+    RETRAINED_FROM_TAG,
+    ROLE_TAG,
+    STUDY_TAG,
+    TRIAL_TAG,
+)
 
 ROWS = ("train", "validation", "test")
 # MLflow's SQL stores hold a version description of up to 5,000 characters, a tag value 5,000.
@@ -54,19 +62,19 @@ def card(run, name: str, config: dict | None) -> tuple[str, dict[str, str]]:
     """(Markdown description, tags) of the model logged by `run` (an mlflow Run)."""
     tags = run.data.tags
     params, metrics = run.data.params, run.data.metrics
-    study = tags.get("search.study", "")
-    final = tags.get("search.role") == final_runs.ROLE
-    kind = tags.get("search.final", "trial")
+    study = tags.get(STUDY_TAG, "")
+    final = tags.get(ROLE_TAG) == FINAL_ROLE
+    kind = tags.get(KIND_TAG, "trial")
     heads = _heads(metrics)
-    out = {"search.study": study, "search.kind": kind, "search.run_id": run.info.run_id}
+    out = {STUDY_TAG: study, "search.kind": kind, "search.run_id": run.info.run_id}
     lines = [f"# {name}", ""]
     made = (f"the {kind} of study `{study}`" if final else
-            f"trial #{tags.get('search.trial', '?')} of study `{study}`")
-    if "search.retrained_from" in tags:
-        made = f"a retrain of trial {tags['search.retrained_from']}"
+            f"trial #{tags.get(TRIAL_TAG, '?')} of study `{study}`")
+    if RETRAINED_FROM_TAG in tags:
+        made = f"a retrain of trial {tags[RETRAINED_FROM_TAG]}"
     lines.append(f"Made by {made}; MLflow run `{run.info.run_id}`.")
     if not final:
-        out["search.trial"] = tags.get("search.trial", "")
+        out[TRIAL_TAG] = tags.get(TRIAL_TAG, "")
     data = _dataset(run)
     if data:
         out.update({"data.name": data["name"], "data.digest": data["digest"]})
@@ -102,9 +110,9 @@ def command(tags: dict, name: str, kind: str, study: str) -> str:
     if kind == "refit":
         return f"search best --study {study} --register {name} --refit"
     if kind in ("ensemble", "per-head"):
-        members = len(tags.get("search.members", "").split(","))
+        members = len(tags.get(MEMBERS_TAG, "").split(","))
         return f"search best --study {study} --register {name} --ensemble {members}"
-    source = tags.get("search.retrained_from") or f"{study}:{tags.get('search.trial', '?')}"
+    source = tags.get(RETRAINED_FROM_TAG) or f"{study}:{tags.get(TRIAL_TAG, '?')}"
     return f"search train --from-trial {source} --register {name}"
 
 

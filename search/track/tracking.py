@@ -13,14 +13,21 @@ import json
 import math
 import os
 from pathlib import Path
-from urllib.parse import urlparse
 from typing import Any, Iterator
+from urllib.parse import urlparse
 
 from search.settings import mask
-
-STUDY_TAG = "search.study"
-ROLE_TAG = "search.role"
-MODEL_DELETED_TAG = "search.model_deleted"  # the trial's model was not among those kept
+from search.track.tags import (
+    MODEL_DELETED_TAG,
+    MODEL_URI_TAG,
+    REASON_TAG,
+    ROLE_TAG,
+    STATE_TAG,
+    STUDY_ROLE,
+    STUDY_TAG,
+    TRIAL_ROLE,
+    TRIAL_TAG,
+)
 
 
 @contextlib.contextmanager
@@ -72,14 +79,14 @@ class Tracker:
         """The parent run's id: found by tag, or created. Marked RUNNING while we work."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{ROLE_TAG}` = 'study' and tags.`{STUDY_TAG}` = '{study_name}'",
+            filter_string=f"tags.`{ROLE_TAG}` = '{STUDY_ROLE}' and tags.`{STUDY_TAG}` = '{study_name}'",
             max_results=1, order_by=["attributes.start_time ASC"])
         if runs:
             run_id = runs[0].info.run_id
             self.client.update_run(run_id, status="RUNNING")
             return run_id
         run = self.client.create_run(self.experiment_id, run_name=f"study-{study_name}",
-                                     tags={STUDY_TAG: study_name, ROLE_TAG: "study"})
+                                     tags={STUDY_TAG: study_name, ROLE_TAG: STUDY_ROLE})
         for key, value in (params or {}).items():
             self.client.log_param(run.info.run_id, key, mask(_short(value)))
         return run.info.run_id
@@ -97,17 +104,17 @@ class Tracker:
 
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = 'trial'")
+            filter_string=f"attributes.status = 'RUNNING' and tags.`{ROLE_TAG}` = '{TRIAL_ROLE}'")
         for run in runs:
-            number = int(run.data.tags.get("search.trial", -1))
+            number = int(run.data.tags.get(TRIAL_TAG, -1))
             if number not in ended:
                 continue  # still running in a live worker
             state, why = ended[number]
             run_id = run.info.run_id
             try:
-                self.client.set_tag(run_id, "search.state", state)
+                self.client.set_tag(run_id, STATE_TAG, state)
                 if state == "FAIL":
-                    self.client.set_tag(run_id, "search.reason", mask(why))
+                    self.client.set_tag(run_id, REASON_TAG, mask(why))
                 self.client.set_terminated(run_id, status={"COMPLETE": "FINISHED",
                                                            "PRUNED": "KILLED"}.get(state, "FAILED"))
             except MlflowException:
@@ -125,7 +132,7 @@ class Tracker:
         dropped = []
         for run_id in run_ids:
             tags = self.client.get_run(run_id).data.tags
-            uri = tags.get("search.model_uri", "")
+            uri = tags.get(MODEL_URI_TAG, "")
             if not uri.startswith("models:/m-") or tags.get(MODEL_DELETED_TAG) == "true":
                 continue
             if self.client.search_model_versions(f"run_id = '{run_id}'"):
@@ -169,15 +176,15 @@ class Tracker:
         KILLED) for the `killed` exception types (a pruned trial); FAILED with the reason
         (run FAILED, or KILLED for Ctrl-C)."""
         with self.nested_run(parent_id, study_name, f"trial-{number}",
-                             {ROLE_TAG: "trial", "search.trial": str(number), **(tags or {})},
+                             {ROLE_TAG: TRIAL_ROLE, TRIAL_TAG: str(number), **(tags or {})},
                              killed=killed) as run:
             try:
                 yield run
             except BaseException as exc:
-                run.set_tags({"search.state": "PRUNED" if isinstance(exc, killed) else "FAILED",
-                              "search.reason": f"{type(exc).__name__}: {exc}"})
+                run.set_tags({STATE_TAG: "PRUNED" if isinstance(exc, killed) else "FAILED",
+                              REASON_TAG: f"{type(exc).__name__}: {exc}"})
                 raise
-            run.set_tags({"search.state": "COMPLETE"})
+            run.set_tags({STATE_TAG: "COMPLETE"})
 
 
 @contextlib.contextmanager

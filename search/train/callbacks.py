@@ -15,9 +15,8 @@ import time
 import keras
 import numpy as np
 
-from search.train import metrics
-
 from search.study import pruning
+from search.train import metrics
 
 
 class NonFiniteLoss(RuntimeError):

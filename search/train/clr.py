@@ -14,8 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from search.space.config import CLR_MODES
 from search.errors import ConfigError
+from search.space.config import CLR_MODES
 
 MODES = CLR_MODES
 

@@ -9,17 +9,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from search.study.session import Options, Session
 from search.settings import Settings
+from search.study.session import Options, Session
 
 
 def lr_find(settings: Settings, options: Options, *, num_steps: int, min_lr: float,
             max_lr: float, out: str | None) -> int:
     import optuna
 
-    from search.train import clr
-
-    from search.train import training
+    from search.train import clr, training
     from search.views.lr_curve import save_lr_curve_html
 
     session = Session.build(settings, options)

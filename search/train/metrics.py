@@ -78,3 +78,53 @@ def summary(scores: dict[str, dict[str, float]]) -> dict[str, float]:
         "mean_balanced_accuracy": float(np.mean([s["balanced_accuracy"] for s in scores.values()])),
         "mean_loss": float(np.mean([s["loss"] for s in scores.values()])),
     }
+
+
+def bootstrap_ci(y_true: np.ndarray, y_pred: np.ndarray, score, *, rounds: int = 1000,
+                 seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of score(y_true[idx], y_pred[idx]) over resampled rows
+    (accuracy and balanced accuracy vectorised over all rounds at once)."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    if score in (accuracy, balanced_accuracy):
+        index = rng.integers(0, n, (rounds, n))
+        values = _resampled(np.asarray(y_true), np.asarray(y_pred), index,
+                            balanced=score is balanced_accuracy)
+    else:
+        values = [score(y_true[idx], y_pred[idx])
+                  for idx in (rng.integers(0, n, n) for _ in range(rounds))]
+    tail = (1 - level) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
+def _resampled(y_true, y_pred, index, *, balanced: bool) -> np.ndarray:
+    """Accuracy (or balanced accuracy: mean recall over the classes present) of each row of
+    `index`, a [rounds, n] array of resampled row numbers."""
+    correct = (y_true == y_pred)[index]  # [rounds, n]
+    if not balanced:
+        return correct.mean(axis=1)
+    classes = np.unique(y_true)
+    truth = y_true[index][..., None] == classes  # [rounds, n, k]
+    seen = truth.sum(axis=1)
+    recall = (truth & correct[..., None]).sum(axis=1) / np.maximum(seen, 1)
+    return np.nanmean(np.where(seen > 0, recall, np.nan), axis=1)
+
+
+def scores_with_ci(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray], *,
+          rounds: int = 1000, seed: int = 0) -> dict[str, dict]:
+    """Per head on held-out rows (a study's test rows, `search evaluate`): accuracy, balanced
+    accuracy, the majority baseline of these rows, n, and 95% bootstrap intervals."""
+    out = {}
+    for head, y in labels.items():
+        pred = probs[head].argmax(axis=1)
+        out[head] = {
+            "n": int(len(y)),
+            "accuracy": accuracy(y, pred),
+            "accuracy_ci": bootstrap_ci(y, pred, accuracy, rounds=rounds, seed=seed),
+            "balanced_accuracy": balanced_accuracy(y, pred),
+            "balanced_accuracy_ci": bootstrap_ci(y, pred, balanced_accuracy,
+                                                 rounds=rounds, seed=seed),
+            "majority": majority_baseline(y),
+        }
+    return out

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from search.track import model_card
 from search.space.config import TrialConfig
+from search.track import model_card
 
 
 class Pruned(Exception):
@@ -28,6 +28,8 @@ class Pruned(Exception):
 
 class Reporter:
     """What an engine hears from a running trial. Every method may be left as is."""
+
+    sampler_seed: int | None = None  # the engine's sampler seed in this process, if it has one
 
     def started(self, config: TrialConfig, run_id: str | None) -> None:
         """The trial began; run_id is its MLflow run (None: no tracking). The config trained
@@ -93,7 +95,7 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
     reporter = reporter or Reporter()
     with tracking.trial_run(session.tracking, session.study, number, tags,
                             killed=(Pruned,)) as run_:
-        _log_inputs(run_, config, session)
+        _log_inputs(run_, config, session, reporter.sampler_seed)
         reporter.started(config, run_.run_id)
         if find_lr is None:
             find_lr = session.space.clr_bounds == "lr_find"
@@ -108,10 +110,10 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
     return result
 
 
-def _log_inputs(run_, config: TrialConfig, session) -> None:
+def _log_inputs(run_, config: TrialConfig, session, sampler_seed: int | None) -> None:
     """What the trial starts from: its config, device, seeds, rows and annotation table."""
     device = session.device.as_params() if session.device is not None else {}
-    seeds = {f"seed.{k}": v for k, v in session.seeds(config).items()}
+    seeds = {f"seed.{k}": v for k, v in session.seeds(config, sampler_seed).items()}
     run_.log_params({**config.to_dict(), **device, **seeds, **model_card.rows_params(session)})
     run_.log_data(session.table, session.csv)
 
@@ -203,7 +205,7 @@ def score(fitted: Fitted, session) -> TrialResult:
         confusion=_confusions(session.table.vocab, plan.val_labels, val_probs),
         best_epoch=best.epoch, notes=plan.notes, priors=fallback)
     if test_probs is not None:
-        from search.serve.evaluate import score as test_score
+        from search.train.metrics import scores_with_ci as test_score
 
         result.test = test_score(plan.test_labels, test_probs)
     return result
@@ -227,8 +229,7 @@ def with_priors(probs: dict, priors: dict) -> dict:
 
 def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
     """The config with base_lr/max_lr from an LR range test on its own model and data."""
-    from search.train import clr
-    from search.train import training
+    from search.train import clr, training
 
     stage = next(training.prepare(config, session, learning_rate=config.base_lr).stages())
     found = clr.lr_range_test(stage.model, stage.train,
@@ -284,7 +285,7 @@ def save(run_, result: TrialResult, session, net, reporter: Reporter) -> None:
     run as an MLflow model, its URI in `result.model_uri`; a model the reporter would not keep
     is never written, only tagged as deleted. Nothing without tracking or `log_models`."""
     from search.model import assembly as model_lib
-    from search.track.tracking import MODEL_DELETED_TAG
+    from search.track.tags import MODEL_DELETED_TAG, MODEL_URI_TAG
 
     if not (run_.tracked and session.log_models):
         return
@@ -295,4 +296,4 @@ def save(run_, result: TrialResult, session, net, reporter: Reporter) -> None:
         path = Path(tmp) / "model.keras"
         model_lib.export(net, result.config, result.priors).save(path)
         result.model_uri = run_.log_model(path, session.table.vocab, result.config.to_dict())
-    run_.set_tags({"search.model_uri": result.model_uri})
+    run_.set_tags({MODEL_URI_TAG: result.model_uri})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import plotly.graph_objects as go
 
+
 def lr_curve_figure(result) -> go.Figure:
     """Loss vs learning rate (log x) with the suggested bounds marked."""
     fig = go.Figure()

@@ -16,14 +16,14 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from search.errors import ConfigError, UsageError
+from search.settings import Settings, mask
+from search.space.config import TrialConfig
 from search.study import trial_record
+from search.study.pareto import Row, choose_heads, front_rows, require_rows
+from search.study.trial_record import TrialRecord
 from search.views import figures
 from search.views.page import Section, write
-from search.space.config import TrialConfig
-from search.errors import ConfigError, UsageError
-from search.study.pareto import Row, choose_heads, front_rows, require_rows
-from search.settings import Settings, mask
-from search.study.trial_record import TrialRecord
 
 TOP = 5  # best trials compared with the baselines
 
@@ -42,7 +42,7 @@ class RunFiles:
 def report(settings: Settings, study_name: str, *, out: str | None = None,
            pair: str | None = None) -> int:
     """Write the report (default runs/report-<study>.html) and print its path."""
-    from search.final.results import load_study
+    from search.study.study import load_study
 
     study = load_study(settings, study_name)
     rows = require_rows(study)

@@ -16,9 +16,8 @@ def dashboard(settings: Settings, host: str, port: int, study: str | None = None
     started before the first trial wrote any."""
     from optuna_dashboard import run_server
 
+    from search.study.storage import require_storage, storage
     from search.track import artifacts
-    from search.final.results import require_storage
-    from search.study.storage import storage
 
     require_storage(settings)
     opened = storage(settings.storage, read_only=True)
