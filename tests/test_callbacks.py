@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from search.train.callbacks import BestEpoch, MajorityGuard, NonFiniteLoss, StopOnNonFinite
+from search.train.callbacks import BestEpoch, PruneBelowMajority, NonFiniteLoss, StopOnNonFinite
 
 
 def _tiny_fit(callbacks, epochs):
@@ -63,27 +63,27 @@ def test_best_epoch_keeps_and_restores_the_best_weights_and_scores():
         np.testing.assert_array_equal(now.numpy(), kept)
 
 
-def test_majority_guard_stops_a_trial_below_the_baseline_after_its_epoch():
+def test_pruning_below_majority_stops_a_trial_below_the_baseline_after_its_epoch():
     reasons = []
     scripted = Scripted([{"val_mean_accuracy": 0.40, "val_mean_majority": 0.55}] * 6)
-    guard = MajorityGuard(after=2, margin=0.03, prune=reasons.append)
+    guard = PruneBelowMajority(after=2, margin=0.03, prune=reasons.append)
     _tiny_fit([scripted, guard], epochs=6)
     assert len(scripted.weights) == 2  # stopped at epoch 2, not 6
     assert guard.stopped == reasons[0]
     assert "below the majority baseline after epoch 2" in reasons[0]
 
 
-def test_majority_guard_lets_a_trial_within_the_margin_go_on():
+def test_pruning_below_majority_lets_a_trial_within_the_margin_go_on():
     scripted = Scripted([{"val_mean_accuracy": 0.53, "val_mean_majority": 0.55}] * 4)
-    guard = MajorityGuard(after=2, margin=0.03, prune=pytest.fail)
+    guard = PruneBelowMajority(after=2, margin=0.03, prune=pytest.fail)
     _tiny_fit([scripted, guard], epochs=4)
     assert len(scripted.weights) == 4 and guard.stopped is None
 
 
-def test_majority_guard_counts_epochs_across_stages():
+def test_pruning_below_majority_counts_epochs_across_stages():
     """In a second stage (offset 3 epochs), epoch `after` = 2 has already passed: no check."""
     scripted = Scripted([{"val_mean_accuracy": 0.1, "val_mean_majority": 0.55}] * 3)
-    guard = MajorityGuard(after=2, margin=0.03, prune=pytest.fail, offset=3)
+    guard = PruneBelowMajority(after=2, margin=0.03, prune=pytest.fail, offset=3)
     _tiny_fit([scripted, guard], epochs=3)
     assert len(scripted.weights) == 3
 

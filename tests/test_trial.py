@@ -23,7 +23,7 @@ FROZEN = dict(base_lr=1e-9, max_lr=2e-9)  # learns nothing: predictions stay nea
 
 def _session(tmp_path, csv, *, guard=None, test_fraction=None, tracking=True):
     options = Options(study="trial", data=str(csv), test_fraction=test_fraction)
-    space = space_lib.Space(name="t", params=(), majority_guard=guard)
+    space = space_lib.Space(name="t", params=(), prune_below_majority=guard)
     made = Session.on_data(Settings.resolve(tmp_path / "runs"), options, space)
     made.use_device()
     if tracking:

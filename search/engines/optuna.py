@@ -178,7 +178,9 @@ class OptunaEngine(Engine):
                                    parent_run_id=study_lib.setup(self.study).parent_run_id)
 
     def loop(self) -> Outcome:
-        """This process's share of the trials; closes runs that dead workers left open."""
+        """This process's share of the trials, one `study.optimize(n_trials=1)` at a time:
+        stop when the study is complete, has converged or ran out of time; wait while other
+        workers hold the last slots; stop after --max-failures failures in a row."""
         from tqdm.auto import tqdm
 
         opts = self.session.options
@@ -193,7 +195,7 @@ class OptunaEngine(Engine):
         failures = 0
         stopped, why = None, FAILED
         waiting = False
-        checked = None  # finished trials at the last convergence check
+        checked = [None]  # finished trials at the last convergence check
         try:
             while True:
                 self.interrupts.check()
@@ -203,14 +205,9 @@ class OptunaEngine(Engine):
                 running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
                 if done >= opts.trials:
                     break
-                if opts.until_converged is not None and done != checked:
-                    checked, verdict = done, self.convergence()
-                    if verdict.converged:
-                        bar.write(verdict.line())
-                        stopped, why = _converged(verdict), CONVERGED
-                        break
-                if opts.timeout is not None and time.monotonic() - start > opts.timeout:
-                    stopped, why = f"timeout of {opts.timeout:g} s reached", TIMEOUT
+                stop = self._stop_before_next(done, start, checked, bar)
+                if stop:
+                    stopped, why = stop
                     break
                 if done + running >= opts.trials and running:
                     if not waiting:
@@ -219,20 +216,7 @@ class OptunaEngine(Engine):
                     time.sleep(1.0)
                     continue
                 waiting = False
-                ours: list = []
-                # One trial per call: heartbeats (and stale-trial checks) live inside optimize.
-                study.optimize(lambda trial: self.objective(trial, bar), n_trials=1,
-                               catch=(Exception,),
-                               callbacks=[lambda _study, frozen: ours.append(frozen)])
-                last = ours[-1]
-                bar.n = min(study_lib.finished(study), opts.trials)
-                top = study_lib.best(study)
-                bar.set_postfix_str(f"best {study_lib.score(top):.4f}" if top else "",
-                                    refresh=True)
-                bar.write(trial_line(last))
-                close_orphan_runs(study, tracker)
-                if last.state == TrialState.COMPLETE:
-                    self.drop_models(ranked(study))
+                last = self._one_trial(bar)
                 if study_lib.is_surplus(last):
                     continue
                 failures = failures + 1 if last.state == TrialState.FAIL else 0
@@ -245,6 +229,38 @@ class OptunaEngine(Engine):
             bar.close()
             close_orphan_runs(study, tracker)
         return Outcome(finished=study_lib.finished(study), stopped=stopped, why=why)
+
+    def _stop_before_next(self, done: int, start: float, checked: list, bar):
+        """(why stopped, outcome kind) when --until-converged or --timeout ends the loop
+        before another trial; None to go on. `checked` holds the finished count at the last
+        convergence check (checked again only when it changed)."""
+        opts = self.session.options
+        if opts.until_converged is not None and done != checked[0]:
+            checked[0], verdict = done, self.convergence()
+            if verdict.converged:
+                bar.write(verdict.line())
+                return _converged(verdict), CONVERGED
+        if opts.timeout is not None and time.monotonic() - start > opts.timeout:
+            return f"timeout of {opts.timeout:g} s reached", TIMEOUT
+        return None
+
+    def _one_trial(self, bar):
+        """Run one trial (heartbeats and stale-trial checks live inside `optimize`), then
+        report it, close runs dead workers left open and drop the models no longer kept.
+        The finished trial."""
+        study = self.study
+        ours: list = []
+        study.optimize(lambda trial: self.objective(trial, bar), n_trials=1,
+                       catch=(Exception,), callbacks=[lambda _study, frozen: ours.append(frozen)])
+        last = ours[-1]
+        bar.n = min(study_lib.finished(study), self.session.options.trials)
+        top = study_lib.best(study)
+        bar.set_postfix_str(f"best {trial_record.score(top):.4f}" if top else "", refresh=True)
+        bar.write(trial_line(last))
+        close_orphan_runs(study, self.session.tracking.tracker)
+        if last.state == TrialState.COMPLETE:
+            self.drop_models(ranked(study))
+        return last
 
     def objective(self, trial, bar=None):
         """Claim a slot, sample, train (here or in a fresh process), record a failure."""

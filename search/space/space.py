@@ -56,7 +56,7 @@ class Space:
     sampler: dict = field(default_factory=lambda: {"name": "tpe"})
     pruner: dict = field(default_factory=lambda: {"name": "median"})
     clr_bounds: str = "sample"
-    majority_guard: dict | None = None  # {after_epoch, margin}; None: no such pruning
+    prune_below_majority: dict | None = None  # {after_epoch, margin}; None: no such pruning
     keep_models: int | None = None  # None: keep every trial's model
     enqueue: tuple[dict, ...] = ()
     source: dict = field(default_factory=dict, compare=False)
@@ -224,7 +224,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     enqueue = list(_enqueued(data, base_dir))
     space = Space(name=str(data.get("name", default_name)), params=ordered(params),
                   objective=objective, objectives=objectives, sampler=sampler, pruner=pruner,
-                  clr_bounds=clr_bounds, majority_guard=_guard(data.get(
+                  clr_bounds=clr_bounds, prune_below_majority=_guard(data.get(
                       "prune_below_majority", True)),
                   keep_models=_keep(data.get("keep_models", KEEP_MODELS)),
                   enqueue=tuple(enqueue), source=copy.deepcopy(data))

@@ -1,7 +1,7 @@
 """`search studies`: one row per study in a storage, to see a storage's studies at a glance.
 
 Per study: trials complete / pruned / failed / running (a surplus trial, see search.study, is
-no failure), the best score (`search.study.study.score` of the best COMPLETE trial), the best
+no failure), the best score (`search.study.trial_record.score` of the best COMPLETE trial), the best
 validation accuracy of each head over the COMPLETE trials, the registered model whose alias
 `champion` points at one of its trials, when it started (first trial) and its last update.
 

@@ -2,8 +2,8 @@
 
 `open_study` creates or resumes a study (running the same command again continues it) and
 refuses to mix two different setups in one study (`Session.check_identity`). Reading helpers
-(`score`, `best`, `finished`) are shared by the engine and the result commands. The loop that
-runs trials is `search.engines.optuna`; storages are `search.study.storage`.
+(`best`, `finished`, `load_study`) are shared by the engine and the result commands. The loop
+that runs trials is `search.engines.optuna`; storages are `search.study.storage`.
 
 Trial cap. Workers race: two can see N-1 finished trials and both start one. So every trial,
 once created, claims a slot: if the trials numbered before it that are finished, running or
@@ -114,13 +114,10 @@ def record_tracking(study: optuna.Study, experiment_id: str, parent_run_id: str)
     study.set_user_attr(_PARENT_RUN, parent_run_id)
 
 
-score = trial_record.score  # the number that ranks a trial (TrialRecord.score)
-
-
 def best(study: optuna.Study):
-    """The top trial by `score`, or None before any trial completed."""
+    """The top trial by `trial_record.score`, or None before any trial completed."""
     complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    return max(complete, key=score) if complete else None
+    return max(complete, key=trial_record.score) if complete else None
 
 
 def finished(study: optuna.Study) -> int:

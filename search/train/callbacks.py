@@ -124,7 +124,7 @@ class BestEpoch(keras.callbacks.Callback):
             variable.assign(value)
 
 
-class MajorityGuard(keras.callbacks.Callback):
+class PruneBelowMajority(keras.callbacks.Callback):
     """After epoch `after`, a trial whose mean validation accuracy is below the mean
     majority-class baseline by more than `margin` cannot win: `prune(reason)` is called (an
     engine that can prune raises there); if it returns, this stage stops training."""

@@ -142,7 +142,7 @@ def fit(config: TrialConfig, session, reporter: Reporter, run_) -> Fitted:
     expected = [f"val_{h}_accuracy" for h in heads] + [session.objective_key]
     timer = cb.TrainTimer()
     best = cb.BestEpoch(session.objective_key, plan.net)
-    guard = session.space.majority_guard
+    guard = session.space.prune_below_majority
     history: dict[str, list] = {}
     offset, images = 0, 0
     for index, stage in enumerate(plan.stages()):
@@ -153,7 +153,7 @@ def fit(config: TrialConfig, session, reporter: Reporter, run_) -> Fitted:
                                   judged=index == plan.stage_count - 1)]
         stop = None
         if guard:
-            stop = cb.MajorityGuard(guard["after_epoch"], guard["margin"], reporter.prune,
+            stop = cb.PruneBelowMajority(guard["after_epoch"], guard["margin"], reporter.prune,
                                     offset)
             callbacks.append(stop)
         if config.patience:
