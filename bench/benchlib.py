@@ -116,5 +116,5 @@ def session(csv, runs_dir, *, study: str = "bench", tracking: bool = False,
     made = Session.on_data(settings, options, space_lib.Space(name=study, params=()))
     made.log_models = log_models
     if tracking:
-        made.open_tracking(create=True)
+        made.start_tracking()
     return made

@@ -27,7 +27,7 @@ def _session(tmp_path, csv, *, guard=None, test_fraction=None, tracking=True):
     made = Session.on_data(Settings.resolve(tmp_path / "runs"), options, space)
     made.use_device()
     if tracking:
-        made.open_tracking(create=True)
+        made.start_tracking()
     return made
 
 

@@ -71,7 +71,7 @@ class Engine:
 
     def start_tracking(self) -> None:
         """Find or create the study's MLflow parent run (before any worker starts)."""
-        self.session.open_tracking(create=True, params=self.tracking_params())
+        self.session.start_tracking(self.tracking_params())
 
     def search(self) -> Outcome:
         """Run trials until the study holds the target number of finished trials."""

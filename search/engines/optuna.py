@@ -76,7 +76,7 @@ class OptunaEngine(Engine):
             self.pool = _worker_pool(opts, self.session.settings)
         self.session.settings.ensure()
         self.sampler_seed = sampler_seed(self.session, "run")
-        self.study = study_lib.open_study(self.session, create=True, seed=self.sampler_seed)
+        self.study = study_lib.start_study(self.session, seed=self.sampler_seed)
 
     def where(self) -> str:
         return f"study {self.session.study!r} on {mask(self.session.settings.storage)}"
@@ -103,7 +103,7 @@ class OptunaEngine(Engine):
                 + f"): {how}"]
 
     def start_tracking(self) -> None:
-        tracking = self.session.open_tracking(create=True)
+        tracking = self.session.start_tracking()
         study_lib.record_tracking(self.study, tracking.tracker.experiment_id,
                                   tracking.parent_run_id)
 
@@ -173,9 +173,8 @@ class OptunaEngine(Engine):
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.session.settings.ensure()
         self.sampler_seed = sampler_seed(self.session, study_lib.worker_name())
-        self.study = study_lib.open_study(self.session, create=False, seed=self.sampler_seed)
-        self.session.open_tracking(create=False,
-                                   parent_run_id=study_lib.setup(self.study).parent_run_id)
+        self.study = study_lib.join_study(self.session, seed=self.sampler_seed)
+        self.session.join_tracking(study_lib.setup(self.study).parent_run_id)
 
     def loop(self) -> Outcome:
         """This process's share of the trials, one `study.optimize(n_trials=1)` at a time:

@@ -14,6 +14,8 @@ determinism).
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from search.errors import UsageError
@@ -103,9 +105,12 @@ def study_session(settings: Settings, study, trial, *, data: str | None = None,
         from search.track.tracking import Tracker
 
         tracker = Tracker(settings.tracking_uri, study.study_name, settings.artifact_root)
-        options.data = _study_data(tracker, parent)
+        options = dataclasses.replace(options, data=_study_data(tracker, parent))
     session = Session.on_data(settings, options, space)
-    session.open_tracking(create=parent is None, parent_run_id=parent)
+    if parent is None:  # a study of an older version: a parent run of its own
+        session.start_tracking()
+    else:
+        session.join_tracking(parent)
     return session
 
 

@@ -195,33 +195,39 @@ class Session:
         return (f"data {self.csv} ({len(self.train_rows)} train / {len(self.val_rows)} "
                 f"validation{test} images, heads: {', '.join(self.table.heads)})")
 
-    def open_tracking(self, *, create: bool, parent_run_id: str | None = None,
-                      params: dict | None = None) -> Tracking:
-        """The MLflow tracker and the study's parent run. `create`: find or create the parent
-        (the process that starts a study does this before any worker starts); otherwise join
-        `parent_run_id`, which the study recorded."""
-        from mlflow.exceptions import MlflowException
-
-        from search.track.tracking import Tracker
-
-        tracker = Tracker(self.settings.tracking_uri, self.study, self.settings.artifact_root)
-        if create:
-            parent = tracker.study_run(self.study, {
-                "space": self.options.space, "data": str(self.csv),
-                "storage": self.settings.storage, "objective": self.space.objective,
-                "seed": self.options.seed, "sampler": self.space.sampler,
-                "pruner": self.space.pruner, **(params or {})})
-        else:
-            parent = parent_run_id
-            try:
-                tracker.client.get_run(parent or "none")
-            except MlflowException:
-                raise UsageError(f"study {self.study!r} has no MLflow parent run {parent} in "
-                                 f"{mask(self.settings.tracking_uri)}: pass the --tracking-uri "
-                                 f"(or MLFLOW_TRACKING_URI) of the `search run` that started "
-                                 f"it") from None
+    def start_tracking(self, params: dict | None = None) -> Tracking:
+        """The MLflow tracker and the study's parent run, found or created (the process that
+        starts a study does this before any worker starts), with the study's setup and
+        `params` logged on it."""
+        tracker = self._tracker()
+        parent = tracker.study_run(self.study, {
+            "space": self.options.space, "data": str(self.csv),
+            "storage": self.settings.storage, "objective": self.space.objective,
+            "seed": self.options.seed, "sampler": self.space.sampler,
+            "pruner": self.space.pruner, **(params or {})})
         self.tracking = Tracking(tracker, parent)
         return self.tracking
+
+    def join_tracking(self, parent_run_id: str | None) -> Tracking:
+        """The MLflow tracker and the parent run the study recorded, which must exist: a
+        worker joins a study's run, it never starts one."""
+        from mlflow.exceptions import MlflowException
+
+        tracker = self._tracker()
+        try:
+            tracker.client.get_run(parent_run_id or "none")
+        except MlflowException:
+            raise UsageError(f"study {self.study!r} has no MLflow parent run {parent_run_id} in "
+                             f"{mask(self.settings.tracking_uri)}: pass the --tracking-uri "
+                             f"(or MLFLOW_TRACKING_URI) of the `search run` that started "
+                             f"it") from None
+        self.tracking = Tracking(tracker, parent_run_id)
+        return self.tracking
+
+    def _tracker(self):
+        from search.track.tracking import Tracker
+
+        return Tracker(self.settings.tracking_uri, self.study, self.settings.artifact_root)
 
     def use_device(self):
         """Choose precision and XLA for this process (imports TensorFlow)."""

@@ -1,7 +1,8 @@
 """The Optuna study of a search: sampler, pruner, create or resume, and the trial slots.
 
-`open_study` creates or resumes a study (running the same command again continues it) and
-refuses to mix two different setups in one study (`Session.check_identity`). Reading helpers
+`start_study` creates or resumes a study (running the same command again continues it),
+`join_study` opens one that must exist (a worker's); both refuse to mix two different setups
+in one study (`Session.check_identity`). Reading helpers
 (`best`, `finished`, `load_study`) are shared by the engine and the result commands. The loop
 that runs trials is `search.engines.optuna`; storages are `search.study.storage`.
 
@@ -44,16 +45,21 @@ class SurplusTrial(Exception):
     """The study already had its N trials when this one claimed a slot: it is not trained."""
 
 
-def open_study(session, *, create: bool = True, seed: int | None = None) -> optuna.Study:
-    """Create or resume the session's study; its identity (space, data, split) must match.
-    With create=False the study must exist (workers join, they never start a study)."""
+def join_study(session, *, seed: int | None = None) -> optuna.Study:
+    """The session's study, which must exist (workers join, they never start a study); its
+    identity (space, data, split) must match."""
+    url, name = session.settings.storage, session.study
+    try:
+        optuna.load_study(study_name=name, storage=storage(url))
+    except KeyError:
+        raise UsageError(f"no study {name!r} in {mask(url)}: start it with `search run "
+                         f"--study {name}` (same storage and flags), then join") from None
+    return start_study(session, seed=seed)
+
+
+def start_study(session, *, seed: int | None = None) -> optuna.Study:
+    """Create or resume the session's study; its identity (space, data, split) must match."""
     url, name, space = session.settings.storage, session.study, session.space
-    if not create:
-        try:
-            optuna.load_study(study_name=name, storage=storage(url))
-        except KeyError:
-            raise UsageError(f"no study {name!r} in {mask(url)}: start it with `search run "
-                             f"--study {name}` (same storage and flags), then join") from None
     directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
         or ["maximize"]
     study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,
