@@ -17,7 +17,8 @@ def test_separable_outputs_one_softmax_per_head():
 
     config = TrialConfig(width=8, depth=3, convs_per_block=(1, 2, 1), image_size=(32, 48),
                          neck_units=16, head_units=8)
-    net = model.build(config, VOCAB)
+    built = model.assemble(config, VOCAB)
+    net = built.model
     out = net(np.random.rand(2, 32, 48, 3).astype("float32") * 255)
     assert set(out) == set(VOCAB)
     for head, labels in VOCAB.items():
@@ -25,7 +26,7 @@ def test_separable_outputs_one_softmax_per_head():
         assert np.allclose(out[head].numpy().sum(axis=1), 1.0, atol=1e-5)
     names = {layer.name for layer in net.get_layer("heads").layers}
     assert "gender" in names and "towers" in names
-    assert net.parts.heads is net.get_layer("heads") and net.parts.backbone.base is None
+    assert built.parts.heads is net.get_layer("heads") and built.parts.backbone.base is None
     sep = net.get_layer("separable")
     assert sum("sep" in layer.name for layer in sep.layers) == 4
 
@@ -49,12 +50,13 @@ def test_pretrained_mobilenet_v2_loads_local_imagenet_weights(weights_dir, monke
                          weights="imagenet", image_size=(48, 48), fine_tune_fraction=0.3)
     from search.model import backbones
 
-    net = model.build(config, VOCAB)
-    assert net.weights_source.endswith("0.35_224_no_top.h5")
+    built = model.assemble(config, VOCAB)
+    net = built.model
+    assert built.parts.backbone.weights_source.endswith("0.35_224_no_top.h5")
     base = net.get_layer("mobilenet_v2").get_layer("mobilenetv2_0.35_48")
-    assert base is net.parts.backbone.base and not base.trainable_weights  # starts frozen
+    assert base is built.parts.backbone.base and not base.trainable_weights  # starts frozen
     cut = backbones.cut_layer(base, config.fine_tune_fraction)
-    backbones.unfreeze_top(net.parts.backbone, cut)
+    backbones.unfreeze_top(built.parts.backbone, cut)
     trainable = [layer for layer in base.layers if layer.trainable_weights]
     assert 0 < len(trainable) < len([l for l in base.layers if l.weights])  # top 30% only
     names = [layer.name for layer in base.layers]
@@ -72,10 +74,10 @@ def test_auto_weights_fall_back_when_unavailable(monkeypatch, tmp_path):
     config = TrialConfig(backbone="pretrained", family="mobilenet", alpha=0.25, weights="auto",
                          image_size=(32, 32))
     try:
-        net = model.build(config, VOCAB)
+        source = model.assemble(config, VOCAB).parts.backbone.weights_source
     except ConfigError:  # pragma: no cover
         pytest.fail("auto must fall back to random init")
-    assert net.weights_source == "imagenet" or net.weights_source.startswith("none")
+    assert source == "imagenet" or source.startswith("none")
 
 
 def test_export_takes_raw_images_of_any_size_and_round_trips(tmp_path):

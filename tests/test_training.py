@@ -52,9 +52,9 @@ def test_a_frozen_backbone_trains_its_heads_on_cached_features(session, weights_
     assert [(s.name, s.inputs) for s in stages] == [("probe", "features")]
     assert plan.notes["features"] == "cached"
     probe = stages[0].model
-    heads = plan.net.parts.heads
+    heads = plan.parts.heads
     assert {id(v) for v in probe.trainable_weights} == {id(v) for v in heads.trainable_weights}
-    base = plan.net.parts.backbone.base
+    base = plan.parts.backbone.base
     assert not base.trainable_weights  # frozen: only the heads learn
 
 
@@ -93,7 +93,7 @@ def test_fine_tuning_probes_first_then_trains_the_top_on_cached_activations(sess
     cut = plan.notes["fine_tune.cut_layer"]
     assert [s.name for s in stages] == ["probe", "fine_tune"]
     assert stages[1].inputs == f"activations below {cut}"
-    base = plan.net.parts.backbone.base
+    base = plan.parts.backbone.base
     names = [layer.name for layer in base.layers]
     trained = [layer for layer in base.layers if layer.trainable_weights]
     assert trained and min(names.index(layer.name) for layer in trained) > names.index(cut)
@@ -113,7 +113,7 @@ def test_without_the_cache_both_stages_train_on_images(session, weights_dir):
 def test_random_init_trains_the_whole_backbone_on_images(session):
     plan, stages = _stages(TrialConfig(**{**PRETRAINED, "weights": "none"}), session)
     assert [(s.name, s.inputs) for s in stages] == [("train", "images")]
-    assert plan.net.parts.backbone.base.trainable_weights
+    assert plan.parts.backbone.base.trainable_weights
 
 
 def test_a_learning_rate_float_replaces_the_first_stage_schedule(session):

@@ -1,8 +1,9 @@
 """Model assembly: backbone → pool → heads for training, and the raw-image model that is saved.
 
-`build` makes the network (input: float images at config.image_size, 0..255); its parts stay
-reachable (`net.parts`) so a trial can train the heads, or the top of the backbone with the
-heads, on cached inputs while the whole network shares their weights. `export` wraps it so the
+`assemble` makes the network (input: float images at config.image_size, 0..255) with its
+parts (`Net.parts`), so a trial can train the heads, or the top of the backbone with the
+heads, on cached inputs while the whole network shares their weights; `build` is the network
+alone. `export` wraps it so the
 saved model takes raw RGB images of any size: cropping and resizing
 (`search.model.preprocess.Prepare`) and the family's normalisation are layers inside it.
 """
@@ -18,27 +19,38 @@ from search.model.preprocess import Prepare
 from search.space.config import TrialConfig
 
 
-@dataclass
+@dataclass(frozen=True)
 class Parts:
     """The pieces of a built network, shared with it (same layers, same weights)."""
 
-    backbone: keras.Model  # image → feature map; `.base` is a pretrained network or None
+    backbone: backbones.Backbone  # image → feature map, and its pretrained base if any
     pool: keras.layers.Layer  # feature map → vector
     heads: keras.Model  # vector → {head: probabilities}
 
 
+@dataclass(frozen=True)
+class Net:
+    """A built network and its parts."""
+
+    model: keras.Model  # image → {head: probabilities}
+    parts: Parts
+
+
 def build(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> keras.Model:
+    """The network image → {head: probabilities} of `config`."""
+    return assemble(config, vocab).model
+
+
+def assemble(config: TrialConfig, vocab: dict[str, tuple[str, ...]]) -> Net:
     h, w = config.image_size
     inputs = keras.Input((h, w, 3), name="image")
     backbone = backbones.create(config)
-    features = backbone(inputs)
+    features = backbone.model(inputs)
     pool = heads.pool(config, features.shape)
     pooled = pool(features)
     head = heads.build(int(pooled.shape[-1]), config, vocab)
-    model = keras.Model(inputs, head(pooled), name="search_model")
-    model.weights_source = backbone.weights_source
-    model.parts = Parts(backbone, pool, head)
-    return model
+    return Net(keras.Model(inputs, head(pooled), name="search_model"),
+               Parts(backbone, pool, head))
 
 
 def _float32_copy(model: keras.Model, config: TrialConfig) -> keras.Model:

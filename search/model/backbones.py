@@ -36,6 +36,17 @@ def register(name: str):
 
 
 @dataclass(frozen=True)
+class Backbone:
+    """A built backbone: the Keras model image → feature map, and what a trial needs to know
+    of it (kept here, not as attributes on the Keras model)."""
+
+    model: keras.Model
+    base: keras.Model | None = None  # the pretrained network inside `model`, or None
+    scratch: bool = True  # random weights: trains everything (pretrained ones start frozen)
+    weights_source: str = "none"  # logged with the trial: what `weights: auto` resolved to
+
+
+@dataclass(frozen=True)
 class Family:
     """A keras.applications family: constructor and preprocessing."""
 
@@ -55,8 +66,8 @@ def _families() -> dict[str, Family]:
     }
 
 
-def create(config: TrialConfig) -> keras.Model:
-    """The backbone named by config.backbone, as a Keras model image → feature map."""
+def create(config: TrialConfig) -> Backbone:
+    """The backbone named by config.backbone (its model: image → feature map)."""
     try:
         factory = _REGISTRY[config.backbone]
     except KeyError:
@@ -66,7 +77,7 @@ def create(config: TrialConfig) -> keras.Model:
 
 
 @register("separable")
-def separable(config: TrialConfig) -> keras.Model:
+def separable(config: TrialConfig) -> Backbone:
     """From-scratch depthwise-separable convnet: blocks of SeparableConv2D+BN+ReLU, pool, dropout."""
     h, w = config.image_size
     inputs = keras.Input((h, w, 3), name="image")
@@ -88,13 +99,11 @@ def separable(config: TrialConfig) -> keras.Model:
             x = keras.layers.MaxPooling2D(2, name=f"block{b + 1}_pool")(x)
         if config.dropout:
             x = keras.layers.Dropout(config.dropout, name=f"block{b + 1}_drop")(x)
-    model = keras.Model(inputs, x, name="separable")
-    model.weights_source, model.base, model.scratch = "none", None, True
-    return model
+    return Backbone(keras.Model(inputs, x, name="separable"))
 
 
 @register("pretrained")
-def pretrained(config: TrialConfig) -> keras.Model:
+def pretrained(config: TrialConfig) -> Backbone:
     """A keras.applications family, frozen or fine-tuned from the top fraction of its layers."""
     if config.family not in FAMILIES:
         raise ConfigError(f"unknown pretrained family {config.family!r}; known: "
@@ -131,11 +140,8 @@ def pretrained(config: TrialConfig) -> keras.Model:
     inputs = keras.Input((h, w, 3), name="image")
     x = FamilyPreprocess(config.family, name="preprocess_input")(inputs)
     x = base(x) if scratch else base(x, training=False)
-    model = keras.Model(inputs, x, name=f"{config.family}")
-    model.weights_source = source  # logged with the trial: what `auto` resolved to
-    model.base = base
-    model.scratch = scratch
-    return model
+    return Backbone(keras.Model(inputs, x, name=f"{config.family}"), base=base, scratch=scratch,
+                    weights_source=source)
 
 
 _CUTS: dict[tuple, str | None] = {}  # cut_layer's answers, per network and fraction
@@ -177,16 +183,16 @@ def top_of(base: keras.Model, cut: str) -> keras.Model:
     return keras.Model(base.get_layer(cut).output, base.output, name=f"{base.name}_top")
 
 
-def below(backbone: keras.Model, cut: str) -> keras.Model:
+def below(backbone: Backbone, cut: str) -> keras.Model:
     """image → the cut layer's output: preprocessing and the frozen bottom of the network."""
     base = backbone.base
     bottom = keras.Model(base.input, base.get_layer(cut).output, name=f"{base.name}_bottom")
-    image = backbone.input
-    x = backbone.get_layer("preprocess_input")(image)
+    image = backbone.model.input
+    x = backbone.model.get_layer("preprocess_input")(image)
     return keras.Model(image, bottom(x, training=False), name="below_cut")
 
 
-def unfreeze_top(backbone: keras.Model, cut: str | None) -> None:
+def unfreeze_top(backbone: Backbone, cut: str | None) -> None:
     """Train the layers above `cut` (all of them when None), BatchNorm excepted."""
     base = backbone.base
     base.trainable = True  # sets every layer; now choose

@@ -46,6 +46,7 @@ class Plan:
 
     config: TrialConfig
     net: object  # keras.Model: image → {head: probabilities}; what gets exported
+    parts: object  # search.model.assembly.Parts of `net`
     train_labels: dict[str, np.ndarray]
     val_labels: dict[str, np.ndarray]
     test_labels: dict[str, np.ndarray] | None
@@ -55,7 +56,7 @@ class Plan:
 
     @property
     def weights_source(self) -> str:
-        return getattr(self.net, "weights_source", "none")
+        return self.parts.backbone.weights_source
 
     @property
     def stage_count(self) -> int:
@@ -159,7 +160,8 @@ def prepare(config: TrialConfig, session, *, learning_rate=None,
     keras.utils.set_random_seed(config.seed)
     table = session.table
     test_rows = session.test_rows
-    plan = Plan(config=config, net=model_lib.build(config, table.vocab),
+    built = model_lib.assemble(config, table.vocab)
+    plan = Plan(config=config, net=built.model, parts=built.parts,
                 train_labels=table.labels(session.train_rows),
                 val_labels=table.labels(session.val_rows),
                 test_labels=table.labels(test_rows) if len(test_rows) else None,
@@ -167,7 +169,7 @@ def prepare(config: TrialConfig, session, *, learning_rate=None,
     if jit_compile is None:
         jit_compile = bool(getattr(session.device, "jit_compile", False))
     ctx = _Context(config, session, plan, learning_rate, jit_compile)
-    parts = plan.net.parts
+    parts = plan.parts
     pretrained = parts.backbone.base is not None and not parts.backbone.scratch
     fine_tune = pretrained and config.fine_tune_fraction > 0
     cut = None
@@ -239,9 +241,9 @@ class _Context:
         def build() -> Stage:
             import keras
 
-            parts = self.plan.net.parts
+            parts = self.plan.parts
             cache = self._cache("pooled", lambda: keras.Model(
-                self.plan.net.input, parts.pool(parts.backbone(self.plan.net.input))))
+                self.plan.net.input, parts.pool(parts.backbone.model(self.plan.net.input))))
             inputs = keras.Input(cache.array.shape[2:], name="features")
             model = keras.Model(inputs, parts.heads(inputs), name="probe")
             return self._stage("probe", model, "features", epochs, cache.array,
@@ -254,7 +256,7 @@ class _Context:
 
             from search.model import backbones
 
-            config, parts = self.config, self.plan.net.parts
+            config, parts = self.config, self.plan.parts
             backbones.unfreeze_top(parts.backbone, cut)
             scale = config.fine_tune_lr_scale
             if cut is None or not config.feature_cache:
@@ -273,8 +275,8 @@ class _Context:
         return build
 
     def pooled_shape(self) -> tuple:
-        net = self.plan.net
-        return tuple(net.parts.pool.compute_output_shape(net.parts.backbone.output.shape)[1:])
+        parts = self.plan.parts
+        return tuple(parts.pool.compute_output_shape(parts.backbone.model.output.shape)[1:])
 
     def fits(self, shape) -> bool:
         from search.train import features
