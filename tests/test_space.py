@@ -184,7 +184,7 @@ def test_a_wheel_install_ships_and_finds_the_default_space(tmp_path):
                     str(wheel)], env=env, check=True, capture_output=True, timeout=300)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    code = ("import json, search, search.cli, search.space as s; "
+    code = ("import json, search, search.cli, search.space.space as s; "
             "import search.commands.options as o; "
             "print(json.dumps([search.__file__, o.default_space(), "
             "[e['name'] for e in s.load(s.bundled('hvc-gpu')).enqueue]]))")
