@@ -24,6 +24,6 @@ class Studies(Command):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.study.studies import studies
+        from search.study.catalog import studies
 
         return studies(opts.settings(args), args.sort, args.format)

@@ -2,4 +2,4 @@
 Optuna study, storage, samplers and pruners (`study`, `storage`, `algorithms`, `pruning`),
 the record each trial leaves (`trial_record`), workers as processes or Ray tasks (`workers`,
 `ray_workers`, `heartbeats`), when a search has converged (`convergence`), and the views of a
-storage's results (`studies`, `pareto`)."""
+storage's results (`catalog`: `search studies`; `pareto`)."""

@@ -72,7 +72,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
             raise NonFiniteLoss(f"training loss became {loss} in epoch {epoch + 1}")
 
 
-class Reporting(keras.callbacks.Callback):
+class ReportEpochs(keras.callbacks.Callback):
     """Hand each epoch's logs to the trial's reporter (which may stop the trial: pruning),
     at the stage-aligned step of `search.study.pruning.stage_step`."""
 

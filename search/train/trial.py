@@ -149,7 +149,7 @@ def fit(config: TrialConfig, session, reporter: Reporter, run_) -> Fitted:
         evaluator = cb.HeadEvaluator(stage.val, plan.val_labels, plan.train_labels)
         callbacks = [timer, evaluator, best.watching(evaluator, stage, offset),
                      cb.StopOnNonFinite(), cb.EpochLogger(run_, expected, offset),
-                     cb.Reporting(reporter, stage.name,
+                     cb.ReportEpochs(reporter, stage.name,
                                   judged=index == plan.stage_count - 1)]
         stop = None
         if guard:
