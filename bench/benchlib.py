@@ -113,8 +113,8 @@ def session(csv, runs_dir, *, study: str = "bench", tracking: bool = False,
     settings = Settings.resolve(runs_dir=runs_dir)
     settings.ensure()
     options = Options(study=study, data=str(csv), val_fraction=val_fraction)
-    made = Session.on_data(settings, options, space_lib.Space(name=study, params=()))
-    made.log_models = log_models
+    made = Session.on_data(settings, options, space_lib.Space(name=study, params=()),
+                           log_models=log_models)
     if tracking:
         made.start_tracking()
     return made

@@ -64,9 +64,21 @@ class Tracking:
 
 
 @dataclass
+class Runtime:
+    """What one process adds to a session: its MLflow tracking, its device choice and its
+    in-memory caches. The only mutable part, set by the session's own methods
+    (`start_tracking` / `join_tracking`, `use_device`) and by the caches' owner."""
+
+    tracking: Tracking | None = None
+    device: object | None = None  # search.train.device.DeviceChoice of this process
+    caches: dict = field(default_factory=dict)  # e.g. cached features in memory (training)
+
+
+@dataclass(frozen=True)
 class Session:
-    """Everything the trials of one study share. Built once (`build`); engines attach the
-    tracking and the device choice of their process before trials run."""
+    """Everything the trials of one study share, frozen once built (`build`); a variant is a
+    copy (`with_train_rows`). The process's tracking, device and caches live in `runtime`,
+    shared by such copies."""
 
     settings: Settings
     options: Options
@@ -76,12 +88,22 @@ class Session:
     train_rows: np.ndarray
     val_rows: np.ndarray
     test_rows: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    tracking: Tracking | None = None
-    device: object | None = None  # search.train.device.DeviceChoice of this process
     log_models: bool = True
-    notes: list[str] = field(default_factory=list)  # said once when a search starts
+    notes: tuple[str, ...] = ()  # said once when a search starts
     fingerprint: str = ""  # of the space as declared (before weights were checked)
-    extra: dict = field(default_factory=dict)  # per-process caches (e.g. images in memory)
+    runtime: Runtime = field(default_factory=Runtime)
+
+    @property
+    def tracking(self) -> Tracking | None:
+        return self.runtime.tracking
+
+    @property
+    def device(self):
+        return self.runtime.device
+
+    @property
+    def caches(self) -> dict:
+        return self.runtime.caches
 
     @classmethod
     def build(cls, settings: Settings, options: Options) -> "Session":
@@ -105,13 +127,12 @@ class Session:
                              "`objectives`: drop one or the other")
         fingerprint = space.fingerprint()
         space, notes = without_missing_weights(space)
-        session = cls.on_data(settings, options, space)
-        session.notes, session.fingerprint = notes, fingerprint
-        return session
+        return cls.on_data(settings, options, space, notes=tuple(notes), fingerprint=fingerprint)
 
     @classmethod
-    def on_data(cls, settings: Settings, options: Options,
-                space: space_lib.Space) -> "Session":
+    def on_data(cls, settings: Settings, options: Options, space: space_lib.Space, *,
+                notes: tuple[str, ...] = (), fingerprint: str = "",
+                log_models: bool = True) -> "Session":
         """A session for a given space: read and check the data, split it."""
         csv = resolve_data(settings, options.data)
         table = data_lib.read_table(csv, options.heads, on_bad_images=options.on_bad_images)
@@ -139,7 +160,8 @@ class Session:
         if len(test_rows):
             check_classes(table, train_rows)
         return cls(settings=settings, options=options, space=space, csv=csv, table=table,
-                   train_rows=train_rows, val_rows=val_rows, test_rows=test_rows)
+                   train_rows=train_rows, val_rows=val_rows, test_rows=test_rows,
+                   log_models=log_models, notes=notes, fingerprint=fingerprint)
 
     @property
     def study(self) -> str:
@@ -186,7 +208,7 @@ class Session:
 
     def with_train_rows(self, rows: np.ndarray) -> "Session":
         """This session training on `rows` instead (a refit on train + validation rows): a
-        copy, so the caller's session keeps its split; tracker and caches are shared."""
+        copy, so the caller's session keeps its split; its runtime (tracking, caches) is shared."""
         return dataclasses.replace(self, train_rows=rows)
 
     def describe(self) -> str:
@@ -205,7 +227,7 @@ class Session:
             "storage": self.settings.storage, "objective": self.space.objective,
             "seed": self.options.seed, "sampler": self.space.sampler,
             "pruner": self.space.pruner, **(params or {})})
-        self.tracking = Tracking(tracker, parent)
+        self.runtime.tracking = Tracking(tracker, parent)
         return self.tracking
 
     def join_tracking(self, parent_run_id: str | None) -> Tracking:
@@ -221,7 +243,7 @@ class Session:
                              f"{mask(self.settings.tracking_uri)}: pass the --tracking-uri "
                              f"(or MLFLOW_TRACKING_URI) of the `search run` that started "
                              f"it") from None
-        self.tracking = Tracking(tracker, parent_run_id)
+        self.runtime.tracking = Tracking(tracker, parent_run_id)
         return self.tracking
 
     def _tracker(self):
@@ -233,7 +255,7 @@ class Session:
         """Choose precision and XLA for this process (imports TensorFlow)."""
         from search.train import device
 
-        self.device = device.choose(self.options.precision, self.options.xla)
+        self.runtime.device = device.choose(self.options.precision, self.options.xla)
         return self.device
 
 

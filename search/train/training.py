@@ -294,12 +294,12 @@ class _Context:
             weights=features.weights_digest(self.plan.weights_source), crop=config.crop,
             image_size=config.image_size, cut=f"{cut}:{config.neck}", count=config.views)
         memo_key = ("features", str(sorted(key.items())))
-        if memo_key not in session.extra:
-            for old in [k for k in session.extra if k[0] == "features"][:-1]:
-                del session.extra[old]  # keep the two most recent kinds in memory
-            session.extra[memo_key] = features.load(
+        if memo_key not in session.caches:
+            for old in [k for k in session.caches if k[0] == "features"][:-1]:
+                del session.caches[old]  # keep the two most recent kinds in memory
+            session.caches[memo_key] = features.load(
                 key, session.settings.cache_dir, all_images(session, config), extractor)
-        cache = session.extra[memo_key]
+        cache = session.caches[memo_key]
         kind = "probe" if cut == "pooled" else "fine_tune"
         self.plan.notes[f"{kind}.cache_seconds"] = round(cache.built_seconds, 1)
         cache.built_seconds = 0.0  # paid by this trial; the next ones read it from memory
@@ -313,7 +313,7 @@ def all_images(session, config: TrialConfig) -> np.ndarray:
     from search.data.table import load_images
 
     key = ("images", config.image_size, config.crop)
-    memo = session.extra
+    memo = session.caches
     if key not in memo:
         for old in [k for k in memo if k[0] == "images"]:
             del memo[old]  # keep one size in memory
