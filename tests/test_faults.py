@@ -90,9 +90,12 @@ def test_ctrl_c_fails_the_running_trials_and_prints_the_resume_command(tmp_path,
     args = ["run", "--workers", "2", "--trials", "4", "--study", "stop", "--space",
             str(TINY_SPACE), "--data", str(tiny_csv), "--heads", ",".join(HEADS),
             "--runs-dir", str(runs), "--no-progress"]
+    # SIGINT as a terminal delivers it, even when pytest itself was started in the background
+    # (which leaves SIGINT ignored, and an ignored signal stays ignored across exec)
     run = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ})
+                           env={**os.environ},
+                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(lambda: worker_pids(log), "the workers to start", 120)
     wait_for(lambda: mid_trial(storage, "stop"), "a trial to start")
     run.send_signal(signal.SIGINT)
