@@ -57,3 +57,20 @@ def table_text(columns: list[str], rows: list[list[str]], left: tuple[str, ...] 
                          for c, v, w in zip(columns, cells, widths)).rstrip()
 
     return "\n".join([line(columns)] + [line(r) for r in rows])
+
+
+def head_lines(columns: list[tuple[str, int]], rows: dict[str, list[str]],
+               test: dict | None = None, test_title: str = "test accuracy [95% CI]") -> list[str]:
+    """The per-head table `search run` and `search best` print: a row per head with its cells
+    (already formatted) under `columns` (title, width), and, with `test` (per head:
+    accuracy and accuracy_ci on the held-out rows), the test accuracy and its interval."""
+    width = len(test_title)
+    lines = [f"  {'head':<14}" + "".join(f"{title:>{w}}" for title, w in columns)
+             + (f"  {test_title:>{width}}" if test else "")]
+    for head, cells in rows.items():
+        line = f"  {head:<14}" + "".join(f"{cell:>{w}}" for cell, (_, w) in zip(cells, columns))
+        if test and head in test:
+            low, high = test[head]["accuracy_ci"]
+            line += f"  {test[head]['accuracy']:>{width - 15}.3f} [{low:.3f}, {high:.3f}]"
+        lines.append(line)
+    return lines

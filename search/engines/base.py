@@ -9,6 +9,7 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+from search.formats import head_lines
 from search.settings import mask
 from search.study.trial_record import TrialRecord
 
@@ -149,14 +150,9 @@ class Engine:
         titles = {"accuracy": "accuracy", "balanced_accuracy": "balanced",
                   "majority": "majority"}
         test = top.test or {}
-        print(f"  {'head':<14}" + "".join(f"{titles[c]:>9}" for c in columns)
-              + (f"  {'test accuracy [95% CI]':>24}" if test else ""))
-        for head, s in heads.items():
-            line = f"  {head:<14}" + "".join(f"{s.get(c, float('nan')):>9.3f}" for c in columns)
-            if head in test:
-                low, high = test[head]["accuracy_ci"]
-                line += f"  {test[head]['accuracy']:>8.3f} [{low:.3f}, {high:.3f}]"
-            print(line)
+        rows = {head: [f"{s.get(c, float('nan')):.3f}" for c in columns]
+                for head, s in heads.items()}
+        print("\n".join(head_lines([(titles[c], 9) for c in columns], rows, test)))
         if test:
             print(f"  test rows: {top.test_rows}, mean test accuracy "
                   f"{top.test_mean:.4f} (held back from every trial: an honest figure for this "

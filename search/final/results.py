@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from search.errors import UsageError
-from search.formats import csv_text, json_text
+from search.formats import csv_text, head_lines, json_text
 from search.settings import Settings
 from search.study import trial_record
 from search.study.study import load_study
@@ -92,15 +92,10 @@ def _best_table(champion: TrialRecord, per_head: dict) -> None:
     print(f"best trial #{champion.number}: value {champion.score:.4f}"
           + (f" (its epoch {epoch})" if epoch else "") + note)
     test = champion.test or {}
-    print(f"  {'head':<14}{'champion':>9}{'best':>8}  trial"
-          + (f"  {'champion on test [95% CI]':>27}" if test else ""))
-    for h, top in per_head.items():
-        line = (f"  {h:<14}{champion.accuracy[h]:>9.3f}"
-                f"{top.accuracy[h]:>8.3f}  #{top.number:<5}")
-        if h in test:
-            low, high = test[h]["accuracy_ci"]
-            line += f"  {test[h]['accuracy']:>10.3f} [{low:.3f}, {high:.3f}]"
-        print(line)
+    rows = {h: [f"{champion.accuracy[h]:.3f}", f"{top.accuracy[h]:.3f}", f"#{top.number}"]
+            for h, top in per_head.items()}
+    print("\n".join(head_lines([("champion", 9), ("best", 8), ("trial", 7)], rows, test,
+                               "champion on test [95% CI]")))
     if test:
         print(f"  mean accuracy on the {champion.test_rows} held-out test rows: "
               f"{champion.test_mean:.4f} (validation: {champion.mean_accuracy or 0:.4f})")
