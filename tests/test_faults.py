@@ -82,7 +82,7 @@ def test_isolated_trials_report_the_same_reasons(tmp_path, tiny_csv):
 def test_ctrl_c_fails_the_running_trials_and_prints_the_resume_command(tmp_path, tiny_csv):
     """SIGINT to `search run --workers 2` reaches each worker once: their trials end FAIL,
     their MLflow runs KILLED, and the launcher prints the command that resumes."""
-    from test_workers import mid_trial, wait_for, worker_pids
+    from test_workers import default_sigint, mid_trial, wait_for, worker_pids
 
     runs = tmp_path / "runs"
     log = tmp_path / "run.log"
@@ -90,12 +90,9 @@ def test_ctrl_c_fails_the_running_trials_and_prints_the_resume_command(tmp_path,
     args = ["run", "--workers", "2", "--trials", "4", "--study", "stop", "--space",
             str(TINY_SPACE), "--data", str(tiny_csv), "--heads", ",".join(HEADS),
             "--runs-dir", str(runs), "--no-progress"]
-    # SIGINT as a terminal delivers it, even when pytest itself was started in the background
-    # (which leaves SIGINT ignored, and an ignored signal stays ignored across exec)
     run = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
-                           env={**os.environ},
-                           preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                           env={**os.environ}, preexec_fn=default_sigint)
     wait_for(lambda: worker_pids(log), "the workers to start", 120)
     wait_for(lambda: mid_trial(storage, "stop"), "a trial to start")
     run.send_signal(signal.SIGINT)

@@ -94,11 +94,18 @@ def pg_study():
         pass
 
 
+def default_sigint() -> None:
+    """preexec_fn: SIGINT at its default, as a terminal's process has it, so Ctrl-C tests hold
+    when pytest runs in the background (SIGINT ignored, which stays ignored across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def search(args, log: Path, **env) -> subprocess.Popen:
     """A `search` command in its own process, output into log."""
     return subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
                             env={**os.environ, **QUICK_HEARTBEAT, **env},
-                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True)
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,
+                            preexec_fn=default_sigint)
 
 
 def finish(process: subprocess.Popen, log: Path, timeout: float = 600) -> str:
