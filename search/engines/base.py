@@ -45,6 +45,7 @@ class Engine:
 
     def __init__(self, session):
         self.session = session
+        self.dropped: set[str] = set()  # run ids whose models `drop_models` deleted
 
     # --- what each engine provides --------------------------------------------------------
     def open(self) -> None:
@@ -182,9 +183,8 @@ class Engine:
         kept = {r.run_id for r in ranked[:keep]}
         for head in {h for r in rows for h in r.accuracy}:
             kept.add(max(rows, key=lambda r: r.accuracy.get(head, -1.0)).run_id)
-        dropped = self.__dict__.setdefault("_dropped", set())
-        gone = [r.run_id for r in rows if r.run_id not in kept and r.run_id not in dropped]
-        dropped.update(tracking.tracker.drop_models(gone))
+        gone = [r.run_id for r in rows if r.run_id not in kept and r.run_id not in self.dropped]
+        self.dropped.update(tracking.tracker.drop_models(gone))
 
 
 def disk_usage(session) -> str:

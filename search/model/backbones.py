@@ -20,7 +20,8 @@ import numpy as np
 
 from search.errors import ConfigError
 from search.model import weights as weights_lib
-from search.space.config import FAMILIES, TrialConfig
+from search.model.families import FAMILIES
+from search.space.config import TrialConfig
 
 _REGISTRY: dict[str, Callable] = {}
 # Keras' default BN momentum (0.99) needs thousands of steps before its moving statistics are
@@ -44,26 +45,6 @@ class Backbone:
     base: keras.Model | None = None  # the pretrained network inside `model`, or None
     scratch: bool = True  # random weights: trains everything (pretrained ones start frozen)
     weights_source: str = "none"  # logged with the trial: what `weights: auto` resolved to
-
-
-@dataclass(frozen=True)
-class Family:
-    """A keras.applications family: constructor and preprocessing."""
-
-    build: Callable
-    preprocess: Callable
-    has_alpha: bool = False
-
-
-def _families() -> dict[str, Family]:
-    apps = keras.applications
-    return {
-        "mobilenet_v2": Family(apps.MobileNetV2, apps.mobilenet_v2.preprocess_input,
-                               has_alpha=True),
-        "mobilenet": Family(apps.MobileNet, apps.mobilenet.preprocess_input, has_alpha=True),
-        "resnet50": Family(apps.ResNet50, apps.resnet50.preprocess_input),
-        "efficientnet_b0": Family(apps.EfficientNetB0, apps.efficientnet.preprocess_input),
-    }
 
 
 def create(config: TrialConfig) -> Backbone:
@@ -108,13 +89,13 @@ def pretrained(config: TrialConfig) -> Backbone:
     if config.family not in FAMILIES:
         raise ConfigError(f"unknown pretrained family {config.family!r}; known: "
                           f"{', '.join(FAMILIES)}")
-    family = _families()[config.family]
+    family = FAMILIES[config.family]
     h, w = config.image_size
     kwargs = {"alpha": config.alpha} if family.has_alpha else {}
     weights = weights_lib.resolve(config.weights, config.family, config.alpha)
     source = weights or "none"
     what = f"{config.family} (alpha {config.alpha})" if family.has_alpha else config.family
-    build = functools.partial(family.build, include_top=False, input_shape=(h, w, 3), **kwargs)
+    build = functools.partial(family.build(), include_top=False, input_shape=(h, w, 3), **kwargs)
     with warnings.catch_warnings():  # "weights for (224, 224) will be loaded": intended
         warnings.filterwarnings("ignore", message=".*will be loaded as the default", category=UserWarning)
         try:
@@ -211,7 +192,7 @@ class FamilyPreprocess(keras.layers.Layer):
         self.family = family
 
     def call(self, x):
-        return _families()[self.family].preprocess(x)
+        return FAMILIES[self.family].preprocess(x)
 
     def get_config(self):
         return {**super().get_config(), "family": self.family}

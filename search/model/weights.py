@@ -15,30 +15,15 @@ import socket
 from pathlib import Path
 
 from search.errors import ConfigError
+from search.model.families import FAMILIES
 
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where keras.applications downloads from
 
 
-def _alpha(a: float) -> str:
-    return f"{a:g}" if a != 1 else "1.0"
-
-
-def _alpha_v1(a: float) -> str:
-    return {0.25: "2_5", 0.5: "5_0", 0.75: "7_5", 1.0: "1_0"}.get(a, f"{a:g}")
-
-
 def files(family: str, alpha: float) -> list[str]:
     """The Keras no-top weight file names of a family (and width), largest input first."""
-    if family == "mobilenet_v2":
-        return [f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_{_alpha(alpha)}_{r}_no_top.h5"
-                for r in (224, 192, 160, 128, 96)]
-    if family == "mobilenet":
-        return [f"mobilenet_{_alpha_v1(alpha)}_{r}_tf_no_top.h5" for r in (224, 192, 160, 128)]
-    if family == "resnet50":
-        return ["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"]
-    if family == "efficientnet_b0":
-        return ["efficientnetb0_notop.h5"]
-    return []
+    known = FAMILIES.get(family)
+    return known.weight_files(alpha) if known else []
 
 
 def folders() -> list[Path]:

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.errors import ConfigError
+from search.model import families
 
 # One list per concept: validation, the CLI's choices and the registries all read these.
 BACKBONES = ("separable", "pretrained")  # search.model.backbones registers exactly these
-FAMILIES = ("mobilenet_v2", "mobilenet", "resnet50", "efficientnet_b0")  # pretrained families
+FAMILIES = tuple(families.FAMILIES)  # pretrained families (search.model.families: one record each)
 CLR_MODES = ("triangular", "triangular2", "exp_range", "constant")
 OPTIMIZERS = ("sgd", "adam")
 # What a single-objective study maximises; the first is the default. A multi-objective study
