@@ -99,7 +99,8 @@ def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "n/a"
 
 
-# Sessions for benchmarks that call `search.train.trial.run` or `search.train.training` without a study.
+# Sessions for benchmarks that call `search.train.trial.run` or `search.train.training` without
+# a study.
 
 
 def session(csv, runs_dir, *, study: str = "bench", tracking: bool = False,

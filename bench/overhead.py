@@ -1,11 +1,13 @@
-"""Per-trial overhead of `search`: one trial through `search.train.trial.run` vs a plain `model.fit`.
+"""Per-trial overhead of `search`: one trial through `search.train.trial.run` vs a plain
+`model.fit`.
 
-Both train the same model (`search.model.assembly.build` of one TrialConfig) on the same uint8 arrays
-through the same tf.data pipeline and CLR optimizer for the same epochs; the plain script
+Both train the same model (`search.model.assembly.build` of one TrialConfig) on the same uint8
+arrays through the same tf.data pipeline and CLR optimizer for the same epochs; the plain script
 validates with Keras' own `validation_data`. Variants, interleaved and repeated after a
 warm-up of each (order alternating per round), medians reported:
   plain         model.fit(..., validation_data=...)
-  search        search.train.trial.run without MLflow (per-epoch validation predict + per-head scores)
+  search        search.train.trial.run without MLflow (per-epoch validation predict + per-head
+                scores)
   +mlflow       with MLflow logging (params, per-epoch metrics, final scores, confusion JSON)
   +model        with MLflow logging and the exported model logged (log_models, the default)
 Two ratios per variant: the median of same-round wall ratios, and "plain + extra": the plain

@@ -1,10 +1,11 @@
 """Input pipeline throughput: the project's tf.data path vs the assignment's per-item loader.
 
 Project: `search.data.table.load_images` decodes and resizes every image once (threads, batched
-resize), then `search.data.table.train_dataset` (the trial's pipeline) serves shuffled batches of the
-uint8 arrays in memory, augmented (`search.data.augment.augment_batch`: flip, cutout) and cast on
-whole batches in a parallel, prefetched tf.data map. Reference: a `keras.utils.PyDataset` that, every epoch, opens each JPEG with
-`keras.utils.load_img`, resizes it, flips it and applies numpy random erasing, item by item
+resize), then `search.data.table.train_dataset` (the trial's pipeline) serves shuffled batches
+of the uint8 arrays in memory, augmented (`search.data.augment.augment_batch`: flip, cutout) and
+cast on whole batches in a parallel, prefetched tf.data map. Reference: a
+`keras.utils.PyDataset` that, every epoch, opens each JPEG with `keras.utils.load_img`, resizes
+it, flips it and applies numpy random erasing, item by item
 (the assignment's `get_random_eraser`), consumed in order as `model.fit` does with workers=1.
 
 Same images, batch size, output size and augmentation work (flip p=.5, one erased box p=.5,

@@ -1,5 +1,5 @@
-"""The trial record (search.study.trial_record): written to a real Optuna trial in a SQLite study and
-read back whole; a trial written with the attribute layout of earlier versions still reads;
+"""The trial record (search.study.trial_record): written to a real Optuna trial in a SQLite study
+and read back whole; a trial written with the attribute layout of earlier versions still reads;
 absent attributes read as None or empty; the weights note has one definition."""
 
 from __future__ import annotations

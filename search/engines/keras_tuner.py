@@ -57,7 +57,8 @@ class EarlyStop(Reporter):
 
 
 class SearchTuner(kt.Tuner):
-    """A keras_tuner Tuner whose trial is `search.train.trial.run`: same training, same MLflow runs."""
+    """A keras_tuner Tuner whose trial is `search.train.trial.run`: same training, same MLflow
+    runs."""
 
     def __init__(self, oracle, *, space: Space, translation: Translation, name: str,
                  target: int, timeout: float | None = None, **kwargs):

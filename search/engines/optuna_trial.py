@@ -41,8 +41,8 @@ class OptunaReporter(Reporter):
 
     def started(self, config, run_id):
         trial_record.write(self.trial, TrialRecord(  # the config: `search train --from-trial`
-            self.trial.number, config=config.to_dict(), seeds=self.session.seeds(config, self.sampler_seed),
-            run_id=run_id or None))
+            self.trial.number, config=config.to_dict(),
+            seeds=self.session.seeds(config, self.sampler_seed), run_id=run_id or None))
         self.epochs = config.epochs
 
     def epoch(self, step, logs, judged=True):

@@ -1,5 +1,6 @@
 """The final-model candidates: what `search best --refit --ensemble K` builds from a study,
-scores on the rows no trial trained on; `search.final.champion` says which one becomes the `champion`.
+scores on the rows no trial trained on; `search.final.champion` says which one becomes the
+`champion`.
 
 Beside the study's best trial (`best-trial`) it builds:
 - `refit`: the best trial's config trained again on the training and validation rows for the

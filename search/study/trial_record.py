@@ -55,7 +55,7 @@ class TrialRecord:
     majority: dict[str, float] = field(default_factory=dict)  # the training majority's
     params_count: int | None = None
     best_epoch: int | None = None  # counted over all stages from 1: the weights kept
-    test: dict | None = None  # per head on the held-out test rows (search.train.metrics.scores_with_ci)
+    test: dict | None = None  # per head on the held-out test rows (metrics.scores_with_ci)
     fallback_heads: tuple[str, ...] = ()  # heads answering their prior (majority fallback)
     mean_accuracy: float | None = None
     mean_balanced_accuracy: float | None = None

@@ -79,7 +79,8 @@ class Tracker:
         """The parent run's id: found by tag, or created. Marked RUNNING while we work."""
         runs = self.client.search_runs(
             [self.experiment_id],
-            filter_string=f"tags.`{ROLE_TAG}` = '{STUDY_ROLE}' and tags.`{STUDY_TAG}` = '{study_name}'",
+            filter_string=(f"tags.`{ROLE_TAG}` = '{STUDY_ROLE}' and "
+                           f"tags.`{STUDY_TAG}` = '{study_name}'"),
             max_results=1, order_by=["attributes.start_time ASC"])
         if runs:
             run_id = runs[0].info.run_id
