@@ -68,6 +68,7 @@ class OptunaEngine(Engine):
         self.interrupts = workers.Interrupts()  # installed by `work`, the worker entry point
         self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
         self.sampler_seed: int | None = None  # this process's, set when the study is opened
+        self.checked_at: int | None = None  # finished trials at the last convergence check
 
     def open(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one line each, ours
@@ -194,7 +195,6 @@ class OptunaEngine(Engine):
         failures = 0
         stopped, why = None, FAILED
         waiting = False
-        checked = [None]  # finished trials at the last convergence check
         try:
             while True:
                 self.interrupts.check()
@@ -204,7 +204,7 @@ class OptunaEngine(Engine):
                 running = len(study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)))
                 if done >= opts.trials:
                     break
-                stop = self._stop_before_next(done, start, checked, bar)
+                stop = self._stop_before_next(done, start, bar)
                 if stop:
                     stopped, why = stop
                     break
@@ -229,13 +229,13 @@ class OptunaEngine(Engine):
             close_orphan_runs(study, tracker)
         return Outcome(finished=study_lib.finished(study), stopped=stopped, why=why)
 
-    def _stop_before_next(self, done: int, start: float, checked: list, bar):
+    def _stop_before_next(self, done: int, start: float, bar):
         """(why stopped, outcome kind) when --until-converged or --timeout ends the loop
-        before another trial; None to go on. `checked` holds the finished count at the last
-        convergence check (checked again only when it changed)."""
+        before another trial; None to go on. Convergence is checked again only when the
+        number of finished trials changed."""
         opts = self.session.options
-        if opts.until_converged is not None and done != checked[0]:
-            checked[0], verdict = done, self.convergence()
+        if opts.until_converged is not None and done != self.checked_at:
+            self.checked_at, verdict = done, self.convergence()
             if verdict.converged:
                 bar.write(verdict.line())
                 return _converged(verdict), CONVERGED

@@ -3,9 +3,9 @@
 `assemble` makes the network (input: float images at config.image_size, 0..255) with its
 parts (`Net.parts`), so a trial can train the heads, or the top of the backbone with the
 heads, on cached inputs while the whole network shares their weights; `build` is the network
-alone. `export` wraps it so the
-saved model takes raw RGB images of any size: cropping and resizing
-(`search.model.preprocess.Prepare`) and the family's normalisation are layers inside it.
+alone. `export` wraps it so the saved model takes raw RGB images of any size: cropping and
+resizing (`search.model.preprocess.Prepare`) and the family's normalisation are layers inside
+it.
 """
 
 from __future__ import annotations
