@@ -23,7 +23,7 @@ from conftest import TINY_SPACE
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 
 STUDY, NAME = "final", "final-model"
-ALIASES = ("champion", "best-trial", "refit", "ensemble", "per-head")
+ALIASES = ("champion", "best-trial", "refit", "ensemble", "per-head", "selection")
 PREDICT_ALL = f"""
 import contextlib, io, json, sys
 from search import cli
@@ -92,7 +92,7 @@ def test_candidates_are_registered_and_champion_is_best_on_test(final, tiny_csv,
     document = json.loads(capsys.readouterr().out)
     assert len(client.search_model_versions(f"name = '{NAME}'")) == len(versions)
     candidates = {c["name"]: c for c in document["final"]["candidates"]}
-    assert set(candidates) == {"best-trial", "refit", "ensemble-2", "per-head"}
+    assert set(candidates) == {"best-trial", "refit", "ensemble-2", "per-head", "selection"}
     assert all(c["reused"] for n, c in candidates.items() if n != "best-trial")
     assert candidates["refit"]["val_mean_accuracy"] is None  # it trained on those rows
     ensemble = candidates["ensemble-2"]["members"]
@@ -154,6 +154,26 @@ def test_every_candidate_predicts_in_a_fresh_process_and_ensembles_combine(final
         for head, p in probs(f"models:/{NAME}@per-head").items():
             member = trials[int(params[f"head.{head}"])]
             assert np.allclose(p, probs(member.user_attrs["model_uri"])[head], atol=1e-6)
+        # selection: per head the weighted mean of its members, image and mirror averaged
+        # on the flipped heads (the weights and flips in the model's config.json).
+        from search.track import model_card
+
+        version = _client(runs).get_model_version_by_alias(NAME, "selection")
+        recipe = model_card._config(_client(runs), version.source)
+        flipped = set(recipe["flips"])
+        assert _client(runs).get_run(version.run_id).data.params["flips"] == (
+            ",".join(recipe["flips"]) or "none")
+        mirrored = [a[:, ::-1] for a in arrays]
+        for head, p in probs(f"models:/{NAME}@selection").items():
+            expected = 0
+            for number, weight in recipe["weights"][head].items():
+                uri = trials[int(number)].user_attrs["model_uri"]
+                member = probs(uri)[head]
+                if head in flipped:
+                    member = (member + registry.predict_probs(registry.load(uri)[0],
+                                                              mirrored)[head]) / 2
+                expected = expected + weight * member
+            assert np.allclose(p, expected, atol=1e-5), head
 
 
 def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
@@ -307,3 +327,31 @@ def test_every_registered_version_carries_its_model_card(final, tiny_csv):
     ensemble = client.get_model_version_by_alias(NAME, "ensemble")
     assert ensemble.tags["search.command"].endswith("--ensemble 2")
     assert len(ensemble.description) <= 5000
+    selected = client.get_model_version_by_alias(NAME, "selection")
+    assert selected.tags["search.kind"] == "selection"
+    flips = selected.tags["search.flips"]
+    assert ("Test-time flips (each member averages the image and its mirror) on: "
+            f"{flips.replace(',', ', ')}.") in selected.description
+
+
+def test_a_study_without_stored_probabilities_builds_the_other_candidates(final, capsys):
+    """Trials made before probabilities were stored: `selection` is not built, one line
+    says why, every other candidate still is (run last: it deletes the stored files)."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from search.track.probabilities import FILE
+
+    runs, common, _ = final
+    client = _client(runs)
+    for trial in _study(runs).trials:
+        folder = Path(urlparse(client.get_run(trial.user_attrs["mlflow_run_id"])
+                               .info.artifact_uri).path)
+        (folder / FILE).unlink()
+    capsys.readouterr()
+    assert cli.main(["best", "--ensemble", "2", "--format", "json", *common]) == 0
+    captured = capsys.readouterr()
+    said = [line for line in captured.err.splitlines() if line.startswith("selection:")]
+    assert len(said) == 1 and "stored its validation probabilities" in said[0], captured.err
+    names = {c["name"] for c in json.loads(captured.out)["final"]["candidates"]}
+    assert names == {"best-trial", "ensemble-2", "per-head"}

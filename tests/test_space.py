@@ -117,7 +117,7 @@ def test_shipped_spaces_load_and_the_gpu_space_runs_the_baselines_first():
     model2 = TrialConfig.from_dict(gpu.enqueue[1]["config"])
     assert (model2.family, model2.clr_mode, model2.gamma) == ("resnet50", "exp_range", 0.99994)
     cpu = space_lib.load(ROOT / "spaces" / "hvc.yaml")
-    assert cpu.prune_below_majority and cpu.keep_models == 5 and not cpu.enqueue
+    assert cpu.prune_below_majority and cpu.keep_models is None and not cpu.enqueue
 
 
 def test_pin_overrides_space_and_baseline_budget(tmp_path):

@@ -121,7 +121,7 @@ def trial_options(p: argparse.ArgumentParser) -> None:
                         "its validation figure (default: none)")
     p.add_argument("--keep-models", metavar="K|all",
                    help="keep the models of the K best trials (and of each head's best), "
-                        "delete the others' (default: the space's keep_models, else 5)")
+                        "delete the others' (default: the space's keep_models, else all)")
     p.add_argument("--isolate", action="store_true",
                    help="train each trial in a fresh process (frees all its memory, GPU "
                         "included; costs a TensorFlow start per trial)")

@@ -8,7 +8,12 @@ Beside the study's best trial (`best-trial`) it builds:
   the study's `--test-fraction` rows stay held out;
 - `ensemble-K`: one Keras model averaging the probabilities of the K best kept trials' models
   (kept: their model was not deleted by `keep_models`);
-- `per-head`: one Keras model whose each head is the head of the kept trial best at it.
+- `per-head`: one Keras model whose each head is the head of the kept trial best at it;
+- `selection`: per head, a weighted average of kept trials chosen by ensemble selection on the
+  validation rows (`search.final.selection`) from the probabilities every finished trial
+  stored (`search.track.probabilities`), with test-time flips (the image and its mirror
+  averaged) on the heads where they help on those rows. Pruned trials take no part: they
+  stopped before their best epoch, and neither stored probabilities nor kept a model.
 
 Every candidate is a plain saved Keras model (raw RGB of any size in, {head: probabilities}
 out; an ensemble holds its members whole, as named sub-models `member_<trial>`) logged as an
@@ -28,7 +33,16 @@ import time
 import numpy as np
 
 from search.errors import UsageError
-from search.final.champion import BEST_TRIAL, ENSEMBLE, PER_HEAD, REFIT, Candidate, Final, choose
+from search.final.champion import (
+    BEST_TRIAL,
+    ENSEMBLE,
+    PER_HEAD,
+    REFIT,
+    SELECTION,
+    Candidate,
+    Final,
+    choose,
+)
 from search.final.runs import built, log, where
 from search.settings import Settings
 from search.study.trial_record import TrialRecord, best_per_head
@@ -124,6 +138,9 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
                   f"the same model as {BEST_TRIAL}, not built", file=out)
         else:
             candidates.append(_per_head_ensemble(session, per_head, members, rows, out))
+        selected = _selection(session, kept, members, rows, out)
+        if selected is not None:
+            candidates.append(selected)
     chosen, why = choose(candidates, len(session.test_rows))
     return Final(candidates, chosen, why, len(session.val_rows), len(session.test_rows))
 
@@ -145,13 +162,15 @@ class _Rows:
         if self.has_test:
             self.labels["test"] = table.labels(session.test_rows)
 
-    def predict(self, net, config) -> dict:
-        """{"val"|"test": {head: probabilities}} of a saved (raw-image) model."""
+    def predict(self, net, config, *, mirrored: bool = False) -> dict:
+        """{"val"|"test": {head: probabilities}} of a saved (raw-image) model; `mirrored`: of
+        the images mirrored left to right (test-time flips)."""
         from search.train import training
 
         images = training.all_images(self.session, config)
         rows = {"val": self.session.val_rows, "test": self.session.test_rows}
-        return {part: _predict(net, images[rows[part]]) for part in self.labels}
+        flip = (slice(None), slice(None), slice(None, None, -1)) if mirrored else ()
+        return {part: _predict(net, images[rows[part]][flip]) for part in self.labels}
 
     def score(self, candidate: Candidate, probs: dict, *, trained_on_val: bool = False) -> None:
         from search.train.metrics import scores_with_ci as score
@@ -175,7 +194,7 @@ class _Members:
         self.settings, self.rows = settings, rows
         self.nets: dict[int, object] = {}
         self.vocab: dict[int, dict] = {}
-        self._probs: dict[int, dict] = {}
+        self._probs: dict[tuple[int, bool], dict] = {}
 
     def net(self, trial):
         from search.track import registry
@@ -188,13 +207,14 @@ class _Members:
             self.nets[trial.number], self.vocab[trial.number] = net, vocab
         return self.nets[trial.number]
 
-    def probs(self, trial) -> dict:
+    def probs(self, trial, *, mirrored: bool = False) -> dict:
         from search.space.config import TrialConfig
 
-        if trial.number not in self._probs:
+        key = (trial.number, mirrored)
+        if key not in self._probs:
             config = TrialConfig.from_dict(trial.config)
-            self._probs[trial.number] = self.rows.predict(self.net(trial), config)
-        return self._probs[trial.number]
+            self._probs[key] = self.rows.predict(self.net(trial), config, mirrored=mirrored)
+        return self._probs[key]
 
     def shared_vocab(self, trials) -> dict:
         """The label vocabulary every member has; an ensemble of differing ones is refused."""
@@ -270,6 +290,95 @@ def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
           **{f"member_{t.number}.run_id": t.run_id for t in distinct}})
     print(f"{PER_HEAD}: {candidate.note}{where(candidate)}", file=out)
     return candidate
+
+
+def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Candidate | None:
+    """Per-head ensemble selection over every kept trial that stored its probabilities, with
+    test-time flips where they help; None (and one line why) when it cannot be built."""
+    import keras
+
+    from search.final import selection
+    from search.model.preprocess import Mirror
+    from search.track import probabilities
+
+    client = session.tracking.tracker.client
+    split = {"val": session.val_rows, "test": session.test_rows}
+    stored = {}
+    for trial in kept:
+        found = probabilities.read(client, trial.run_id) if trial.run_id else None
+        if found is not None and found.matches(split) and "val" in found.probs:
+            stored[trial.number] = found.probs["val"]
+    if not stored:
+        print(f"{SELECTION}: not built: none of the {len(kept)} kept trials stored its "
+              f"validation probabilities ({probabilities.FILE}: trials made before they were "
+              f"stored, or on another split); the other candidates stand", file=out)
+        return None
+    weights = selection.select(stored, rows.labels["val"])
+    by_number = {t.number: t for t in kept}
+    chosen = [by_number[n] for n in selection.members(weights)]
+    vocab = members.shared_vocab(chosen)
+    plain = {t.number: members.probs(t) for t in chosen}
+    mirrored = {t.number: members.probs(t, mirrored=True) for t in chosen}
+    flipped = selection.flips(weights, {n: p["val"] for n, p in plain.items()},
+                              {n: p["val"] for n, p in mirrored.items()}, rows.labels["val"])
+    candidate = Candidate(SELECTION, SELECTION, [
+        {**_member(t), "heads": {h: round(w[t.number], 4) for h, w in weights.items()
+                                 if t.number in w}} for t in chosen])
+    rows.score(candidate, {part: selection.combine(
+        weights, {n: p[part] for n, p in plain.items()},
+        {n: p[part] for n, p in mirrored.items()}, flipped) for part in rows.labels})
+    unflipped = Candidate(SELECTION, SELECTION, [])
+    rows.score(unflipped, {part: selection.combine(weights, {n: p[part] for n, p in
+                                                            plain.items()})
+                           for part in rows.labels})
+    candidate.note = f"flips: {', '.join(flipped) or 'none'}"
+    key = ";".join(f"{h}=" + ",".join(f"{n}:{w:.4f}" for n, w in sorted(per.items()))
+                   for h, per in weights.items()) + f";flips={','.join(flipped)}"
+    heads = list(vocab)
+
+    def model():
+        inputs = keras.Input((None, None, 3), name="raw_image")
+        outputs = {t.number: members.net(t)(inputs) for t in chosen}
+        if flipped:
+            mirror = Mirror(name="mirror")(inputs)
+            flips = {n for h in flipped for n in weights[h]}
+            seen = {t.number: members.net(t)(mirror) for t in chosen if t.number in flips}
+        result = {}
+        for h in heads:
+            terms = []
+            for n, w in weights[h].items():
+                p = outputs[n][h]
+                if h in flipped:
+                    p = keras.layers.Average(name=f"{_layer(h)}_flip_{n}")([p, seen[n][h]])
+                if len(weights[h]) > 1:
+                    p = keras.layers.Rescaling(w, name=f"{_layer(h)}_weight_{n}")(p)
+                terms.append(p)
+            result[h] = (keras.layers.Add(name=f"{_layer(h)}_selection")(terms)
+                         if len(terms) > 1 else terms[0])
+        return keras.Model(inputs, result, name="search_selection")
+
+    config = {"final": SELECTION, "weights": {h: {str(n): w for n, w in per.items()}
+                                              for h, per in weights.items()},
+              "flips": list(flipped), "pool": sorted(stored),
+              "members": [{**_member(t), "config": t.config} for t in chosen]}
+    log(session, candidate, {KIND_TAG: SELECTION, MEMBERS_TAG: _digest(key)}, model, vocab,
+        config, {"members": ",".join(f"#{t.number}" for t in chosen),
+                 "pool": len(stored), "flips": ",".join(flipped) or "none",
+                 **{f"member_{t.number}.run_id": t.run_id for t in chosen}})
+    test = (f", test {candidate.test_mean:.4f} (without flips {unflipped.test_mean:.4f})"
+            if rows.has_test else "")
+    print(f"{SELECTION}: {len(chosen)} of the {len(stored)} kept trials with stored "
+          f"probabilities ({', '.join(f'#{t.number}' for t in chosen)}); test-time flips on "
+          f"{', '.join(flipped) or 'no head'}; validation {candidate.val_mean:.4f} (without "
+          f"flips {unflipped.val_mean:.4f}){test}{where(candidate)}", file=out)
+    return candidate
+
+
+def _digest(key: str) -> str:
+    """A short stable name for a long members key (MLflow tags are searched by equality)."""
+    import hashlib
+
+    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def refit_epochs(trial: TrialRecord, params: dict) -> tuple[object, str]:

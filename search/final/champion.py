@@ -12,6 +12,7 @@ from statistics import fmean
 from search.settings import Settings
 
 BEST_TRIAL, REFIT, ENSEMBLE, PER_HEAD = "best-trial", "refit", "ensemble", "per-head"  # aliases
+SELECTION = "selection"
 
 
 @dataclass
@@ -19,14 +20,14 @@ class Candidate:
     """One final model: its members ([{"trial", "run_id"}, ...], per-head: with "heads") and
     its per-head scores (search.train.metrics.scores_with_ci) on the validation and test rows."""
 
-    name: str  # best-trial | refit | ensemble-K | per-head
+    name: str  # best-trial | refit | ensemble-K | per-head | selection
     alias: str  # its own registry alias
     members: list[dict]
     model_uri: str | None = None
     run_id: str | None = None
     val: dict | None = None  # None: it trained on the validation rows (refit)
     test: dict | None = None  # None: the study has no test rows
-    note: str = ""  # how it was made (the refit's epochs, the per-head map)
+    note: str = ""  # how it was made (the refit's epochs, the per-head map, the flips)
     reused: bool = False  # found already built, from an earlier `search best`
     probs: dict = field(default_factory=dict, repr=False)  # {"val"|"test": {head: [N, k]}}
 
@@ -74,8 +75,9 @@ def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]
     the refit trained on them. So the order is fixed by what more data and averaging buy:
     the refit (the best config on 25% more rows, AutoGluon's refit_full default), else the
     mean ensemble (averaging K models rarely scores below its best member), else the best
-    trial; per-head is never chosen on validation alone. Ties go to the candidate listed
-    first (the single best trial, then the refit: cheaper to serve)."""
+    trial; per-head and selection are never chosen on validation alone (both were chosen on
+    those rows). Ties go to the candidate listed first (the single best trial, then the refit:
+    cheaper to serve)."""
     if test_rows:
         chosen = max(candidates, key=lambda c: c.test_mean)
         others = "; ".join(f"{c.name} {c.test_mean:.4f}" for c in candidates if c is not chosen)

@@ -57,3 +57,15 @@ class Prepare(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "size": list(self.size), "crop": self.crop}
+
+
+@keras.saving.register_keras_serializable(package="search")
+class Mirror(keras.layers.Layer):
+    """Images mirrored left to right ([B, H, W, C]): the second view of test-time flips, whose
+    probabilities a final model averages with the image's own (search.final.selection)."""
+
+    def call(self, images):
+        return keras.ops.flip(images, axis=2)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

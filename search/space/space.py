@@ -40,7 +40,7 @@ TOP_KEYS = ("name", "description", "objective", "objectives", "sampler", "pruner
             "prune_below_majority", "keep_models", "params", "enqueue", "include")
 # A trial below the majority-class baseline after this epoch by more than margin is pruned.
 MAJORITY_GUARD = {"after_epoch": 2, "margin": 0.03}
-KEEP_MODELS = 5  # models kept: the best trials' and each head's best; the others' are deleted
+KEEP_MODELS = "all"  # every trial keeps its model: the final selection chooses among them all
 # Enqueued configs (baselines) are stored on the trial under this user attr, not as params.
 FIXED_CONFIG_ATTR = "fixed_config"
 

@@ -87,6 +87,10 @@ def card(run, name: str, config: dict | None) -> tuple[str, dict[str, str]]:
                    if kind == "refit" else "")
         lines.append("Rows: " + ", ".join(f"{n} {part}" for part, n in rows.items()
                                           if n is not None) + trained + ".")
+    if "flips" in params:  # a selection: test-time flips decided per head
+        out["search.flips"] = params["flips"]
+        lines.append(f"Test-time flips (each member averages the image and its mirror) on: "
+                     f"{params['flips'].replace(',', ', ')}.")
     lines += ["", *_table(heads, metrics, "val" if final else "final", kind == "refit")]
     for part, prefix in (("validation", "val" if final else "final"), ("test", "test")):
         mean = _mean(metrics, prefix, heads)
@@ -112,6 +116,8 @@ def command(tags: dict, name: str, kind: str, study: str) -> str:
     if kind in ("ensemble", "per-head"):
         members = len(tags.get(MEMBERS_TAG, "").split(","))
         return f"search best --study {study} --register {name} --ensemble {members}"
+    if kind == "selection":  # any --ensemble K builds the same selection
+        return f"search best --study {study} --register {name} --ensemble 2"
     source = tags.get(RETRAINED_FROM_TAG) or f"{study}:{tags.get(TRIAL_TAG, '?')}"
     return f"search train --from-trial {source} --register {name}"
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from search.space.config import TrialConfig
-from search.track import model_card
+from search.track import model_card, probabilities
 
 
 class Pruned(Exception):
@@ -74,6 +74,9 @@ class TrialResult:
     notes: dict = field(default_factory=dict)  # how it trained: stages, inputs, cache
     test: dict | None = None  # per head on the held-out test rows, with 95% intervals
     priors: dict = field(default_factory=dict)  # heads answering their prior (fallback)
+    # {"val"|"test": {head: [N, k]}} at the best epoch, as the saved model answers (fallback
+    # heads answer their prior); stored with the run for the final step's selection
+    probs: dict = field(default_factory=dict, repr=False)
 
     def values(self, objectives) -> tuple[float, ...]:
         """The values of a multi-objective trial, in the order of the space's `objectives`
@@ -203,7 +206,8 @@ def score(fitted: Fitted, session) -> TrialResult:
         history={k: [v if isinstance(v, str) else float(v) for v in vs]
                  for k, vs in fitted.history.items()},
         confusion=_confusions(session.table.vocab, plan.val_labels, val_probs),
-        best_epoch=best.epoch, notes=plan.notes, priors=fallback)
+        best_epoch=best.epoch, notes=plan.notes, priors=fallback,
+        probs={"val": val_probs, "test": test_probs})
     if test_probs is not None:
         from search.train.metrics import scores_with_ci as test_score
 
@@ -278,6 +282,8 @@ def log(run_, result: TrialResult, session) -> None:
     run_.log_metrics({k: v for k, v in result.notes.items() if k.endswith("_seconds")})
     run_.log_dict(result.confusion, "confusion.json")
     run_.log_dict(result.config.to_dict(), "config.json")
+    probabilities.write(run_, {"val": session.val_rows, "test": session.test_rows},
+                        result.probs)
 
 
 def save(run_, result: TrialResult, session, net, reporter: Reporter) -> None:
