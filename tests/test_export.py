@@ -119,3 +119,55 @@ def test_export_errors_are_one_line_exit_2(small_models, tmp_path, capsys):
     assert caught.value.code == 2
     assert "invalid choice: 'onnx'" in capsys.readouterr().err
     assert not any((tmp_path / n).exists() for n in "abcd")
+
+
+def test_test_time_flips_travel_in_savedmodel_and_tflite(small_models, tiny_csv, tmp_path,
+                                                          capsys):
+    """A model that averages an image's and its mirror's probabilities on some heads (the
+    `selection` candidate's flips: search.model.preprocess.Mirror) exports to SavedModel and
+    TFLite with the same answers; the plain Keras format, which has no standard flip layer,
+    refuses it in one line."""
+    import keras
+
+    from search.model.preprocess import Mirror
+    from search.track import registry
+    from search.track.tracking import using
+
+    runs, uris = small_models
+    with using(f"sqlite:///{runs / 'mlflow.db'}"):
+        net, vocab = registry.load(uris["separable-rows"])
+    raw = keras.Input((None, None, 3), name="raw_image")
+    plain, seen = net(raw), net(Mirror(name="mirror")(raw))
+    flipped = {"gender", "bodypose"}
+    outputs = {h: keras.layers.Average(name=f"{h}_flip")([plain[h], seen[h]])
+               if h in flipped else plain[h] for h in vocab}
+    folder = tmp_path / "flipped"
+    folder.mkdir()
+    keras.Model(raw, outputs).save(folder / registry.MODEL_FILE)
+    (folder / registry.LABELS_FILE).write_text(json.dumps({h: list(v)
+                                                          for h, v in vocab.items()}))
+    loaded, _ = registry.load(str(folder))
+    batches = _images(tiny_csv)
+    images = [image for batch in batches for image in batch]
+    want = registry.predict_probs(loaded, images)
+    mirrored = registry.predict_probs(net, [image[:, ::-1] for image in images])
+    alone = registry.predict_probs(net, images)
+    assert np.allclose(want["gender"], (alone["gender"] + mirrored["gender"]) / 2, atol=1e-6)
+    assert np.allclose(want["age"], alone["age"], atol=1e-6)
+    exported = {fmt: str(tmp_path / fmt) for fmt in ("savedmodel", "tflite")}
+    for fmt, out in exported.items():
+        assert cli.main(["export", "--model", str(folder), "--format", fmt, out]) == 0
+    np.savez(tmp_path / "images.npz", *batches)
+    done = subprocess.run([sys.executable, "-I", "-c", PREDICT, json.dumps(exported),
+                           str(tmp_path / "images.npz")], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    for fmt, got in json.loads(done.stdout.strip().splitlines()[-1]).items():
+        worst = max(float(np.abs(np.asarray(got[h]) - want[h]).max()) for h in vocab)
+        assert worst <= 1e-5, fmt
+    capsys.readouterr()
+    assert cli.main(["export", "--model", str(folder), "--format", "keras",
+                     str(tmp_path / "k")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Mirror" in err and "savedmodel" in err and len(err.splitlines()) == 1, err
