@@ -114,7 +114,7 @@ def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
         shutil.rmtree(runs, ignore_errors=True)
         runs.mkdir(parents=True)
         started.write_text(json.dumps({"at": datetime.datetime.now().isoformat()}))
-        start = time.monotonic()
+        start, cpu = time.monotonic(), _children_cpu()
         # every model kept: the curve scores the champion as it stood at each point
         subprocess.run([*cli, "run", "--data", str(search_csv), "--space",
                         str(benchlib.ROOT / "spaces" / "hvc.yaml"), "--study", study,
@@ -122,7 +122,10 @@ def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
                         str(minutes * 60), "--keep-models", "all", "--no-progress", *common],
                        env=env, check=True, cwd=benchlib.ROOT)
         (runs / "seconds.json").write_text(json.dumps(time.monotonic() - start))
+        (runs / "cpu.json").write_text(json.dumps(_children_cpu() - cpu))
     seconds = json.loads((runs / "seconds.json").read_text())
+    cpu_seconds = (json.loads((runs / "cpu.json").read_text())
+                   if (runs / "cpu.json").exists() else None)
     t0 = datetime.datetime.fromisoformat(json.loads(started.read_text())["at"])
     import optuna
 
@@ -167,16 +170,35 @@ def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
         done = subprocess.run(plain_cmd, env=env, cwd=benchlib.ROOT, stdout=subprocess.PIPE, text=True)
     done.check_returncode()
     document = json.loads(done.stdout)
+    for candidate in (document.get("final") or {}).get("candidates", []):
+        if candidate["name"] == "selection" and candidate.get("without_flips", {}).get("test"):
+            flips = candidate["without_flips"]["test"]
+            selection_flips = {"flips": candidate["flips"], "with": {
+                h: candidate["test"][h]["accuracy"] for h in HEADS}, "without": {
+                h: flips[h]["accuracy"] for h in HEADS}}
+            break
+    else:
+        selection_flips = None
     candidates = {}
-    for alias in ("champion", "refit", "ensemble", "per-head"):
+    for alias in ("champion", "best-trial", "refit", "ensemble", "per-head", "selection"):
         try:
             candidates[alias] = evaluate(f"models:/{model}@{alias}", alias)
         except subprocess.CalledProcessError:
             continue  # not built (no such flag, or not registered)
-    return {"seconds": seconds, "complete": states.count("COMPLETE"),
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds, "complete": states.count("COMPLETE"),
             "pruned": states.count("PRUNED"), "failed": states.count("FAIL"),
             "curve": curve, "candidates": candidates, "best": document,
+            "selection_flips": selection_flips,
             "final_flags": list(final), **candidates["champion"]}
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far: the search's
+    cores in use are its CPU time over its wall time."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 def _levers(config: dict) -> str:
@@ -239,6 +261,8 @@ def report(ours: dict, peer: dict, minutes: float, seed: int) -> list[str]:
         f"| search seconds | {ours['seconds']:.0f} | {peer['seconds']:.0f} |",
         f"| seconds per finished trial | {ours['seconds'] / max(trials['ours'], 1):.0f} | "
         f"{peer['seconds'] / max(trials['peer'], 1):.0f} |",
+        *([f"| cores in use (CPU s / wall s, of {os.cpu_count()}) | "
+           f"{ours['cpu_seconds'] / ours['seconds']:.2f} | |"] if ours.get("cpu_seconds") else []),
         "",
         "| head | search acc | search bal | peer acc | peer bal | majority |",
         "|---|---|---|---|---|---|",
@@ -275,11 +299,31 @@ def report(ours: dict, peer: dict, minutes: float, seed: int) -> list[str]:
             curve.append(f"| final: {alias} | | "
                          f"| | {acc:.3f} | {mean(scored['balanced']):.3f} | "
                          f"{acc - first:+.3f} |")
+        if "selection" in ours["candidates"] and ours["candidates"].get("best-trial"):
+            pick, one = ours["candidates"]["selection"], ours["candidates"]["best-trial"]
+            curve += ["", "Per head, selection vs the best trial alone (test accuracy):", "",
+                      "| head | best trial | selection | gain | majority |",
+                      "|---|---|---|---|---|",
+                      *[f"| {h} | {one['accuracy'][h]:.3f} | {pick['accuracy'][h]:.3f} | "
+                        f"{pick['accuracy'][h] - one['accuracy'][h]:+.3f} | "
+                        f"{one['majority'][h]:.3f} |" for h in HEADS]]
+        flips = ours.get("selection_flips")
+        if flips:
+            curve += ["", f"Test-time flips in the selection (chosen on validation rows for: "
+                      f"{', '.join(flips['flips']) or 'no head'}), test accuracy:", "",
+                      "| head | without flips | with flips | gain |", "|---|---|---|---|",
+                      *[f"| {h} | {flips['without'][h]:.3f} | {flips['with'][h]:.3f} | "
+                        f"{flips['with'][h] - flips['without'][h]:+.3f} |" for h in HEADS]]
         lines += curve + [""]
         gain = mean(ours["accuracy"]) - first
         targets.append((f"final champion >= the minute-{ours['curve'][0]['minutes']:g} one "
                         f"+ 0.02", gain, 0.02))
         targets.append(("test mean accuracy >= 0.67", mean(ours["accuracy"]), 0.67))
+        scored = ours["candidates"]
+        if "selection" in scored and "best-trial" in scored:
+            targets.append(("selection >= best trial + 0.005 (test mean accuracy)",
+                            mean(scored["selection"]["accuracy"])
+                            - mean(scored["best-trial"]["accuracy"]), 0.005))
         targets.append(("mean balanced accuracy >= 0.50", mean(ours["balanced"]), 0.50))
         targets.append(("test mean accuracy >= peer + 0.06",
                         mean(ours["accuracy"]) - mean(peer["accuracy"]), 0.06))

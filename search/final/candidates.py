@@ -332,6 +332,9 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
                                                             plain.items()})
                            for part in rows.labels})
     candidate.note = f"flips: {', '.join(flipped) or 'none'}"
+    candidate.details = {"flips": list(flipped), "without_flips": {
+        "val": unflipped.val, "test": unflipped.test, "val_mean_accuracy": unflipped.val_mean,
+        "test_mean_accuracy": unflipped.test_mean}}
     key = ";".join(f"{h}=" + ",".join(f"{n}:{w:.4f}" for n, w in sorted(per.items()))
                    for h, per in weights.items()) + f";flips={','.join(flipped)}"
     heads = list(vocab)

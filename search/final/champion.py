@@ -30,6 +30,7 @@ class Candidate:
     note: str = ""  # how it was made (the refit's epochs, the per-head map, the flips)
     reused: bool = False  # found already built, from an earlier `search best`
     probs: dict = field(default_factory=dict, repr=False)  # {"val"|"test": {head: [N, k]}}
+    details: dict = field(default_factory=dict)  # more to report (selection: without flips)
 
     @property
     def val_mean(self) -> float | None:
@@ -44,7 +45,7 @@ class Candidate:
                 "note": self.note, "model_uri": self.model_uri, "mlflow_run_id": self.run_id,
                 "reused": self.reused, "trained_on_validation": self.val is None,
                 "val_mean_accuracy": self.val_mean, "test_mean_accuracy": self.test_mean,
-                "val": self.val, "test": self.test}
+                "val": self.val, "test": self.test, **self.details}
 
 
 @dataclass
