@@ -113,3 +113,30 @@ def test_stored_probabilities_round_trip_and_check_their_rows(tmp_path):
     assert stored.matches({"val": np.array([3, 1, 2]), "test": np.array([0])})
     assert not stored.matches({"val": np.array([1, 2, 3]), "test": np.array([0])})
     assert stored.matches({"val": np.array([3, 1, 2]), "test": np.array([], int)})
+
+
+def test_cross_validation_scores_each_on_rows_it_was_not_chosen_on():
+    """Where members err on different rows the selection's held-out score beats the best
+    trial's; with one trial there is nothing to gain, and both score the same."""
+    val, y = _library()
+    checked = selection.cross_validated(val, y)
+    assert checked["selection"] > checked["best_trial"] + 0.05
+    alone = selection.cross_validated({0: val[0]}, y)
+    assert alone["selection"] == alone["best_trial"]
+
+
+def test_without_test_rows_the_selection_is_champion_only_where_its_check_says_so():
+    from search.final.champion import Candidate, choose
+
+    def made(name, alias, val, **details):
+        return Candidate(name=name, alias=alias, members=[], details=details,
+                         val={"gender": {"accuracy": val}})
+
+    best, refit = made("best-trial", "best-trial", 0.70), made("refit", "refit", 0.70)
+    wins = made("selection", "selection", 0.72,
+                cross_validated={"selection": 0.71, "best_trial": 0.69})
+    chosen, why = choose([best, refit, wins], 0)
+    assert chosen is wins and "0.7100 vs the best trial's 0.6900" in why
+    loses = made("selection", "selection", 0.75,
+                 cross_validated={"selection": 0.68, "best_trial": 0.69})
+    assert choose([best, refit, loses], 0)[0] is refit

@@ -314,6 +314,7 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
               f"stored, or on another split); the other candidates stand", file=out)
         return None
     weights = selection.select(stored, rows.labels["val"])
+    checked = selection.cross_validated(stored, rows.labels["val"])
     by_number = {t.number: t for t in kept}
     chosen = [by_number[n] for n in selection.members(weights)]
     vocab = members.shared_vocab(chosen)
@@ -332,7 +333,7 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
                                                             plain.items()})
                            for part in rows.labels})
     candidate.note = f"flips: {', '.join(flipped) or 'none'}"
-    candidate.details = {"flips": list(flipped), "without_flips": {
+    candidate.details = {"cross_validated": checked, "flips": list(flipped), "without_flips": {
         "val": unflipped.val, "test": unflipped.test, "val_mean_accuracy": unflipped.val_mean,
         "test_mean_accuracy": unflipped.test_mean}}
     key = ";".join(f"{h}=" + ",".join(f"{n}:{w:.4f}" for n, w in sorted(per.items()))
@@ -373,7 +374,9 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
     print(f"{SELECTION}: {len(chosen)} of the {len(stored)} kept trials with stored "
           f"probabilities ({', '.join(f'#{t.number}' for t in chosen)}); test-time flips on "
           f"{', '.join(flipped) or 'no head'}; validation {candidate.val_mean:.4f} (without "
-          f"flips {unflipped.val_mean:.4f}){test}{where(candidate)}", file=out)
+          f"flips {unflipped.val_mean:.4f}){test}; 2-fold cross-validated on the validation "
+          f"rows: {checked['selection']:.4f} vs the best trial's {checked['best_trial']:.4f}"
+          f"{where(candidate)}", file=out)
     return candidate
 
 
