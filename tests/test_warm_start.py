@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 
+import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -203,3 +204,8 @@ def test_a_second_search_starts_with_the_first_one_s_best_configs(tmp_path, tiny
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert "warm start: queued 2 config(s) from A, best first: " in capsys.readouterr().out
     assert {p.name: p.stat().st_mtime_ns for p in (runs / "cache").iterdir()} == cache
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{runs / 'mlflow.db'}")
+    tagged = client.search_runs([client.get_experiment_by_name("B").experiment_id],
+                                "tags.`search.role` = 'trial'")
+    assert sorted(r.data.tags["search.warm_start"] for r in tagged) == \
+        sorted(f"A#{t.number}" for t in best)

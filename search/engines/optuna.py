@@ -48,6 +48,7 @@ from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG
 from search.train.trial import Pruned
 
+WARM_START_TAG = "search.warm_start"  # STUDY#N: the earlier trial a --warm-start trial repeats
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
 
@@ -297,14 +298,17 @@ class OptunaEngine(Engine):
         """One config in this process: its objective value(s)."""
         from search.train import trial as trial_lib
 
-        baseline = trial_record.read(trial).baseline
-        tags = {BASELINE_TAG: baseline} if baseline else None
+        record = trial_record.read(trial)
+        baseline = record.baseline
+        tags = {BASELINE_TAG: baseline} if baseline else {}
+        if record.warm_start:
+            tags[WARM_START_TAG] = record.warm_start
         find_lr = not baseline and self.session.space.clr_bounds == "lr_find"  # baselines keep LR
         try:
             result = trial_lib.run(config, self.session,
                                    OptunaReporter(trial, self.session, bar, self,
                                                   lr_range_test=find_lr),
-                                   number=trial.number, tags=tags, find_lr=find_lr)
+                                   number=trial.number, tags=tags or None, find_lr=find_lr)
         finally:
             free_trial_graphs()
         if self.session.space.objectives:
