@@ -130,6 +130,20 @@ def test_a_new_study_on_the_same_data_and_heads_gets_a_hint(tmp_path, tiny_csv):
         "--warm-start other-heads to start from its best configs"]
 
 
+def test_a_study_of_an_earlier_version_records_its_labels_when_resumed(tmp_path, tiny_csv):
+    """Studies made before --warm-start recorded no label vocabularies; resumed on the same
+    data, they do, so a later --warm-start from them is checked too."""
+    session = _session(tmp_path / "runs", tiny_csv, "older")
+    session.settings.ensure()
+    older = optuna.create_study(study_name="older", storage=session.settings.storage)
+    for key, value in session.identity().items():  # what an earlier version stored
+        older.set_user_attr(key, value)
+    assert study_lib.setup(older).labels is None
+    resumed = study_lib.start_study(session)
+    assert study_lib.setup(resumed).labels == {h: list(v) for h, v in
+                                               session.table.vocab.items()}
+
+
 def _refused(runs, csv, *flags) -> str:
     """Run `search run` with flags that must be refused before anything is written: the
     error line. No new study, no MLflow store."""

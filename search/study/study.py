@@ -77,10 +77,12 @@ def start_study(session, *, seed: int | None = None) -> optuna.Study:
         for key, value in identity.items():
             study.set_user_attr(key, value)
         study.set_user_attr(_OBJECTIVE, space.objective)  # `search train` ranks the same way
-        study.set_user_attr(_LABELS, {h: list(v) for h, v in session.table.vocab.items()})
         for entry in space.enqueue:
             study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
                                                 **trial_record.baseline_attrs(entry["name"])})
+    if study.user_attrs.get(_LABELS) is None and \
+            study.user_attrs.get(_DATA) == identity["data_fingerprint"]:  # older studies too
+        study.set_user_attr(_LABELS, {h: list(v) for h, v in session.table.vocab.items()})
     if study.metric_names is None:  # optuna-dashboard shows these, not "Objective 0"
         study.set_metric_names([metric for metric, _ in space.objectives] or [space.objective])
     return study
