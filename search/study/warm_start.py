@@ -61,9 +61,6 @@ def plan(session) -> Plan | None:
     """The configs --warm-start asks for (None without the flag); reads only. A named study
     that does not exist, is this study itself, or has other heads or label vocabularies: a
     UsageError, before anything is written."""
-    from optuna.trial import TrialState
-
-    from search.study import trial_record
     from search.study.study import setup
 
     opts = session.options
@@ -79,19 +76,11 @@ def plan(session) -> Plan | None:
             raise UsageError(f"--warm-start: no study {name!r} in "
                              f"{mask(session.settings.storage)} (studies there: {known})")
         _check_compatible(name, setup(found[name]), session.table)
-    ranked = []
-    for order, name in enumerate(opts.warm_start):
-        trials = store.get_all_trials(store.get_study_id_from_name(name), deepcopy=False,
-                                      states=(TrialState.COMPLETE,))
-        for t in trials:
-            score = trial_record.score(t)
-            ranked.append(((math.isnan(score), -score if not math.isnan(score) else 0.0, order,
-                            t.number), name, t, score))
-    ranked.sort(key=lambda item: item[0])
+    ranked = _ranked(store, found, opts.warm_start)
     taken: list[Candidate] = []
     skipped: list[str] = []
     seen: set[str] = set()
-    for _, name, trial, score in ranked:
+    for name, trial, score in ranked:
         if len(taken) >= opts.warm_start_top:
             break
         ref = f"{name}#{trial.number}"
@@ -108,6 +97,27 @@ def plan(session) -> Plan | None:
             seen.add(key)
             taken.append(Candidate(ref, params, score))
     return Plan(tuple(opts.warm_start), tuple(taken), tuple(skipped))
+
+
+def _ranked(store, found: dict, names) -> list:
+    """(study, frozen trial, score) of the named studies' COMPLETE trials, best first by
+    `trial_record.score` in each study's direction (NaN last), then in the order the studies
+    are named, then by trial number: one order, whatever the storage returns."""
+    from optuna.study import StudyDirection
+    from optuna.trial import TrialState
+
+    from search.study import trial_record
+
+    keyed = []
+    for order, name in enumerate(names):
+        directions = found[name].directions
+        sign = -1.0 if directions == [StudyDirection.MINIMIZE] else 1.0
+        for t in store.get_all_trials(store.get_study_id_from_name(name), deepcopy=False,
+                                      states=(TrialState.COMPLETE,)):
+            score = trial_record.score(t)
+            nan = math.isnan(score)
+            keyed.append(((nan, 0.0 if nan else -sign * score, order, t.number), name, t, score))
+    return [item[1:] for item in sorted(keyed, key=lambda item: item[0])]
 
 
 def enqueue(study, chosen: Plan) -> list[str]:
