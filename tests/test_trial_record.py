@@ -33,7 +33,7 @@ def test_what_is_written_reads_back_whole(study):
         majority={"gender": 0.6, "age": 0.3}, params_count=1234, best_epoch=2, test=TEST,
         fallback_heads=("age",), mean_accuracy=0.625, mean_balanced_accuracy=0.55,
         weights="none (offline)", model_uri="models:/m-1", lr_range_test=True,
-        train_seconds=12.5, baseline="frozen-mobilenet")
+        train_seconds=12.5, baseline="frozen-mobilenet", warm_start="earlier#3")
     trial = study.ask()
     started = TrialRecord(trial.number, config=written.config, seeds=written.seeds,
                           run_id=written.run_id)
@@ -46,7 +46,7 @@ def test_what_is_written_reads_back_whole(study):
     for name in ("config", "seeds", "run_id", "accuracy", "balanced_accuracy", "majority",
                  "params_count", "best_epoch", "test", "fallback_heads", "mean_accuracy",
                  "mean_balanced_accuracy", "weights", "model_uri", "lr_range_test",
-                 "train_seconds", "baseline"):
+                 "train_seconds", "baseline", "warm_start"):
         assert getattr(got, name) == getattr(written, name), name
     assert got.score == 0.625 and got.scored
     assert got.heads["gender"] == {"accuracy": 0.75, "balanced_accuracy": 0.7, "majority": 0.6}

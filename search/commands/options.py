@@ -18,6 +18,7 @@ MIN_TRIALS = 20  # --until-converged's default (search.study.convergence.MIN_TRI
 MODEL_HELP = "models:/NAME@ALIAS or a pulled folder"
 RUNS_DIR_HELP = "local state folder (default: ./runs or $SEARCH_RUNS_DIR)"
 HEADS_HELP = "comma-separated label columns (default: the 8 attributes)"
+WARM_START_TOP = 5  # --warm-start-top's default: configs queued from the earlier studies
 
 
 def state_options(p: argparse.ArgumentParser) -> None:
@@ -170,6 +171,22 @@ def keep_models(text: str | None):
     if not text.isdigit() or int(text) < 1:
         raise UsageError(f"--keep-models must be a whole number >= 1 or 'all', got {text!r}")
     return int(text)
+
+
+def warm_start(studies: str | None, top: int | None) -> dict:
+    """--warm-start and --warm-start-top as Options fields, checked."""
+    if studies is None:
+        if top is not None:
+            raise UsageError("--warm-start-top N sets how many configs --warm-start queues: "
+                             "add --warm-start STUDY, or drop it")
+        return {}
+    names = tuple(dict.fromkeys(n.strip() for n in studies.split(",")))
+    if not all(names):
+        raise UsageError(f"--warm-start takes study names separated by commas, got "
+                         f"{studies!r}")
+    if top is not None and top < 1:
+        raise UsageError(f"--warm-start-top must be at least 1, got {top}")
+    return {"warm_start": names, "warm_start_top": WARM_START_TOP if top is None else top}
 
 
 def heads(args) -> tuple[str, ...]:

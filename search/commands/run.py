@@ -42,6 +42,16 @@ class Run(TrialsCommand):
         p.add_argument("--tuner", choices=TUNERS, default="hyperband",
                        help="keras-tuner oracle (default: %(default)s); hyperband's max_epochs "
                             "is the space's epochs upper bound")
+        p.add_argument("--warm-start", metavar="STUDY[,STUDY...]",
+                       help="queue the best distinct configs of these earlier studies of the "
+                            "same storage first (after the space's baselines), as sampled "
+                            "params the sampler learns from; one that does not fit the space "
+                            "is skipped with a line saying why. Same heads and label "
+                            "vocabularies needed; run again, nothing is queued twice. Optuna "
+                            "engine only")
+        p.add_argument("--warm-start-top", type=int, metavar="N",
+                       help=f"how many configs --warm-start queues, best first over all the "
+                            f"studies it names (default: {opts.WARM_START_TOP})")
         p.add_argument("--register", metavar="NAME",
                        help="after the search, `search best --register NAME` (with --refit and "
                             "--ensemble K: the final model) on this study")
@@ -53,7 +63,8 @@ class Run(TrialsCommand):
 
         options = opts.run_options(args, workers=args.workers, gpus=args.gpus, ray=args.ray,
                                    gpus_per_trial=args.gpus_per_trial,
-                                   cpus_per_trial=args.cpus_per_trial)
+                                   cpus_per_trial=args.cpus_per_trial,
+                                   **opts.warm_start(args.warm_start, args.warm_start_top))
         final = args.refit or args.ensemble is not None
         if final and not args.register:
             raise UsageError("--refit and --ensemble build a model to register: add --register "

@@ -247,6 +247,9 @@ def check_options(options) -> None:
                                   ("--ray", options.ray is not None),
                                   ("--gpus-per-trial", options.gpus_per_trial is not None))
             if on]
+    if options.warm_start:
+        raise UsageError("--warm-start enqueues an earlier Optuna study's params, which a "
+                         "keras-tuner oracle cannot take; it works with --engine optuna only")
     if used:
         raise UsageError(f"--engine keras-tuner runs its trials in this one process; "
                          f"{', '.join(used)} work with --engine optuna only")

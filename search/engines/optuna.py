@@ -42,12 +42,13 @@ from search.engines.base import (
 from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
 from search.settings import mask
 from search.study import study as study_lib
-from search.study import trial_record, workers
+from search.study import trial_record, warm_start, workers
 from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG
 from search.train.trial import Pruned
 
+WARM_START_TAG = "search.warm_start"  # STUDY#N: the earlier trial a --warm-start trial repeats
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
 
@@ -69,15 +70,22 @@ class OptunaEngine(Engine):
         self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
         self.sampler_seed: int | None = None  # this process's, set when the study is opened
         self.checked_at: int | None = None  # finished trials at the last convergence check
+        self.warm_lines: list[str] = []  # what --warm-start queued or skipped, or its hint
 
     def open(self) -> None:
         optuna.logging.set_verbosity(optuna.logging.ERROR)  # failures: one line each, ours
         opts = self.session.options
+        warm = warm_start.plan(self.session)  # the earlier studies checked before any write
+        hint = None if warm else warm_start.hint(self.session)  # a new study: --warm-start?
         if workers.wanted(opts):  # a Ray cluster is reached and checked before any write
             self.pool = _worker_pool(opts, self.session.settings)
         self.session.settings.ensure()
         self.sampler_seed = sampler_seed(self.session, "run")
         self.study = study_lib.start_study(self.session, seed=self.sampler_seed)
+        if warm is not None:
+            self.warm_lines = warm_start.enqueue(self.study, warm)
+        elif hint:
+            self.warm_lines = [hint]
 
     def where(self) -> str:
         return f"study {self.session.study!r} on {mask(self.session.settings.storage)}"
@@ -95,13 +103,13 @@ class OptunaEngine(Engine):
     def notes(self) -> list[str]:
         space = self.session.space
         if not space.objectives:
-            return []
+            return self.warm_lines
         how = ("trials are pruned by the heads rule (pruner: heads)"
                if space.pruner["name"] == "heads"
                else "pruning is off, Optuna cannot prune multi-objective trials (pruner: heads "
                     "prunes by per-head accuracies)")
         return ["multi-objective study (" + ", ".join(f"{m}:{d}" for m, d in space.objectives)
-                + f"): {how}"]
+                + f"): {how}", *self.warm_lines]
 
     def start_tracking(self) -> None:
         tracking = self.session.start_tracking()
@@ -290,14 +298,17 @@ class OptunaEngine(Engine):
         """One config in this process: its objective value(s)."""
         from search.train import trial as trial_lib
 
-        baseline = trial_record.read(trial).baseline
-        tags = {BASELINE_TAG: baseline} if baseline else None
+        record = trial_record.read(trial)
+        baseline = record.baseline
+        tags = {BASELINE_TAG: baseline} if baseline else {}
+        if record.warm_start:
+            tags[WARM_START_TAG] = record.warm_start
         find_lr = not baseline and self.session.space.clr_bounds == "lr_find"  # baselines keep LR
         try:
             result = trial_lib.run(config, self.session,
                                    OptunaReporter(trial, self.session, bar, self,
                                                   lr_range_test=find_lr),
-                                   number=trial.number, tags=tags, find_lr=find_lr)
+                                   number=trial.number, tags=tags or None, find_lr=find_lr)
         finally:
             free_trial_graphs()
         if self.session.space.objectives:

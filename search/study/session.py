@@ -53,6 +53,8 @@ class Options:
     test_fraction: float | None = None  # rows held back from every trial (--test-fraction)
     keep_models: int | str | None = None  # overrides the space's keep_models
     until_converged: int | None = None  # min complete trials before search.study.convergence stops
+    warm_start: tuple[str, ...] = ()  # earlier studies whose best configs run first
+    warm_start_top: int = 5  # how many of their best distinct configs (--warm-start-top)
 
 
 @dataclass

@@ -38,6 +38,8 @@ SURPLUS_ATTR = "surplus"
 WORKER_ATTR = "worker"
 # The study's user attributes that StudySetup reads (split and heads: Session.identity's keys).
 _SPLIT, _HEADS, _OBJECTIVE = "split", "heads", "objective"
+_DATA = "data_fingerprint"  # Session.identity's too
+_LABELS = "labels"  # {head: label vocabulary}: what --warm-start compares
 _EXPERIMENT, _PARENT_RUN = "mlflow_experiment_id", "mlflow_parent_run_id"
 
 
@@ -78,6 +80,9 @@ def start_study(session, *, seed: int | None = None) -> optuna.Study:
         for entry in space.enqueue:
             study.enqueue_trial({}, user_attrs={FIXED_CONFIG_ATTR: entry["config"],
                                                 **trial_record.baseline_attrs(entry["name"])})
+    if study.user_attrs.get(_LABELS) is None and \
+            study.user_attrs.get(_DATA) == identity["data_fingerprint"]:  # older studies too
+        study.set_user_attr(_LABELS, {h: list(v) for h, v in session.table.vocab.items()})
     if study.metric_names is None:  # optuna-dashboard shows these, not "Objective 0"
         study.set_metric_names([metric for metric, _ in space.objectives] or [space.objective])
     return study
@@ -93,6 +98,8 @@ class StudySetup:
     objective: str | None  # the metric a single-objective study maximises
     experiment_id: str | None  # its MLflow experiment and parent run (record_tracking)
     parent_run_id: str | None
+    data_fingerprint: str | None = None  # the table's content hash (Session.identity)
+    labels: dict[str, list[str]] | None = None  # each head's vocabulary (newer studies only)
 
     def split_options(self) -> dict:
         """The split as Options fields: val_fraction, seed, stratify, test_fraction (None:
@@ -111,7 +118,8 @@ def setup(study) -> StudySetup:
     heads = attrs.get(_HEADS)
     return StudySetup(split=attrs.get(_SPLIT), heads=tuple(heads.split(",")) if heads else (),
                       objective=attrs.get(_OBJECTIVE),
-                      experiment_id=attrs.get(_EXPERIMENT), parent_run_id=attrs.get(_PARENT_RUN))
+                      experiment_id=attrs.get(_EXPERIMENT), parent_run_id=attrs.get(_PARENT_RUN),
+                      data_fingerprint=attrs.get(_DATA), labels=attrs.get(_LABELS))
 
 
 def record_tracking(study: optuna.Study, experiment_id: str, parent_run_id: str) -> None:

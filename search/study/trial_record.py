@@ -34,6 +34,7 @@ _NAMES = {
     "lr_range_test": "lr_find",
     "train_seconds": "train_seconds",
     "baseline": "baseline",
+    "warm_start": "warm_start",
     "fail_reason": "fail_reason",
 }
 _SCORES = ("accuracy", "balanced_accuracy", "majority")  # per head, on the validation rows
@@ -64,6 +65,7 @@ class TrialRecord:
     lr_range_test: bool = False  # its LR bounds came from an LR range test
     train_seconds: float | None = None
     baseline: str | None = None  # the name of the enqueued baseline it is
+    warm_start: str | None = None  # 'STUDY#N': the earlier trial whose params it was enqueued with
     fail_reason: str | None = None  # one masked line, for a FAIL trial
 
     @property
@@ -183,6 +185,12 @@ def _finite(x) -> float | None:
 def baseline_attrs(name: str) -> dict:
     """The user attribute an enqueued baseline trial starts with (search.study)."""
     return {_NAMES["baseline"]: name}
+
+
+def warm_start_attrs(ref: str) -> dict:
+    """The user attribute a trial enqueued by --warm-start starts with: 'STUDY#N', the earlier
+    trial it repeats (search.study.warm_start)."""
+    return {_NAMES["warm_start"]: ref}
 
 
 def failure_attrs(reason: str) -> dict:
