@@ -45,10 +45,9 @@ from search.study import study as study_lib
 from search.study import trial_record, warm_start, workers
 from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
-from search.track.tags import BASELINE_TAG
+from search.track.tags import BASELINE_TAG, WARM_START_TAG
 from search.train.trial import Pruned
 
-WARM_START_TAG = "search.warm_start"  # STUDY#N: the earlier trial a --warm-start trial repeats
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
 

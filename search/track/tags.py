@@ -10,6 +10,7 @@ REASON_TAG = "search.reason"  # why a trial failed or was pruned, one line
 MODEL_URI_TAG = "search.model_uri"  # the run's logged model
 MODEL_DELETED_TAG = "search.model_deleted"  # the trial's model was not among those kept
 BASELINE_TAG = "search.baseline"  # the enqueued baseline a trial ran, by name
+WARM_START_TAG = "search.warm_start"  # STUDY#N: the earlier trial a --warm-start trial repeats
 RETRAINED_FROM_TAG = "search.retrained_from"  # STUDY:NUMBER of a `search train --from-trial`
 KIND_TAG = "search.final"  # a final-model candidate's kind: refit | ensemble | per-head
 MEMBERS_TAG = "search.members"  # what a candidate is made of: the key for reusing it
