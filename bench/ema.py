@@ -113,11 +113,11 @@ def main() -> int:
 
     console.quiet()
     session = hvc_session(args.data)
-    lines = [f"Rows 1-{SEARCH_ROWS:,}: {len(session.train_rows)} train / "
-             f"{len(session.val_rows)} validation; rows {SEARCH_ROWS + 1:,}-"
-             f"{SEARCH_ROWS + TEST_ROWS:,}: {len(session.test_rows)} test. Accuracy per head "
-             f"at each trial's best validation epoch; common settings: "
-             f"{ {k: v for k, v in COMMON.items() if k not in ('backbone', 'weights')} }.", ""]
+    common = {k: v for k, v in COMMON.items() if k not in ("backbone", "weights")}
+    lines = [(f"Rows 1-{SEARCH_ROWS:,}: {len(session.train_rows)} train / "
+              f"{len(session.val_rows)} validation; rows {SEARCH_ROWS + 1:,}-"
+              f"{SEARCH_ROWS + TEST_ROWS:,}: {len(session.test_rows)} test. Accuracy per head "
+              f"at each trial's best validation epoch; common settings: {common}."), ""]
     for name in args.configs:
         base = TrialConfig(**{**COMMON, **CONFIGS[name]})
         runs = {"off": train(base, session)}
