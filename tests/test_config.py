@@ -45,6 +45,8 @@ def test_replace_validates_too():
     ({"base_lr": 0.01, "max_lr": 0.001}, "max_lr (0.001) must be greater than base_lr"),
     ({"fine_tune_lr_scale": 0.0}, "fine_tune_lr_scale must be in (0, 1]"),
     ({"patience": -1}, "patience must be >= 0"),
+    ({"ema_momentum": 1.0}, "ema_momentum must be in [0, 1)"),
+    ({"use_ema": "yes"}, "use_ema must be true or false"),
     ({"depth": 3, "convs_per_block": [1, 2]}, "convs_per_block lists 2 blocks but depth is 3"),
     ({"convs_per_block": [0]}, "convs_per_block list must hold ints >= 1"),
 ])

@@ -68,6 +68,8 @@ class TrialConfig:
     max_lr: float = 6e-3
     step_size_epochs: float = 2.0  # half a CLR cycle, in epochs
     gamma: float = 0.99994  # exp_range only: per-step decay of the amplitude
+    use_ema: bool = False  # score, keep and save each epoch's moving average of the weights
+    ema_momentum: float = 0.99  # use_ema: the old average's share per step (~1/(1-m) steps)
     batch_size: int = 64
     epochs: int = 3  # of the main stage: training, the probe of a frozen backbone, fine-tuning
     patience: int = 0  # stop a stage after this many epochs without a better objective (0: off)
@@ -137,6 +139,8 @@ class TrialConfig:
             )
         if not 0.0 < self.gamma <= 1.0:
             raise ConfigError(f"gamma must be in (0, 1], got {self.gamma}")
+        if not 0.0 <= self.ema_momentum < 1.0:  # 1 would freeze the average at the first step
+            raise ConfigError(f"ema_momentum must be in [0, 1), got {self.ema_momentum}")
         if isinstance(self.convs_per_block, tuple) and len(self.convs_per_block) != self.depth:
             raise ConfigError(
                 f"convs_per_block lists {len(self.convs_per_block)} blocks but depth is {self.depth}"

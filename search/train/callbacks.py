@@ -48,6 +48,48 @@ class HeadEvaluator(keras.callbacks.Callback):
         logs["val_loss"] = summary["mean_loss"]
 
 
+class AveragedWeights(keras.callbacks.Callback):
+    """Under `use_ema`: between epochs the model holds the optimizer's moving average of its
+    trainable weights, so whatever reads the weights at an epoch's end (`HeadEvaluator`,
+    `BestEpoch`, pruning) sees the average; the next epoch trains on from the raw weights.
+
+    Put it before every callback that reads the weights. Not `keras.callbacks.SwapEMAWeights`:
+    that swaps by adding and subtracting (under TensorFlow), which moves the raw weights by a
+    rounding error each epoch, and it hands the average back to the optimizer only after the
+    last epoch, so a stage stopped early (patience, the majority guard) would end on its raw
+    weights after Keras's `finalize_variable_values`. Here the raw values wait in memory (the
+    trainable weights only) and the optimizer keeps its average, so a stage always ends on it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._raw: list | None = None
+
+    def _pairs(self) -> list:
+        """(variable, its average) for each trainable variable the optimizer averages."""
+        opt = self.model.optimizer
+        opt = getattr(opt, "inner_optimizer", opt)  # under a LossScaleOptimizer
+        if not getattr(opt, "use_ema", False):
+            raise ValueError("AveragedWeights needs an optimizer built with use_ema=True")
+        return [(v, a) for v, a in zip(opt._trainable_variables,
+                                       opt._model_variables_moving_average) if a is not None]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._raw is not None:
+            for (variable, _), raw in zip(self._pairs(), self._raw):
+                variable.assign(raw)
+            self._raw = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        pairs = self._pairs()
+        self._raw = [variable.numpy() for variable, _ in pairs]
+        for variable, average in pairs:
+            variable.assign(average)
+
+    def on_train_end(self, logs=None):
+        self._raw = None  # the stage ends on the average (so does finalize_variable_values)
+
+
 class TrainTimer(keras.callbacks.Callback):
     """Seconds spent in training epochs, before any end-of-epoch evaluation (put it first)."""
 

@@ -73,12 +73,18 @@ def losses(heads) -> dict:
 
 
 def optimizer(config: TrialConfig, learning_rate):
-    """The config's optimizer at `learning_rate` (a float or a schedule)."""
+    """The config's optimizer at `learning_rate` (a float or a schedule). Under use_ema it
+    also keeps a moving average of the trainable weights, which never feeds back into
+    training (no ema_overwrite_frequency): a trial scores and keeps the average through
+    `search.train.callbacks.AveragedWeights`, and a fit without it ends on the average
+    (Keras's `finalize_variable_values`)."""
     import keras
 
+    ema = dict(use_ema=True, ema_momentum=config.ema_momentum) if config.use_ema else {}
     if config.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
-    return keras.optimizers.Adam(learning_rate=learning_rate)
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum,
+                                    **ema)
+    return keras.optimizers.Adam(learning_rate=learning_rate, **ema)
 
 
 def schedule(config: TrialConfig, steps_per_epoch: int, scale: float = 1.0):

@@ -136,7 +136,9 @@ class Fitted:
 
 def fit(config: TrialConfig, session, reporter: Reporter, run_) -> Fitted:
     """Train the config's stages with the trial's callbacks (scores, best epoch, pruning,
-    majority guard, early stopping, per-epoch metrics to run_), then restore the best epoch."""
+    majority guard, early stopping, per-epoch metrics to run_), then restore the best epoch.
+    Under use_ema every epoch is scored, kept and restored as its moving average of the
+    weights (`cb.AveragedWeights`); a fine-tuning stage starts from the probe's last one."""
     from search.train import callbacks as cb
     from search.train import training
 
@@ -150,7 +152,8 @@ def fit(config: TrialConfig, session, reporter: Reporter, run_) -> Fitted:
     offset, images = 0, 0
     for index, stage in enumerate(plan.stages()):
         evaluator = cb.HeadEvaluator(stage.val, plan.val_labels, plan.train_labels)
-        callbacks = [timer, evaluator, best.watching(evaluator, stage, offset),
+        averaged = [cb.AveragedWeights()] if config.use_ema else []  # before any reader
+        callbacks = [timer, *averaged, evaluator, best.watching(evaluator, stage, offset),
                      cb.StopOnNonFinite(), cb.EpochLogger(run_, expected, offset),
                      cb.ReportEpochs(reporter, stage.name,
                                   judged=index == plan.stage_count - 1)]
