@@ -21,8 +21,9 @@ MLflow model the way a trial's is, so `predict`, `evaluate`, `pull` and serving 
 unchanged. Each is scored per head on the validation rows (not the refit: it trained on them)
 and on the study's test rows, through its saved model on the images prepared as the trials
 saw them. `choose` gives `champion` to the best mean test accuracy, or, without test rows, to
-the refit, else the mean ensemble, else the best trial (validation figures were selected on
-the rows they are measured on, see `choose`). A
+the selection where a cross-validated check on the validation rows says it beats the best
+trial, else the refit, else the mean ensemble, else the best trial (validation figures were
+selected on the rows they are measured on, see `choose`). A
 candidate already built from the same members (MLflow tags) is reused, not built again.
 """
 
@@ -303,23 +304,35 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
 
     client = session.tracking.tracker.client
     split = {"val": session.val_rows, "test": session.test_rows}
+    shapes = {h: (len(session.val_rows), len(v)) for h, v in session.table.vocab.items()}
     stored = {}
     for trial in kept:
         found = probabilities.read(client, trial.run_id) if trial.run_id else None
-        if found is not None and found.matches(split) and "val" in found.probs:
+        if found is not None and found.matches(split) and found.fits("val", shapes):
             stored[trial.number] = found.probs["val"]
     if not stored:
         print(f"{SELECTION}: not built: none of the {len(kept)} kept trials stored its "
               f"validation probabilities ({probabilities.FILE}: trials made before they were "
-              f"stored, or on another split); the other candidates stand", file=out)
+              f"stored, or on another split or labels); the other candidates stand", file=out)
         return None
     weights = selection.select(stored, rows.labels["val"])
-    checked = selection.cross_validated(stored, rows.labels["val"])
     by_number = {t.number: t for t in kept}
-    chosen = [by_number[n] for n in selection.members(weights)]
+    champion = kept[0].number
+    if selection.members(weights) == [champion]:
+        print(f"{SELECTION}: every head chose trial #{champion} alone: the same model as "
+              f"{BEST_TRIAL}, not built", file=out)
+        return None
+    checked = selection.cross_validated(stored, rows.labels["val"])
+    # members that share an image size one after the other: one size of images is in memory
+    chosen = sorted((by_number[n] for n in selection.members(weights)),
+                    key=lambda t: (str((t.config or {}).get("image_size")),
+                                   str((t.config or {}).get("crop")), t.number))
     vocab = members.shared_vocab(chosen)
-    plain = {t.number: members.probs(t) for t in chosen}
-    mirrored = {t.number: members.probs(t, mirrored=True) for t in chosen}
+    plain, mirrored = {}, {}
+    for t in chosen:
+        plain[t.number] = members.probs(t)
+        mirrored[t.number] = members.probs(t, mirrored=True)
+    chosen.sort(key=lambda t: t.number)
     flipped = selection.flips(weights, {n: p["val"] for n, p in plain.items()},
                               {n: p["val"] for n, p in mirrored.items()}, rows.labels["val"])
     candidate = Candidate(SELECTION, SELECTION, [
@@ -339,6 +352,7 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
     key = ";".join(f"{h}=" + ",".join(f"{n}:{w:.4f}" for n, w in sorted(per.items()))
                    for h, per in weights.items()) + f";flips={','.join(flipped)}"
     heads = list(vocab)
+    names = {h: f"head{i}" for i, h in enumerate(heads)}  # layer names: heads may not be
 
     def model():
         inputs = keras.Input((None, None, 3), name="raw_image")
@@ -353,11 +367,11 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
             for n, w in weights[h].items():
                 p = outputs[n][h]
                 if h in flipped:
-                    p = keras.layers.Average(name=f"{_layer(h)}_flip_{n}")([p, seen[n][h]])
+                    p = keras.layers.Average(name=f"{names[h]}_flip_{n}")([p, seen[n][h]])
                 if len(weights[h]) > 1:
-                    p = keras.layers.Rescaling(w, name=f"{_layer(h)}_weight_{n}")(p)
+                    p = keras.layers.Rescaling(w, name=f"{names[h]}_weight_{n}")(p)
                 terms.append(p)
-            result[h] = (keras.layers.Add(name=f"{_layer(h)}_selection")(terms)
+            result[h] = (keras.layers.Add(name=f"{names[h]}_selection")(terms)
                          if len(terms) > 1 else terms[0])
         return keras.Model(inputs, result, name="search_selection")
 
@@ -369,14 +383,16 @@ def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Cand
         config, {"members": ",".join(f"#{t.number}" for t in chosen),
                  "pool": len(stored), "flips": ",".join(flipped) or "none",
                  **{f"member_{t.number}.run_id": t.run_id for t in chosen}})
+    size = sum(members.net(t).count_params() for t in chosen)
     test = (f", test {candidate.test_mean:.4f} (without flips {unflipped.test_mean:.4f})"
             if rows.has_test else "")
     print(f"{SELECTION}: {len(chosen)} of the {len(stored)} kept trials with stored "
           f"probabilities ({', '.join(f'#{t.number}' for t in chosen)}); test-time flips on "
           f"{', '.join(flipped) or 'no head'}; validation {candidate.val_mean:.4f} (without "
           f"flips {unflipped.val_mean:.4f}){test}; 2-fold cross-validated on the validation "
-          f"rows: {checked['selection']:.4f} vs the best trial's {checked['best_trial']:.4f}"
-          f"{where(candidate)}", file=out)
+          f"rows: {checked['selection']:.4f} vs the single best trial's "
+          f"{checked['best_trial']:.4f}; {size / 1e6:.1f} M parameters{where(candidate)}",
+          file=out)
     return candidate
 
 

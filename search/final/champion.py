@@ -75,8 +75,10 @@ def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]
     best trial is the maximum over trials, the per-head model takes each head's maximum) and
     the refit trained on them. One check is honest there: the selection chosen on one half of
     the validation rows and scored on the other, against the best trial chosen and scored the
-    same way (`search.final.selection.cross_validated`); where it wins, the selection is
-    champion. Otherwise the order is fixed by what more data and averaging buy: the refit (the
+    same way, over three random 2-fold splits (`search.final.selection.cross_validated`);
+    where it wins, the selection is champion (that check compares it with the single best
+    trial only: the refit and the mean ensemble cannot be checked on rows they did not see,
+    and the flips are decided afterwards on all the rows). Otherwise the order is fixed by what more data and averaging buy: the refit (the
     best config on 25% more rows, AutoGluon's refit_full default), else the mean ensemble
     (averaging K models rarely scores below its best member), else the best trial; per-head
     is never chosen on validation alone. Ties go to the candidate listed first (the single
@@ -92,8 +94,9 @@ def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]
         return by_alias[SELECTION], (
             f"the ensemble selection: without held-out test rows (run the search with "
             f"--test-fraction to compare every candidate) it is the one whose gain was checked "
-            f"on rows it was not chosen on: 2-fold cross-validated on the validation rows, "
-            f"{checked['selection']:.4f} vs the best trial's {checked['best_trial']:.4f}")
+            f"on rows it was not chosen on: cross-validated on the validation rows, "
+            f"{checked['selection']:.4f} vs the single best trial's (chosen the same way) "
+            f"{checked['best_trial']:.4f}")
     for alias, why in ((REFIT, "the best trial's config trained on the train + validation "
                                "rows"),
                        (ENSEMBLE, "the mean of the best kept models"),

@@ -1,4 +1,4 @@
-"""Per-head ensemble selection over every finished trial: Caruana et al., "Ensemble selection
+"""Per-head ensemble selection over the finished trials: Caruana et al., "Ensemble selection
 from libraries of models" (ICML 2004), the rule AutoGluon's weighted ensemble uses.
 
 For each head, on the validation rows only:
@@ -8,7 +8,9 @@ For each head, on the validation rows only:
   whichever average scores best);
 - forward selection with replacement: add the trial whose inclusion scores best, up to
   `ROUNDS` picks, and keep the best prefix;
-- a member's weight is how often it was picked, summed over bags (each bag weighs 1).
+- a member's weight is how often it was picked, summed over bags (each bag weighs 1); a
+  member carrying less than `MIN_WEIGHT` of a head is dropped there and the rest renormalised
+  (each member is a whole network to run: a sliver of weight is not worth its cost).
 The score is accuracy, ties broken by the lower log loss (accuracy moves in steps of one row).
 
 Test-time flips are then decided per head, on the validation rows too (`flips`): the image and
@@ -26,6 +28,7 @@ ROUNDS = 25  # picks per bag (Caruana: the curve is flat well before 25 with bag
 BAGS = 20
 BAG_FRACTION = 0.5  # of the trials in each bag's library
 INIT = 3  # sorted initialisation: up to this many of a bag's best
+MIN_WEIGHT = 1 / BAGS  # the least a member carries of a head: one bag's worth
 
 
 def score(probs: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
@@ -46,6 +49,8 @@ def select(val: dict[int, dict[str, np.ndarray]], labels: dict[str, np.ndarray],
         stacked = np.stack([np.asarray(val[t][head], np.float64) for t in trials])
         rng = np.random.default_rng([seed, zlib.crc32(head.encode())])
         counts = _bagged(stacked, np.asarray(y), rng)
+        counts[(counts < MIN_WEIGHT) & (counts < counts.max())] = 0
+        counts /= counts.sum()
         weights[head] = {trials[i]: float(c) for i, c in enumerate(counts) if c > 0}
     return weights
 
@@ -109,13 +114,16 @@ def flips(weights: dict[str, dict[int, float]], probs: dict[int, dict[str, np.nd
 
 
 def cross_validated(val: dict[int, dict[str, np.ndarray]], labels: dict[str, np.ndarray], *,
-                    folds: int = 2, seed: int = 0) -> dict[str, float]:
+                    folds: int = 2, repeats: int = 3) -> dict[str, float]:
     """An honest look, on the validation rows alone, at whether the selection beats the best
-    trial: each is chosen on all folds but one of the rows (the best trial by mean accuracy)
-    and scored on the fold left out; {"selection", "best_trial"}: mean accuracy over heads and
-    folds. What `search best` goes by when the study has no test rows."""
+    single trial: each is chosen on all folds but one of the rows (the trial by its mean
+    accuracy) and scored on the fold left out, over `repeats` random splits (one 2-fold split
+    moves by a few rows' noise); {"selection", "best_trial"}: mean accuracy over heads, folds
+    and repeats. Flips are not part of it (decided afterwards, on all the validation rows).
+    What `search best` goes by when the study has no test rows."""
     n = len(next(iter(labels.values())))
-    parts = np.array_split(np.random.default_rng(seed).permutation(n), folds)
+    parts = [part for seed in range(repeats)
+             for part in _folds(np.random.default_rng(seed).permutation(n), folds)]
     scores: dict[str, list[float]] = {"selection": [], "best_trial": []}
 
     def rows(index):
@@ -125,11 +133,17 @@ def cross_validated(val: dict[int, dict[str, np.ndarray]], labels: dict[str, np.
     def mean_accuracy(probs, y):
         return float(np.mean([score(probs[h], y[h])[0] for h in y]))
 
-    for k, held in enumerate(parts):
-        fit = np.concatenate([p for j, p in enumerate(parts) if j != k])
+    for held, fit in parts:
         (val_fit, y_fit), (val_held, y_held) = rows(fit), rows(held)
-        weights = select(val_fit, y_fit, seed=seed)
+        weights = select(val_fit, y_fit)
         scores["selection"].append(mean_accuracy(combine(weights, val_held), y_held))
         best = max(sorted(val_fit), key=lambda t: mean_accuracy(val_fit[t], y_fit))
         scores["best_trial"].append(mean_accuracy(val_held[best], y_held))
     return {name: float(np.mean(values)) for name, values in scores.items()}
+
+
+def _folds(order: np.ndarray, folds: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(held-out rows, the rest) for each fold of a permutation of the rows."""
+    parts = np.array_split(order, folds)
+    return [(held, np.concatenate([p for j, p in enumerate(parts) if j != k]))
+            for k, held in enumerate(parts)]

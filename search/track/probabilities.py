@@ -33,6 +33,12 @@ class Stored:
         return all(part in self.rows and np.array_equal(self.rows[part], np.asarray(wanted))
                    for part, wanted in rows.items() if len(wanted))
 
+    def fits(self, part: str, shapes: dict[str, tuple[int, int]]) -> bool:
+        """Whether `part` holds every head at its [rows, classes] shape (a study resumed on
+        other labels stored other shapes)."""
+        probs = self.probs.get(part, {})
+        return all(h in probs and probs[h].shape == shape for h, shape in shapes.items())
+
 
 def write(run_, rows: dict[str, np.ndarray], probs: dict[str, dict | None]) -> None:
     """Log {part: {head: probabilities}} with each part's row indices to the trial's run (a
