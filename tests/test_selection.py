@@ -136,7 +136,8 @@ def test_without_test_rows_the_selection_is_champion_only_where_its_check_says_s
     wins = made("selection", "selection", 0.72,
                 cross_validated={"selection": 0.71, "best_trial": 0.69})
     chosen, why = choose([best, refit, wins], 0)
-    assert chosen is wins and "0.7100 vs the single best trial's (chosen the same way) 0.6900" in why
+    assert chosen is wins
+    assert "0.7100 vs the single best trial's (chosen the same way) 0.6900" in why
     loses = made("selection", "selection", 0.75,
                  cross_validated={"selection": 0.68, "best_trial": 0.69})
     assert choose([best, refit, loses], 0)[0] is refit

@@ -78,10 +78,10 @@ def choose(candidates: list[Candidate], test_rows: int) -> tuple[Candidate, str]
     same way, over three random 2-fold splits (`search.final.selection.cross_validated`);
     where it wins, the selection is champion (that check compares it with the single best
     trial only: the refit and the mean ensemble cannot be checked on rows they did not see,
-    and the flips are decided afterwards on all the rows). Otherwise the order is fixed by what more data and averaging buy: the refit (the
-    best config on 25% more rows, AutoGluon's refit_full default), else the mean ensemble
-    (averaging K models rarely scores below its best member), else the best trial; per-head
-    is never chosen on validation alone. Ties go to the candidate listed first (the single
+    and the flips are decided afterwards on all the rows). Otherwise the order is fixed by
+    what more data and averaging buy: the refit (the best config on 25% more rows, AutoGluon's
+    refit_full default), else the mean ensemble (averaging K models rarely scores below its
+    best member), else the best trial; per-head is never chosen on validation alone. Ties go to the candidate listed first (the single
     best trial, then the refit: cheaper to serve)."""
     if test_rows:
         chosen = max(candidates, key=lambda c: c.test_mean)
