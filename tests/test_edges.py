@@ -128,6 +128,7 @@ def test_a_conditional_key_counts_only_where_it_was_active():
     assert frozen[0].config["probe_epochs"] == 8
     edge = found(active + frozen)["probe_epochs"]
     assert (edge.side, edge.best, edge.trials) == ("high", 10, 5)
+    assert edge.line == "probe_epochs: best 10, the top 3 at the high bound 10; widen high"
     # Four active trials: too few, whatever the inactive ones hold.
     assert "probe_epochs" not in found(active[:4] + frozen)
 

@@ -70,8 +70,10 @@ class Edge:
         top = f"the top {self.top}" if self.near == self.top else \
             f"{self.near} of the top {self.top}"
         scale = " (log scale)" if self.log else ""
-        return (f"{self.name}: best {_fmt(self.best)}, {top} within {self.distance:.0%} of the "
-                f"range{scale} from the {self.side} bound {_fmt(self.bound)}; widen {self.side}")
+        where = f"at the {self.side} bound" if self.distance == 0 else \
+            f"within {self.distance:.0%} of the range{scale} from the {self.side} bound"
+        return (f"{self.name}: best {_fmt(self.best)}, {top} {where} {_fmt(self.bound)}; "
+                f"widen {self.side}")
 
 
 def find(params, records: list[TrialRecord]) -> list[Edge]:
