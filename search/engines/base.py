@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from search.formats import head_lines
 from search.settings import mask
+from search.study import edges as edges_lib
 from search.study.trial_record import TrialRecord
 
 ENGINES = ("optuna", "keras-tuner")
@@ -66,6 +67,14 @@ class Engine:
     def objective_name(self) -> str:
         """The name of what `best().score` is."""
         return self.session.space.objective
+
+    def records(self) -> list[TrialRecord]:
+        """The finished, scored trials, for the edge check (none: it says nothing)."""
+        return []
+
+    def edges(self) -> list[edges_lib.Edge]:
+        """Levers whose best trials sit on the space's edge (search.study.edges)."""
+        return edges_lib.find(self.session.space.params, self.records())
 
     def tracking_params(self) -> dict:
         """Extra parameters for the study's MLflow parent run."""
@@ -158,6 +167,8 @@ class Engine:
             print(f"  test rows: {top.test_rows}, mean test accuracy "
                   f"{top.test_mean:.4f} (held back from every trial: an honest figure for this "
                   f"champion)")
+        for line in edges_lib.lines(self.edges()):
+            print(line)
         disk = disk_usage(self.session)
         if disk:
             print(disk)

@@ -41,6 +41,7 @@ from search.engines.keras_tuner_space import (  # noqa: F401
 )
 from search.errors import UsageError
 from search.space.space import Space
+from search.study import edges as edges_lib
 from search.study import trial_record
 from search.study.trial_record import TrialRecord
 from search.train.trial import Reporter
@@ -201,6 +202,19 @@ class KerasTunerEngine(Engine):
         accuracy = {h: top.metrics.get_last_value(f"{h}_accuracy")
                     for h in self.session.table.heads if top.metrics.exists(f"{h}_accuracy")}
         return TrialRecord(int(top.trial_id), values=(top.score,), accuracy=accuracy)
+
+    def records(self) -> list[TrialRecord]:
+        """Its completed trials as records: the oracle's score and the config its values
+        make (the same `config_from_values` a trial trains)."""
+        tuner = self.tuner
+        return [TrialRecord(int(t.trial_id), values=(t.score,), config=config_from_values(
+                    tuner.space, tuner.translation, t.hyperparameters.values).to_dict())
+                for t in tuner.oracle.trials.values()
+                if t.status == "COMPLETED" and t.score is not None]
+
+    def edges(self) -> list:
+        """As the base, on the space the tuner searched (Hyperband pins epochs)."""
+        return edges_lib.find(self.tuner.space.params, self.records())
 
     def tracking_params(self) -> dict:
         return {"engine": ENGINE, "tuner": self.tuner_name, "storage": self.tuner.project_dir}

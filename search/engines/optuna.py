@@ -96,6 +96,9 @@ class OptunaEngine(Engine):
         top = study_lib.best(self.study)
         return None if top is None else trial_record.read(top)
 
+    def records(self) -> list[TrialRecord]:
+        return trial_record.complete(self.study)
+
     def objective_name(self) -> str:
         return "mean_accuracy" if self.session.space.objectives else super().objective_name()
 

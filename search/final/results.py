@@ -37,6 +37,7 @@ def best(settings: Settings, study_name: str, register: str | None, fmt: str = "
         final_model.check(study_name, champion, kept, refit, ensemble)  # before any output
     if fmt == "table":
         _best_table(champion, per_head)
+    _print_edges(study, complete, out)
     if kept is not None:
         final = final_model.build(settings, study, champion, kept, refit=refit,
                                   ensemble=ensemble, out=out)
@@ -99,6 +100,18 @@ def _best_table(champion: TrialRecord, per_head: dict) -> None:
     if test:
         print(f"  mean accuracy on the {champion.test_rows} held-out test rows: "
               f"{champion.test_mean:.4f} (validation: {champion.mean_accuracy or 0:.4f})")
+
+
+def _print_edges(study, complete: list[TrialRecord], out) -> None:
+    """The levers whose best trials sit on the edge of the space the study sampled (its
+    trials' distributions: `search best` has the study, not its space file)."""
+    from optuna.trial import TrialState
+
+    from search.study import edges
+
+    levers = edges.levers_of(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+    for line in edges.lines(edges.find(levers, complete)):
+        print(line, file=out)
 
 
 def _best_document(study_name: str, objective: str, champion: TrialRecord, per_head: dict,

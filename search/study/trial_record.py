@@ -42,8 +42,8 @@ _SCORES = ("accuracy", "balanced_accuracy", "majority")  # per head, on the vali
 
 @dataclass(frozen=True)
 class TrialRecord:
-    """One trial as its readers see it. `number`, `state` and `values` are Optuna's own; the
-    other fields are its user attributes (None or empty: not recorded)."""
+    """One trial as its readers see it. `number`, `state`, `values` and `params` are Optuna's
+    own; the other fields are its user attributes (None or empty: not recorded)."""
 
     number: int
     state: str = "COMPLETE"
@@ -67,6 +67,9 @@ class TrialRecord:
     baseline: str | None = None  # the name of the enqueued baseline it is
     warm_start: str | None = None  # 'STUDY#N': the earlier trial whose params it was enqueued with
     fail_reason: str | None = None  # one masked line, for a FAIL trial
+    # Optuna's own: the keys the trial sampled (only the active ones), in Optuna's form
+    # ('224x128', lr_ratio, family_alpha); empty for an enqueued baseline or another engine's
+    params: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -121,7 +124,8 @@ def read(trial) -> TrialRecord:
     state = getattr(trial, "state", None)
     values = getattr(trial, "values", None)
     return TrialRecord(number=trial.number, state=state.name if state is not None else "RUNNING",
-                       values=tuple(values) if values is not None else None, **got)
+                       values=tuple(values) if values is not None else None,
+                       params=dict(getattr(trial, "params", None) or {}), **got)
 
 
 def read_all(study, states=None) -> list[TrialRecord]:
