@@ -24,8 +24,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import benchlib
 import numpy as np
+
+import benchlib
 
 SEARCH_ROWS, TEST_ROWS = 4480, 1120  # as bench/quality.py
 WORK = benchlib.ROOT / "runs" / "bench" / "ema"

@@ -10,8 +10,8 @@ import webbrowser
 from pathlib import Path
 
 from search import cli
-from search.views.report import default_out
 from search.settings import Settings
+from search.views.report import default_out
 
 
 def main(argv: list[str]) -> int:

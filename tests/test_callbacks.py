@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from search.train.callbacks import BestEpoch, PruneBelowMajority, NonFiniteLoss, StopOnNonFinite
+from search.train.callbacks import BestEpoch, NonFiniteLoss, PruneBelowMajority, StopOnNonFinite
 
 
 def _tiny_fit(callbacks, epochs):

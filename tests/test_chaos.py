@@ -22,9 +22,9 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from test_workers import HEADS, LIGHT_SPACE, QUICK_HEARTBEAT, check_study, mid_trial
 
 from conftest import ROOT
+from test_workers import HEADS, LIGHT_SPACE, QUICK_HEARTBEAT, check_study, mid_trial
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]  # ~2 minutes on 2 busy cores; part of the default run
 STUDY = "chaos"

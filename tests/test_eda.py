@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from browser import chromium_path, console_errors, render_dom
 from PIL import Image
 
 from search import cli
@@ -16,6 +15,8 @@ from search.data import eda
 from search.data.table import DEFAULT_HEADS, read_table
 from search.errors import DataError
 from search.views import eda_page
+
+from browser import chromium_path, console_errors, render_dom
 
 HEADS = ("gender", "emotion", "bodypose")
 ROWS = [  # image, gender, emotion, bodypose

@@ -10,9 +10,10 @@ import sys
 
 import numpy as np
 import pytest
-from test_registry import HIDE_SEARCH
 
 from search import cli
+
+from test_registry import HIDE_SEARCH
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 

@@ -8,7 +8,6 @@ import time
 import urllib.error
 import urllib.request
 
-import browser
 import mlflow
 import optuna
 import pytest
@@ -16,6 +15,7 @@ from optuna.trial import TrialState
 
 from search import cli
 
+import browser
 from conftest import TINY_SPACE
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI

@@ -10,10 +10,11 @@ import random
 
 import optuna
 import pytest
-import tiny_study
 
 from search import cli
 from search.study.pareto import pareto_front
+
+import tiny_study
 
 
 def brute_force(points: dict[int, dict[str, float]]) -> list[int]:

@@ -24,6 +24,11 @@ import mlflow
 import optuna
 import pytest
 from optuna.trial import TrialState
+
+from search import cli
+from search.study import study as study_lib
+
+from conftest import ROOT
 from test_workers import (
     HEADS,
     POSTGRES,
@@ -35,11 +40,6 @@ from test_workers import (
     search,
     wait_for,
 )
-
-from search import cli
-from search.study import study as study_lib
-
-from conftest import ROOT
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

@@ -10,12 +10,12 @@ from html.parser import HTMLParser
 import optuna
 import plotly.graph_objects as go
 import pytest
-import tiny_study
-from browser import chromium_path, console_errors, render_dom
 
 from search import cli
 from search.views import figures, report
 
+import tiny_study
+from browser import chromium_path, console_errors, render_dom
 from conftest import TINY_SPACE
 
 SECTIONS = ["pareto-set", "pareto-pair", "parameters", "baselines", "history", "importance",
