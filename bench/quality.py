@@ -18,12 +18,17 @@ its majority baseline, >= 5x the peer's trials).
 
     .venv/bin/python bench/quality.py [--minutes 20] [--seed 0] [--reuse-peer] [--no-record]
         [--peer-minutes M] [--final "--refit --ensemble 5"] [--reuse-search]
+        [--warm-start-from SEED]
 
 The anytime curve (issue 17): the search keeps every model (`--keep-models all`), and the
 champion as it stood at 5, 10, 20 and 45 minutes of the run (the best validation score among
 the trials finished by then) is scored on the test rows, beside each final-model candidate
 that `search best --register ... --refit --ensemble 5` builds and the one it makes champion.
 --reuse-search redoes only the curve and the final model on the last search of that seed.
+Every candidate is scored (best-trial and selection included: issue 30's selection vs the
+best trial alone, and its test-time flips on and off per head), with the search's cores in use
+(its CPU time over its wall time). --warm-start-from SEED runs a study of its own in SEED's
+storage started with `--warm-start quality-SEED` (issue 30: 20 warm minutes vs 45 cold).
 
 --reuse-peer takes the peer's figures from the last run (runs/bench/quality/peer-result.json,
 same minutes) instead of running it again: the peer's own TPE is seeded, so a second seed of
@@ -100,32 +105,39 @@ CURVE_MINUTES = (5, 10, 20, 45)  # the champion as it stood then (those within t
 
 
 def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
-               reuse: bool = False, final: list[str] = ()) -> dict:
+               reuse: bool = False, final: list[str] = (), warm_from: int | None = None
+               ) -> dict:
     """The search (or, with reuse, the last one of this seed), its anytime curve on the test
-    rows, and the final model `search best --register` builds with `final` flags."""
-    runs = WORK / f"search-seed{seed}"
-    study, model = f"quality-{seed}", f"quality-{seed}"
+    rows, and the final model `search best --register` builds with `final` flags. With
+    `warm_from`: a study of its own in that seed's storage, `--warm-start quality-<seed>`."""
+    runs = WORK / f"search-seed{seed if warm_from is None else warm_from}"
+    study = model = f"quality-{seed}" if warm_from is None else f"quality-{warm_from}-warm-{seed}"
+    warm = [] if warm_from is None else ["--warm-start", f"quality-{warm_from}"]
+    suffix = "" if warm_from is None else "-warm"
     env = {**os.environ, "SEARCH_WEIGHTS_DIR": str(SHARED / "weights"),
            "TF_CPP_MIN_LOG_LEVEL": "3"}
     common = ["--runs-dir", str(runs)]
     cli = [sys.executable, "-m", "search.cli"]
-    started = runs / "started.json"
+    started = runs / f"started{suffix}.json"
     if not reuse:
-        shutil.rmtree(runs, ignore_errors=True)
-        runs.mkdir(parents=True)
+        if warm_from is None:
+            shutil.rmtree(runs, ignore_errors=True)
+            runs.mkdir(parents=True)
+        elif not (runs / "optuna.db").exists():
+            sys.exit(f"--warm-start-from {warm_from}: run that seed first ({runs} is empty)")
         started.write_text(json.dumps({"at": datetime.datetime.now().isoformat()}))
         start, cpu = time.monotonic(), _children_cpu()
         # every model kept: the curve scores the champion as it stood at each point
         subprocess.run([*cli, "run", "--data", str(search_csv), "--space",
                         str(benchlib.ROOT / "spaces" / "hvc.yaml"), "--study", study,
                         "--seed", str(seed), "--trials", "100000", "--timeout",
-                        str(minutes * 60), "--keep-models", "all", "--no-progress", *common],
-                       env=env, check=True, cwd=benchlib.ROOT)
-        (runs / "seconds.json").write_text(json.dumps(time.monotonic() - start))
-        (runs / "cpu.json").write_text(json.dumps(_children_cpu() - cpu))
-    seconds = json.loads((runs / "seconds.json").read_text())
-    cpu_seconds = (json.loads((runs / "cpu.json").read_text())
-                   if (runs / "cpu.json").exists() else None)
+                        str(minutes * 60), "--keep-models", "all", "--no-progress", *warm,
+                        *common], env=env, check=True, cwd=benchlib.ROOT)
+        (runs / f"seconds{suffix}.json").write_text(json.dumps(time.monotonic() - start))
+        (runs / f"cpu{suffix}.json").write_text(json.dumps(_children_cpu() - cpu))
+    seconds = json.loads((runs / f"seconds{suffix}.json").read_text())
+    cpu_seconds = (json.loads((runs / f"cpu{suffix}.json").read_text())
+                   if (runs / f"cpu{suffix}.json").exists() else None)
     t0 = datetime.datetime.fromisoformat(json.loads(started.read_text())["at"])
     import optuna
 
@@ -351,6 +363,9 @@ def main() -> int:
                         help="flags of `search best --register` for the final model "
                              "(default: %(default)s)")
     parser.add_argument("--peer-minutes", type=float, help="the peer's budget (default: --minutes)")
+    parser.add_argument("--warm-start-from", type=int, metavar="SEED",
+                        help="a study of its own in SEED's storage, started with --warm-start "
+                             "from that seed's study (issue 30: 20 warm minutes vs 45 cold)")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     for needed in (SHARED / "hvc" / "hvc_annotations.csv", SHARED / "weights",
@@ -360,7 +375,7 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     search_csv, test_csv = split_data()
     ours = run_search(args.minutes, args.seed, search_csv, test_csv, reuse=args.reuse_search,
-                      final=args.final.split())
+                      final=args.final.split(), warm_from=args.warm_start_from)
     peer_minutes = args.peer_minutes or args.minutes
     saved = WORK / "peer-result.json"
     previous = json.loads(saved.read_text()) if saved.exists() else {}
@@ -369,8 +384,10 @@ def main() -> int:
     else:
         peer = run_peer(peer_minutes, test_csv)
         saved.write_text(json.dumps({"minutes": peer_minutes, "peer": peer}))
+    warm = ("" if args.warm_start_from is None
+            else f", warm-started from seed {args.warm_start_from}'s study")
     benchlib.record(f"quality: search vs plain Optuna, {args.minutes:g} min each, seed "
-                    f"{args.seed}", report(ours, peer, args.minutes, args.seed),
+                    f"{args.seed}{warm}", report(ours, peer, args.minutes, args.seed),
                     enabled=not args.no_record)
     return 0
 
