@@ -131,8 +131,9 @@ def trial_options(p: argparse.ArgumentParser) -> None:
                    help="stop starting trials once the best value has risen by no more than "
                         "its validation noise over the last MIN_TRIALS/2 complete trials, "
                         "after at least MIN_TRIALS of them (default: %(const)s); the remaining "
-                        "--trials budget is left for the final model. Exit code 0. Optuna, "
-                        "single objective only")
+                        "--trials budget is left for the final model (search best --refit "
+                        "--ensemble K; search run also takes --register NAME --refit --ensemble "
+                        "K). Exit code 0. Optuna, single objective only")
 
 
 def final_options(p: argparse.ArgumentParser) -> None:

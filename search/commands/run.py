@@ -21,8 +21,8 @@ class Run(TrialsCommand):
                        help="worker processes on this machine (default: %(default)s)")
         p.add_argument("--gpus", metavar="0,1,...|all",
                        help="one worker per GPU, each seeing only its own (no GPU: CPU workers)")
-        g = p.add_argument_group("on a Ray cluster (pip install -e '.[ray]'; README, 'On a "
-                                 "cluster')")
+        g = p.add_argument_group("on a Ray cluster (pip install -e '.[ray]'; "
+                                 "docs/cluster.md)")
         g.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                        help="run the --workers K as Ray tasks: on the cluster at ADDRESS (auto, "
                             "HOST:6379, ray://HOST:10001) or, without one, on a Ray instance "

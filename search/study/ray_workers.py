@@ -41,7 +41,7 @@ INSTALL = ("--ray needs Ray, which is not installed here: pip install -e '.[ray]
            "install 'ray>=2.40,<3'), on this machine and on every node of the cluster")
 SHARED = ("use PostgreSQL for the study (SEARCH_STORAGE or --storage postgresql+psycopg2://USER"
           "@DBHOST/DB) and an MLflow tracking server (MLFLOW_TRACKING_URI or --tracking-uri "
-          "http://MLFLOWHOST:5000); see README, 'On a cluster'")
+          "http://MLFLOWHOST:5000); see docs/cluster.md")
 
 
 def import_ray():

@@ -40,7 +40,7 @@ def dashboard(settings: Settings, host: str, port: int, study: str | None = None
 def mlflow_ui(settings: Settings, host: str, port: int) -> int:
     """Replace this process with `mlflow ui`, so Ctrl-C and SIGTERM reach the server itself
     (and its workers) instead of orphaning them. One worker and no background job runner:
-    a UI for one person, not a team server (see README for `mlflow server`)."""
+    a UI for one person, not a team server (see docs/cluster.md for `mlflow server`)."""
     # The store URI travels in the environment, not argv, so a password in it stays out of `ps`.
     os.environ["MLFLOW_BACKEND_STORE_URI"] = settings.tracking_uri
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", host, "--port", str(port),
