@@ -189,7 +189,8 @@ def pull(settings: Settings, model_uri: str, out: str) -> int:
 
     with using(settings.tracking_uri):
         folder = registry.pull(model_uri, Path(out))
-    print(f"wrote {folder / registry.MODEL_FILE} and {folder / registry.LABELS_FILE}")
+    print(f"wrote {folder / registry.MODEL_FILE}, {folder / registry.LABELS_FILE} and "
+          f"{folder / registry.CONFIG_FILE}")
     return 0
 
 
