@@ -106,6 +106,21 @@ def test_an_ordered_choice_at_its_end_gives_the_best_score_per_choice():
             [record(n, s, fine_tune_fraction=f) for n, (f, s) in enumerate(scores)])
 
 
+def test_nothing_lies_below_zero_off_is_no_edge():
+    """neck_units 0 (no neck) and cutout 0.0 (none) win at the low end with a clear trend
+    (as in a real hvc study: 0 0.663, 256 0.657, 512 0.641): no line, there is no lower."""
+    units = [(0, 0.663), (0, 0.650), (256, 0.657), (256, 0.640), (512, 0.641), (512, 0.630)]
+    cutouts = [0.0, 0.01, 0.005, 0.3, 0.5, 0.6]
+    got = found([record(n, s, neck_units=u, cutout=c)
+                 for n, ((u, s), c) in enumerate(zip(units, cutouts))])
+    assert "neck_units" not in got and "cutout" not in got
+    # the best crowding a low bound that is not 0 is an edge
+    lrs = [1.02e-4, 1.05e-4, 1.01e-4, 4e-4, 8e-4, 1.2e-3]
+    edge = found([record(n, 0.70 - 0.01 * n, base_lr=lr) for n, lr in enumerate(lrs)])[
+        "base_lr"]
+    assert (edge.side, edge.bound) == ("low", 1e-4)
+
+
 def test_an_interior_best_says_nothing():
     lrs = [4e-4, 3.5e-4, 4.5e-4, 1e-4, 1.5e-3, 2e-4, 1e-3]
     cutouts = [0.3, 0.28, 0.33, 0.0, 0.6, 0.1, 0.5]

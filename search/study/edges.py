@@ -167,6 +167,8 @@ def _range_edge(param: Param, seen: list[tuple[Any, float]]) -> Edge | None:
     top = ranked[:max(TOP_MIN, math.ceil(TOP_SHARE * len(ranked)))]
     best = top[0][0]
     for side, bound in (("low", low), ("high", high)):
+        if side == "low" and bound == 0:
+            continue  # 0 is off (no dropout, no cutout): nothing lies beyond it
         distances = [abs(where(v) - where(bound)) for v, _ in top]
         if distances[0] > NEAR:
             continue
@@ -205,7 +207,8 @@ def _choice_edge(param: Param, seen: list[tuple[Any, float]]) -> Edge | None:
         return None
     if best == order[-1] and all(a < b for a, b in zip(scores, scores[1:])):
         return Edge(param.name, "high", best, best, count, per_choice=per_choice)
-    if best == order[0] and all(a > b for a, b in zip(scores, scores[1:])):
+    # a smallest choice of 0 is off (no neck, nothing fine-tuned): nothing lies below it
+    if best == order[0] and order[0] != 0 and all(a > b for a, b in zip(scores, scores[1:])):
         return Edge(param.name, "low", best, best, count, per_choice=per_choice)
     return None
 
