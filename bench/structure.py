@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 WINDOW = 6
 LIMIT = 300
 # The function that trains one trial; the first one found is traced.
-TRIAL_ENTRY = (("search.train.trial", "run"),)
+TRIAL_ENTRY = (("search.engines.trial", "run"),)
 FIT = ("keras.src.backend.tensorflow.trainer", "fit")  # Keras 3's Model.fit on TensorFlow
 RECORD_MODULES = {"search.study.trial_record"}  # the one home of the trial record (issue 19)
 

@@ -3,7 +3,7 @@
 Its loop runs trials until the study holds --trials finished (COMPLETE or PRUNED) trials, in any
 number of processes on any number of machines: `run` starts the study (and K worker processes
 with --workers/--gpus), `work` joins one. One trial is: claim a slot (`search.study.study.claim`),
-sample a config from the space, `search.train.trial.run` it with an `OptunaReporter` (pruning, user
+sample a config from the space, `search.engines.trial.run` it with an `OptunaReporter` (pruning, user
 attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
 recorded FAIL with its reason and the search goes on.
 
@@ -40,13 +40,13 @@ from search.engines.base import (
     reason,
 )
 from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
+from search.engines.trial import Pruned
 from search.settings import mask
 from search.study import study as study_lib
 from search.study import trial_record, warm_start, workers
 from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG, WARM_START_TAG
-from search.train.trial import Pruned
 
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
@@ -298,7 +298,7 @@ class OptunaEngine(Engine):
 
     def train(self, config, trial, bar=None):
         """One config in this process: its objective value(s)."""
-        from search.train import trial as trial_lib
+        from search.engines import trial as trial_lib
 
         record = trial_record.read(trial)
         baseline = record.baseline
