@@ -4,8 +4,8 @@ Same space file, trial code and MLflow logging as the Optuna engine; only the pr
 The space becomes keras_tuner `HyperParameters` (Choice / Int / Float with log sampling, `when`
 as `conditional_scope`); the oracle proposes values; `SearchTuner.run_trial` turns them back
 into a `TrialConfig` through `Space.sample` (so conditions, pins and lr_ratio resolve exactly as
-for Optuna) and calls `search.engines.trial.run`. Each trial is a nested MLflow run under the study's
-parent run. State lives in runs/keras-tuner/<study>/; the same command resumes it.
+for Optuna) and calls `search.engines.trial.run`. Each trial is a nested MLflow run under the
+study's parent run. State lives in runs/keras-tuner/<study>/; the same command resumes it.
 
 Where it differs from the Optuna engine, and why:
 - Hyperband owns the epoch budget: `epochs` is pinned to the space's upper bound (max_epochs)

@@ -3,8 +3,8 @@
 Its loop runs trials until the study holds --trials finished (COMPLETE or PRUNED) trials, in any
 number of processes on any number of machines: `run` starts the study (and K worker processes
 with --workers/--gpus), `work` joins one. One trial is: claim a slot (`search.study.study.claim`),
-sample a config from the space, `search.engines.trial.run` it with an `OptunaReporter` (pruning, user
-attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
+sample a config from the space, `search.engines.trial.run` it with an `OptunaReporter` (pruning,
+user attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
 recorded FAIL with its reason and the search goes on.
 
 Before each trial (and while it waits for other workers' trials) the loop fails the trials of

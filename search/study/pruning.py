@@ -21,7 +21,8 @@ from search.space.algorithms import HEAD_RULE, head_rule_args
 from search.train.steps import stage_epoch, stage_name
 
 CURVE_ATTR = "head_curve"
-STEPS_ATTR = "head_curve_steps"  # the stage-aligned step of each epoch of the curve (search.train.steps)
+# the stage-aligned step (search.train.steps) of each epoch of the curve
+STEPS_ATTR = "head_curve_steps"
 
 
 @dataclass(frozen=True)
