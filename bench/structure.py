@@ -10,6 +10,9 @@
   above the caller in the import graph); and the `search` calls on the stack when that run
   first reaches Keras' `Model.fit`;
 - modules per package, and the longest chain of imports inside the package;
+- pairs of packages that import each other (issue 29: 0; setup.cfg's import-linter contract
+  holds the order) and the package-level order: each package's depth in the graph of imports
+  between the packages of `search/` (top-level modules count as packages of their own);
 - trial/study user-attribute reads by string outside the trial-record module (issue 19: 0);
 - attributes of a session assigned after it is built, outside search/study/session.py (issue 19: 0).
 
@@ -114,6 +117,32 @@ def layers(edges: dict[str, set[str]]) -> dict[str, int]:
     for v in edges:
         visit(v, frozenset())
     return depth
+
+
+def package_edges(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """package → packages it imports: `search.train.clr` is `train`, `search.cli` is `cli`;
+    the root `search` (the version) is no package."""
+    def package(module: str) -> str:
+        return module.split(".")[1] if "." in module else ""
+
+    out: dict[str, set[str]] = defaultdict(set)
+    for module, targets in edges.items():
+        if package(module):
+            out[package(module)] |= {package(t) for t in targets
+                                     if package(t) and package(t) != package(module)}
+    return dict(sorted(out.items()))
+
+
+def package_pairs(pkg_edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs of packages that import each other."""
+    return sorted({tuple(sorted((a, b))) for a, targets in pkg_edges.items() for b in targets
+                   if a in pkg_edges.get(b, ())})
+
+
+def package_order(pkg_edges: dict[str, set[str]]) -> list[list[str]]:
+    """The packages by import depth, lowest first (packages of a cycle share a depth)."""
+    depth = layers(pkg_edges)
+    return [sorted(p for p in depth if depth[p] == d) for d in range(max(depth.values()) + 1)]
 
 
 def long_modules(mods: dict[str, Path]) -> list[tuple[str, int]]:
@@ -266,6 +295,8 @@ def main() -> int:
     chain = longest_chain(edges, depth)
     reads = attr_reads(mods)
     writes = session_writes(mods)
+    pkg_edges = package_edges(edges)
+    pairs = package_pairs(pkg_edges)
 
     lines = [
         f"modules: {len(mods)}, lines: {sum(len(p.read_text().splitlines()) for p in mods.values())}",
@@ -275,6 +306,10 @@ def main() -> int:
         f"repeated {WINDOW}-line windows: {repeats}" + "".join(f"\n  {e}" for e in examples),
     ]
     lines += [
+        f"pairs of packages that import each other: {len(pairs)}"
+        + "".join(f"\n  {a} <-> {b}" for a, b in pairs),
+        "package order, lowest first (import depth): "
+        + " -> ".join(" | ".join(row) for row in package_order(pkg_edges)),
         "modules per package: " + ", ".join(f"{p} {n}" for p, n in packages(mods).items()),
         f"longest import chain: {len(chain)} modules\n  " + " -> ".join(chain),
         f"user-attribute strings read or written outside the record module: {len(reads)}"

@@ -90,7 +90,7 @@ class SearchTuner(kt.Tuner):
         self.oracle.max_trials = limit
 
     def run_trial(self, trial, *args, **kwargs):
-        from search.engines import trial as trial_lib
+        from search.engines.trial import run as one_trial
 
         values = trial.hyperparameters.values
         config = config_from_values(self.space, self.translation, values)
@@ -100,8 +100,8 @@ class SearchTuner(kt.Tuner):
         tags.update({f"search.keras_tuner.{k.split('/')[1].replace('trial_id', 'from_trial')}":
                      str(v) for k, v in values.items() if k.startswith("tuner/")})
         try:
-            result = trial_lib.run(config, self.session, EarlyStop(),
-                                   number=int(trial.trial_id), tags=tags)
+            result = one_trial(config, self.session, EarlyStop(),
+                               number=int(trial.trial_id), tags=tags)
         except Exception as exc:  # keras-tuner records trial.message: keep it one masked line
             raise kt.errors.FailedTrialError(reason(exc)) from None
         finally:

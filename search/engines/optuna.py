@@ -298,7 +298,7 @@ class OptunaEngine(Engine):
 
     def train(self, config, trial, bar=None):
         """One config in this process: its objective value(s)."""
-        from search.engines import trial as trial_lib
+        from search.engines.trial import run as one_trial
 
         record = trial_record.read(trial)
         baseline = record.baseline
@@ -307,10 +307,10 @@ class OptunaEngine(Engine):
             tags[WARM_START_TAG] = record.warm_start
         find_lr = not baseline and self.session.space.clr_bounds == "lr_find"  # baselines keep LR
         try:
-            result = trial_lib.run(config, self.session,
-                                   OptunaReporter(trial, self.session, bar, self,
-                                                  lr_range_test=find_lr),
-                                   number=trial.number, tags=tags or None, find_lr=find_lr)
+            result = one_trial(config, self.session,
+                               OptunaReporter(trial, self.session, bar, self,
+                                              lr_range_test=find_lr),
+                               number=trial.number, tags=tags or None, find_lr=find_lr)
         finally:
             free_trial_graphs()
         if self.session.space.objectives:
