@@ -140,9 +140,20 @@ def package_pairs(pkg_edges: dict[str, set[str]]) -> list[tuple[str, str]]:
 
 
 def package_order(pkg_edges: dict[str, set[str]]) -> list[list[str]]:
-    """The packages by import depth, lowest first (packages of a cycle share a depth)."""
-    depth = layers(pkg_edges)
-    return [sorted(p for p in depth if depth[p] == d) for d in range(max(depth.values()) + 1)]
+    """The packages by import depth, lowest first. Packages that import each other, directly
+    or round a loop, are one group ("{a, b}"): a depth inside a loop would depend on where one
+    starts reading it."""
+    nodes = set(pkg_edges) | {t for ts in pkg_edges.values() for t in ts}
+    full = {n: set(pkg_edges.get(n, ())) for n in sorted(nodes)}
+    group = {n: n for n in full}
+    for loop in cycles(full):
+        for n in loop:
+            group[n] = "{" + ", ".join(loop) + "}"
+    condensed: dict[str, set[str]] = defaultdict(set)
+    for n, targets in full.items():
+        condensed[group[n]] |= {group[t] for t in targets if group[t] != group[n]}
+    depth = layers(dict(condensed))
+    return [sorted(g for g in depth if depth[g] == d) for d in range(max(depth.values()) + 1)]
 
 
 def long_modules(mods: dict[str, Path]) -> list[tuple[str, int]]:
