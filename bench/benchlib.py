@@ -99,7 +99,7 @@ def ratio(numerator: float, denominator: float) -> str:
     return f"{numerator / denominator:.2f}x" if denominator else "n/a"
 
 
-# Sessions for benchmarks that call `search.train.trial.run` or `search.train.training` without
+# Sessions for benchmarks that call `search.engines.trial.run` or `search.train.training` without
 # a study.
 
 

@@ -3,7 +3,7 @@
 Rows 1-4,480 of ../shared/hvc/hvc_annotations.csv are split into train and validation rows
 exactly as `search run` splits a 4,480-row CSV (`search.data.table.split`, val_fraction 0.2,
 seed 0; bench/quality.py searches on such a copy), rows 4,481-5,600 are the held-out test
-rows, scored at each trial's best epoch. Each config is trained by `search.train.trial.run`
+rows, scored at each trial's best epoch. Each config is trained by `search.engines.trial.run`
 (what `search train` and every search trial run) once with use_ema false and once per
 --momentum with use_ema true; everything else is equal (seed, split, feature cache), so the
 difference is the averaging alone. The configs are mid-range values of spaces/hvc.yaml:
@@ -60,7 +60,7 @@ def hvc_session(csv):
 
 
 def train(config, session) -> dict:
-    from search.train import trial
+    from search.engines import trial
 
     with benchlib.Timer() as t:
         result = trial.run(config, session)

@@ -1,6 +1,6 @@
 """Frozen-feature cache: a frozen pretrained trial with and without it, same config and data.
 
-Baseline: the same `search.train.trial.run` with `feature_cache: false`, which runs the frozen
+Baseline: the same `search.engines.trial.run` with `feature_cache: false`, which runs the frozen
 MobileNetV2 forward on every augmented image of every epoch. Cached: the backbone's outputs
 are computed once (4 views) and the trial trains its heads on them; measured cold (the cache
 is built inside the trial) and warm (a later trial of the study). Both train the same heads
@@ -37,8 +37,8 @@ def main() -> int:
     os.environ.setdefault("SEARCH_WEIGHTS_DIR", str(weights))
     from quality import split_data
 
+    from search.engines import trial as trial_lib
     from search.space.config import TrialConfig
-    from search.train import trial as trial_lib
 
     csv, _ = split_data()
     runs = benchlib.ROOT / "runs" / "bench" / "features"

@@ -3,7 +3,7 @@
 For each backbone (separable, mobilenet_v2 alpha 0.5, resnet50, efficientnet_b0; weights none)
 and each device setting (`search.train.device.choose`: float32 or the automatic mixed precision,
 XLA off or on), `search.train.training.prepare` builds what a trial fits (the path
-`search.train.trial.run` takes: network, compiled stage, input pipeline) on a synthetic table,
+`search.engines.trial.run` takes: network, compiled stage, input pipeline) on a synthetic table,
 and its stage trains:
   real    the stage's own training batches (the table's images decoded once, uint8 in memory
           → search.data.table.train_dataset with the trial's augmentation), one epoch = one pass

@@ -1,4 +1,4 @@
-"""Per-trial overhead of `search`: one trial through `search.train.trial.run` vs a plain
+"""Per-trial overhead of `search`: one trial through `search.engines.trial.run` vs a plain
 `model.fit`.
 
 Both train the same model (`search.model.assembly.build` of one TrialConfig) on the same uint8
@@ -6,7 +6,7 @@ arrays through the same tf.data pipeline and CLR optimizer for the same epochs; 
 validates with Keras' own `validation_data`. Variants, interleaved and repeated after a
 warm-up of each (order alternating per round), medians reported:
   plain         model.fit(..., validation_data=...)
-  search        search.train.trial.run without MLflow (per-epoch validation predict + per-head
+  search        search.engines.trial.run without MLflow (per-epoch validation predict + per-head
                 scores)
   +mlflow       with MLflow logging (params, per-epoch metrics, final scores, confusion JSON)
   +model        with MLflow logging and the exported model logged (log_models, the default)
@@ -56,9 +56,9 @@ def main(argv=None) -> int:
     p.add_argument("--no-record", action="store_true", help="do not append to RESULTS.md")
     args = p.parse_args(argv)
 
+    from search.engines import trial as trial_lib
     from search.space.config import TrialConfig
     from search.train import training
-    from search.train import trial as trial_lib
 
     csv = benchlib.synthetic_csv(args.images, args.size)
     runs = benchlib.ROOT / "runs" / "bench" / "overhead"
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
         f"+model {robust['+model']:.2f}x (plain + extra); wall ratios "
         f"{ratios['search']:.2f}x / {ratios['+mlflow']:.2f}x / {ratios['+model']:.2f}x.",
     ]
-    benchlib.record("overhead: search.train.trial.run vs plain model.fit", lines,
+    benchlib.record("overhead: search.engines.trial.run vs plain model.fit", lines,
                     enabled=not args.no_record)
     return 0
 

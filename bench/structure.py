@@ -10,6 +10,9 @@
   above the caller in the import graph); and the `search` calls on the stack when that run
   first reaches Keras' `Model.fit`;
 - modules per package, and the longest chain of imports inside the package;
+- pairs of packages that import each other (issue 29: 0; setup.cfg's import-linter contract
+  holds the order) and the package-level order: each package's depth in the graph of imports
+  between the packages of `search/` (top-level modules count as packages of their own);
 - trial/study user-attribute reads by string outside the trial-record module (issue 19: 0);
 - attributes of a session assigned after it is built, outside search/study/session.py (issue 19: 0).
 
@@ -38,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 WINDOW = 6
 LIMIT = 300
 # The function that trains one trial; the first one found is traced.
-TRIAL_ENTRY = (("search.train.trial", "run"),)
+TRIAL_ENTRY = (("search.engines.trial", "run"),)
 FIT = ("keras.src.backend.tensorflow.trainer", "fit")  # Keras 3's Model.fit on TensorFlow
 RECORD_MODULES = {"search.study.trial_record"}  # the one home of the trial record (issue 19)
 
@@ -114,6 +117,43 @@ def layers(edges: dict[str, set[str]]) -> dict[str, int]:
     for v in edges:
         visit(v, frozenset())
     return depth
+
+
+def package_edges(edges: dict[str, set[str]]) -> dict[str, set[str]]:
+    """package → packages it imports: `search.train.clr` is `train`, `search.cli` is `cli`;
+    the root `search` (the version) is no package."""
+    def package(module: str) -> str:
+        return module.split(".")[1] if "." in module else ""
+
+    out: dict[str, set[str]] = defaultdict(set)
+    for module, targets in edges.items():
+        if package(module):
+            out[package(module)] |= {package(t) for t in targets
+                                     if package(t) and package(t) != package(module)}
+    return dict(sorted(out.items()))
+
+
+def package_pairs(pkg_edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Pairs of packages that import each other."""
+    return sorted({tuple(sorted((a, b))) for a, targets in pkg_edges.items() for b in targets
+                   if a in pkg_edges.get(b, ())})
+
+
+def package_order(pkg_edges: dict[str, set[str]]) -> list[list[str]]:
+    """The packages by import depth, lowest first. Packages that import each other, directly
+    or round a loop, are one group ("{a, b}"): a depth inside a loop would depend on where one
+    starts reading it."""
+    nodes = set(pkg_edges) | {t for ts in pkg_edges.values() for t in ts}
+    full = {n: set(pkg_edges.get(n, ())) for n in sorted(nodes)}
+    group = {n: n for n in full}
+    for loop in cycles(full):
+        for n in loop:
+            group[n] = "{" + ", ".join(loop) + "}"
+    condensed: dict[str, set[str]] = defaultdict(set)
+    for n, targets in full.items():
+        condensed[group[n]] |= {group[t] for t in targets if group[t] != group[n]}
+    depth = layers(dict(condensed))
+    return [sorted(g for g in depth if depth[g] == d) for d in range(max(depth.values()) + 1)]
 
 
 def long_modules(mods: dict[str, Path]) -> list[tuple[str, int]]:
@@ -266,6 +306,8 @@ def main() -> int:
     chain = longest_chain(edges, depth)
     reads = attr_reads(mods)
     writes = session_writes(mods)
+    pkg_edges = package_edges(edges)
+    pairs = package_pairs(pkg_edges)
 
     lines = [
         f"modules: {len(mods)}, lines: {sum(len(p.read_text().splitlines()) for p in mods.values())}",
@@ -275,6 +317,10 @@ def main() -> int:
         f"repeated {WINDOW}-line windows: {repeats}" + "".join(f"\n  {e}" for e in examples),
     ]
     lines += [
+        f"pairs of packages that import each other: {len(pairs)}"
+        + "".join(f"\n  {a} <-> {b}" for a, b in pairs),
+        "package order, lowest first (import depth): "
+        + " -> ".join(" | ".join(row) for row in package_order(pkg_edges)),
         "modules per package: " + ", ".join(f"{p} {n}" for p, n in packages(mods).items()),
         f"longest import chain: {len(chain)} modules\n  " + " -> ".join(chain),
         f"user-attribute strings read or written outside the record module: {len(reads)}"

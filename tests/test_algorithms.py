@@ -7,8 +7,8 @@ import pytest
 
 from search import cli
 from search.errors import ConfigError
+from search.space import algorithms
 from search.space import space as space_lib
-from search.study import algorithms
 
 from conftest import TINY_SPACE
 

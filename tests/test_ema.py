@@ -10,6 +10,7 @@ import optuna
 import pytest
 import yaml
 
+from search.engines import trial as trial_lib
 from search.settings import Settings
 from search.space import space as space_lib
 from search.space.config import TrialConfig
@@ -17,7 +18,6 @@ from search.study.session import Options, Session
 from search.track.tracking import NullRun
 from search.train import callbacks as cb
 from search.train import training
-from search.train import trial as trial_lib
 
 from conftest import ROOT
 

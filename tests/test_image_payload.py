@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from search.serve import image_payload
-from search.serve.image_payload import MAX_PIXELS, PayloadError
+from search.track import image_payload
+from search.track.image_payload import MAX_PIXELS, PayloadError
 
 
 def encoded(width: int, height: int, fmt: str, seed: int = 0) -> bytes:

@@ -7,13 +7,13 @@ import mlflow
 import numpy as np
 
 from search.data.table import decode
+from search.engines import trial as trial_lib
 from search.settings import Settings
 from search.space import space as space_lib
 from search.space.config import TrialConfig
 from search.study.session import Options, Session
 from search.track import probabilities, registry
 from search.track.tracking import using
-from search.train import trial as trial_lib
 
 TINY = dict(width=8, depth=2, image_size=(32, 32), neck_units=16, head_units=0,
             batch_size=64, clr_mode="triangular", base_lr=0.003, max_lr=0.01, epochs=1)

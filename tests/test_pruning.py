@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 from search import cli
 from search.errors import ConfigError
 from search.study import pruning
+from search.train import steps
 
 from conftest import TINY_SPACE
 
@@ -112,9 +113,9 @@ def test_a_multi_objective_study_prunes_by_heads_and_keeps_its_pareto_front(tmp_
 
 def test_each_stage_has_its_own_steps_so_pruners_compare_like_with_like():
     """A fine-tuning epoch is never compared with a probe epoch, whatever the probe's length."""
-    assert pruning.stage_step("probe", 3) == 3 and pruning.stage_step("train", 3) == 3
-    assert pruning.stage_step("fine_tune", 1) == 1001
-    assert pruning.stage_epoch(1003) == 3 and pruning.stage_name(1003) == "fine-tuning epoch 3"
+    assert steps.stage_step("probe", 3) == 3 and steps.stage_step("train", 3) == 3
+    assert steps.stage_step("fine_tune", 1) == 1001
+    assert steps.stage_epoch(1003) == 3 and steps.stage_name(1003) == "fine-tuning epoch 3"
     long_probe = ({"a": [0.1] * 6}, list(range(1, 7)))  # six probe epochs, still probing
     short_probe = ({"a": [0.2] * 4 + [0.7, 0.8]}, [1, 2, 3, 4, 1001, 1002])
     assert pruning.at_step([long_probe, short_probe], 5) == [{"a": 0.1}]

@@ -10,7 +10,7 @@ from search.track.tracking import ROLE_TAG, Tracker
 
 
 class Stopped(Exception):
-    """Stands for search.train.trial.Pruned: a kind of exception the caller names as KILLED."""
+    """Stands for search.engines.trial.Pruned: a kind of exception the caller names as KILLED."""
 
 
 @pytest.fixture(scope="module")

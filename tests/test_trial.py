@@ -7,12 +7,12 @@ import mlflow
 import numpy as np
 import pytest
 
+from search.engines import trial as trial_lib
 from search.settings import Settings
 from search.space import space as space_lib
 from search.space.config import TrialConfig
 from search.study.session import Options, Session
 from search.track import registry
-from search.train import trial as trial_lib
 
 pytestmark = pytest.mark.e2e  # a whole search, worker, server or subprocess CLI
 

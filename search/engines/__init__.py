@@ -1,11 +1,12 @@
 """Engines: who proposes trials. Each owns its loop; `create` is the one way to make one.
 
 An engine (`optuna`, `keras-tuner`) opens its state (an Optuna study, a keras-tuner project),
-proposes configs from the session's space and trains each with `search.train.trial.run`. The flow
-around that is the same for every engine and lives in `search.engines.base.Engine.run`: the
-start-up line, "nothing to do" when the study is complete, the study's MLflow parent run,
-Ctrl-C with the command that resumes, why a search stopped early, the summary of the best
-trial, and the exit code.
+proposes configs from the session's space and trains each with `trial.run` (one trial, start to
+finish: training, MLflow, its LR curve; here because it uses the packages below, and `search
+train` and the final refit run it too). The flow around that is the same for every engine
+and lives in `search.engines.base.Engine.run`: the start-up line, "nothing to do" when the
+study is complete, the study's MLflow parent run, Ctrl-C with the command that resumes, why a
+search stopped early, the summary of the best trial, and the exit code.
 """
 
 from __future__ import annotations

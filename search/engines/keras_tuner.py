@@ -4,8 +4,8 @@ Same space file, trial code and MLflow logging as the Optuna engine; only the pr
 The space becomes keras_tuner `HyperParameters` (Choice / Int / Float with log sampling, `when`
 as `conditional_scope`); the oracle proposes values; `SearchTuner.run_trial` turns them back
 into a `TrialConfig` through `Space.sample` (so conditions, pins and lr_ratio resolve exactly as
-for Optuna) and calls `search.train.trial.run`. Each trial is a nested MLflow run under the study's
-parent run. State lives in runs/keras-tuner/<study>/; the same command resumes it.
+for Optuna) and calls `search.engines.trial.run`. Each trial is a nested MLflow run under the
+study's parent run. State lives in runs/keras-tuner/<study>/; the same command resumes it.
 
 Where it differs from the Optuna engine, and why:
 - Hyperband owns the epoch budget: `epochs` is pinned to the space's upper bound (max_epochs)
@@ -39,12 +39,12 @@ from search.engines.keras_tuner_space import (  # noqa: F401
     max_epochs,
     translate,
 )
+from search.engines.trial import Reporter
 from search.errors import UsageError
 from search.space.space import Space
 from search.study import edges as edges_lib
 from search.study import trial_record
 from search.study.trial_record import TrialRecord
-from search.train.trial import Reporter
 
 ENGINE = "keras-tuner"
 
@@ -58,7 +58,7 @@ class EarlyStop(Reporter):
 
 
 class SearchTuner(kt.Tuner):
-    """A keras_tuner Tuner whose trial is `search.train.trial.run`: same training, same MLflow
+    """A keras_tuner Tuner whose trial is `search.engines.trial.run`: same training, same MLflow
     runs."""
 
     def __init__(self, oracle, *, space: Space, translation: Translation, name: str,
@@ -90,7 +90,7 @@ class SearchTuner(kt.Tuner):
         self.oracle.max_trials = limit
 
     def run_trial(self, trial, *args, **kwargs):
-        from search.train import trial as trial_lib
+        from search.engines.trial import run as one_trial
 
         values = trial.hyperparameters.values
         config = config_from_values(self.space, self.translation, values)
@@ -100,8 +100,8 @@ class SearchTuner(kt.Tuner):
         tags.update({f"search.keras_tuner.{k.split('/')[1].replace('trial_id', 'from_trial')}":
                      str(v) for k, v in values.items() if k.startswith("tuner/")})
         try:
-            result = trial_lib.run(config, self.session, EarlyStop(),
-                                   number=int(trial.trial_id), tags=tags)
+            result = one_trial(config, self.session, EarlyStop(),
+                               number=int(trial.trial_id), tags=tags)
         except Exception as exc:  # keras-tuner records trial.message: keep it one masked line
             raise kt.errors.FailedTrialError(reason(exc)) from None
         finally:

@@ -3,8 +3,8 @@
 Its loop runs trials until the study holds --trials finished (COMPLETE or PRUNED) trials, in any
 number of processes on any number of machines: `run` starts the study (and K worker processes
 with --workers/--gpus), `work` joins one. One trial is: claim a slot (`search.study.study.claim`),
-sample a config from the space, `search.train.trial.run` it with an `OptunaReporter` (pruning, user
-attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
+sample a config from the space, `search.engines.trial.run` it with an `OptunaReporter` (pruning,
+user attributes, dashboard artifacts), and record why it failed if it did. A failed trial is
 recorded FAIL with its reason and the search goes on.
 
 Before each trial (and while it waits for other workers' trials) the loop fails the trials of
@@ -40,13 +40,13 @@ from search.engines.base import (
     reason,
 )
 from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
+from search.engines.trial import Pruned
 from search.settings import mask
 from search.study import study as study_lib
 from search.study import trial_record, warm_start, workers
 from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG, WARM_START_TAG
-from search.train.trial import Pruned
 
 DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
         "queued its parameters for a retry")
@@ -298,7 +298,7 @@ class OptunaEngine(Engine):
 
     def train(self, config, trial, bar=None):
         """One config in this process: its objective value(s)."""
-        from search.train import trial as trial_lib
+        from search.engines.trial import run as one_trial
 
         record = trial_record.read(trial)
         baseline = record.baseline
@@ -307,10 +307,10 @@ class OptunaEngine(Engine):
             tags[WARM_START_TAG] = record.warm_start
         find_lr = not baseline and self.session.space.clr_bounds == "lr_find"  # baselines keep LR
         try:
-            result = trial_lib.run(config, self.session,
-                                   OptunaReporter(trial, self.session, bar, self,
-                                                  lr_range_test=find_lr),
-                                   number=trial.number, tags=tags or None, find_lr=find_lr)
+            result = one_trial(config, self.session,
+                               OptunaReporter(trial, self.session, bar, self,
+                                              lr_range_test=find_lr),
+                               number=trial.number, tags=tags or None, find_lr=find_lr)
         finally:
             free_trial_graphs()
         if self.session.space.objectives:

@@ -1,6 +1,6 @@
 """One Optuna trial's side of a search: what it records and how it ends.
 
-`OptunaReporter` links `search.train.trial.run` to its Optuna trial: the trial's record
+`OptunaReporter` links `search.engines.trial.run` to its Optuna trial: the trial's record
 (search.study.trial_record) that `search best`, `report`, `train --from-trial` and the dashboard
 read later, per-epoch reports for the pruner (and the heads rule, search.study.pruning), whether its
 model is worth saving, and the dashboard's artifacts. `trial_line` is the line printed per
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from optuna.trial import TrialState
 
+from search.engines.trial import Pruned, Reporter
 from search.study import pruning, trial_record
 from search.study import study as study_lib
-from search.study.pruning import stage_name
 from search.study.trial_record import TrialRecord
-from search.train.trial import Pruned, Reporter
+from search.train.steps import stage_epoch, stage_name
 
 
 class OptunaReporter(Reporter):
@@ -69,7 +69,7 @@ class OptunaReporter(Reporter):
             return
         value = float(logs[self.session.objective_key])
         self.trial.report(value, step=step)
-        if pruning.stage_epoch(step) >= self.warmup and self.trial.should_prune():
+        if stage_epoch(step) >= self.warmup and self.trial.should_prune():
             raise Pruned(f"pruned after {stage_name(step)} ({self.session.objective_key}="
                          f"{value:.4f})")
 

@@ -34,10 +34,10 @@ def parse_ref(ref: str) -> tuple[str, int]:
 def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | None,
             all_data: bool, register: str | None, alias: str, seed: int | None,
             val_fraction: float | None, exact: bool = False) -> int:
+    from search.engines.trial import run
     from search.space.config import TrialConfig
     from search.study import trial_record
     from search.study.study import load_study
-    from search.train.trial import run
 
     study_name, number = parse_ref(ref)
     study = load_study(settings, study_name)

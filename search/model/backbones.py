@@ -20,8 +20,8 @@ import numpy as np
 
 from search.errors import ConfigError
 from search.model import weights as weights_lib
-from search.model.families import FAMILIES
 from search.space.config import TrialConfig
+from search.space.families import FAMILIES
 
 _REGISTRY: dict[str, Callable] = {}
 # Keras' default BN momentum (0.99) needs thousands of steps before its moving statistics are

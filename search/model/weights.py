@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from search.errors import ConfigError
-from search.model.families import FAMILIES
+from search.space.families import FAMILIES
 
 DOWNLOAD_HOST = ("storage.googleapis.com", 443)  # where keras.applications downloads from
 

@@ -1,2 +1,3 @@
-"""Search spaces: a key's value or distribution (`param`), a space read from YAML (`space`) and the
-frozen `TrialConfig` one trial trains (`config`). No TensorFlow here."""
+"""Search spaces: a key's value or distribution (`param`), a space read from YAML (`space`), the
+frozen `TrialConfig` one trial trains (`config`), the pretrained families a space can name
+(`families`) and the samplers and pruners it can name (`algorithms`). No TensorFlow here."""

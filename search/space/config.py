@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from search.errors import ConfigError
-from search.model import families
+from search.space import families
 
 # One list per concept: validation, the CLI's choices and the registries all read these.
 BACKBONES = ("separable", "pretrained")  # search.model.backbones registers exactly these
-FAMILIES = tuple(families.FAMILIES)  # pretrained families (search.model.families: one record each)
+FAMILIES = tuple(families.FAMILIES)  # pretrained families (search.space.families)
 CLR_MODES = ("triangular", "triangular2", "exp_range", "constant")
 OPTIMIZERS = ("sgd", "adam")
 # What a single-objective study maximises; the first is the default. A multi-objective study

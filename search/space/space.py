@@ -28,10 +28,10 @@ from typing import Any
 import yaml
 
 from search.errors import ConfigError
+from search.space import algorithms
 from search.space.config import OBJECTIVES, TrialConfig
 from search.space.param import CONFIG_KEYS, DERIVED, Param, family_alpha, ordered
 from search.space.param import parse as parse_param
-from search.study import algorithms
 
 SAMPLERS = tuple(algorithms.SAMPLERS)
 PRUNERS = tuple(algorithms.PRUNERS)

@@ -1,5 +1,6 @@
 """A study and the processes that run it: what one search is about, built once (`session`), the
-Optuna study, storage, samplers and pruners (`study`, `storage`, `algorithms`, `pruning`),
-the record each trial leaves (`trial_record`), workers as processes or Ray tasks (`workers`,
-`ray_workers`, `heartbeats`), when a search has converged (`convergence`), and the views of a
-storage's results (`catalog`: `search studies`; `pareto`)."""
+Optuna study and storage built from the space's sampler and pruner (`study`, `storage`), the
+heads pruning rule (`pruning`), the record each trial leaves (`trial_record`), workers as
+processes or Ray tasks (`workers`, `ray_workers`, `heartbeats`), when a search has converged
+(`convergence`), and the views of a storage's results (`catalog`: `search studies`;
+`pareto`)."""

@@ -13,66 +13,34 @@ session checks that the data has them):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
-from search.errors import ConfigError
+from search.space.algorithms import HEAD_RULE, head_rule_args
+from search.train.steps import stage_epoch, stage_name
 
 CURVE_ATTR = "head_curve"
-STEPS_ATTR = "head_curve_steps"  # the stage-aligned step of each epoch of the curve
-STAGE_STEPS = {"train": 0, "probe": 0, "fine_tune": 1000}  # a stage's first step - 1
-
-
-def stage_step(stage: str, epoch: int) -> int:
-    """The pruners' step of a stage's 1-based `epoch`. Pruners compare trials at the same
-    step, so each stage has a range of its own: the third fine-tuning epoch is step 1003
-    whatever the probe's length, compared only with other trials' third fine-tuning epoch,
-    never with a probe epoch (a frozen trial's one stage is a probe: heads on frozen
-    features, like the probe before fine-tuning)."""
-    return STAGE_STEPS[stage] + epoch
-
-
-def stage_epoch(step: int) -> int:
-    """The 1-based epoch within its stage of a stage-aligned step."""
-    return step - STAGE_STEPS["fine_tune"] if step > STAGE_STEPS["fine_tune"] else step
-
-
-def stage_name(step: int) -> str:
-    """'epoch 3' or 'fine-tuning epoch 3': a stage-aligned step in words."""
-    prefix = "fine-tuning " if step > STAGE_STEPS["fine_tune"] else ""
-    return f"{prefix}epoch {stage_epoch(step)}"
+# the stage-aligned step (search.train.steps) of each epoch of the curve
+STEPS_ATTR = "head_curve_steps"
 
 
 @dataclass(frozen=True)
 class HeadRule:
-    min_heads: int = 5  # heads that must lag for a prune
-    percentile: float = 50.0  # of the earlier trials' accuracy on a head, same epoch
-    warmup_epochs: int = 2  # no pruning before this epoch
-    min_trials: int = 3  # earlier trials that reached the epoch, before any pruning
+    """The `heads` pruner; its spec's keys, defaults and checks are search.space.algorithms'
+    (a space checks them when it loads, below this package)."""
+
+    min_heads: int = HEAD_RULE["min_heads"]  # heads that must lag for a prune
+    # of the earlier trials' accuracy on a head, same epoch
+    percentile: float = HEAD_RULE["percentile"]
+    warmup_epochs: int = HEAD_RULE["warmup_epochs"]  # no pruning before this epoch
+    # earlier trials that reached the epoch, before any pruning
+    min_trials: int = HEAD_RULE["min_trials"]
     heads: tuple[str, ...] | None = None  # the heads it watches (default: every head)
 
     @classmethod
     def from_spec(cls, spec: dict) -> "HeadRule":
-        known = {f.name for f in fields(cls)}
-        args = {k: v for k, v in spec.items() if k != "name"}
-        unknown = sorted(set(args) - known)
-        if unknown:
-            raise ConfigError(f"pruner heads: unknown key(s) {', '.join(unknown)}; known: "
-                              f"{', '.join(sorted(known))}")
-        if "heads" in args:
-            watched = args["heads"]
-            if not isinstance(watched, list) or not watched \
-                    or not all(isinstance(h, str) for h in watched):
-                raise ConfigError(f"pruner heads: heads must be a list of head names, got "
-                                  f"{watched!r}")
-            args["heads"] = tuple(watched)
-        rule = cls(**args)
-        if not 0 <= rule.percentile <= 100 or rule.min_heads < 1 or rule.min_trials < 1 \
-                or rule.warmup_epochs < 0:
-            raise ConfigError(f"pruner heads: need min_heads >= 1, 0 <= percentile <= 100, "
-                              f"warmup_epochs >= 0, min_trials >= 1; got {spec}")
-        return rule
+        return cls(**head_rule_args(spec))
 
     def lagging(self, mine: dict[str, float], earlier: list[dict[str, float]]) -> list[str]:
         """The heads on which `mine` is below the percentile of `earlier` (each: head →

@@ -27,8 +27,9 @@ from optuna.trial import TrialState
 
 from search.errors import UsageError
 from search.settings import Settings, mask
+from search.space import algorithms
 from search.space.space import FIXED_CONFIG_ATTR
-from search.study import algorithms, trial_record
+from search.study import trial_record
 from search.study.storage import require_storage, storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)

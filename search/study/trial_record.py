@@ -169,7 +169,7 @@ def write(trial, record: TrialRecord) -> None:
 
 
 def finished(number: int, result, *, lr_range_test: bool = False) -> TrialRecord:
-    """The record of a trial that trained and was scored (a `search.train.trial.TrialResult`)."""
+    """The record of a trial that trained and was scored (a `search.engines.trial.TrialResult`)."""
     scores = {key: {h: s[key] for h, s in result.scores.items()} for key in _SCORES}
     return TrialRecord(
         number=number, config=result.config.to_dict(), **scores,

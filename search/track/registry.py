@@ -32,7 +32,7 @@ CHAMPION = "champion"
 PACKAGE = Path(__file__).resolve().parents[1]
 # Distributions the pyfunc loader imports: serve/pyfunc_model.py and this module (mlflow, numpy),
 # and load_folder's keras, search.model.backbones (keras), search.train.clr (tensorflow, numpy)
-# and search.model.preprocess (tensorflow); search.serve.image_payload decodes images (Pillow).
+# and search.model.preprocess (tensorflow); search.track.image_payload decodes images (Pillow).
 LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy", "pillow")
 
 try:  # keep `import search.track.registry` usable without mlflow's heavy pyfunc on the path
@@ -47,7 +47,7 @@ except ImportError:  # pragma: no cover
 def _without_signature_warnings():
     """MLflow warns, when the class is defined and each time a model is logged, that predict
     has no type hints, and that no input example was given: it takes images of any sizes and
-    forms (search.serve.image_payload), which no hint or example MLflow validates can describe. Its
+    forms (search.track.image_payload), which no hint or example MLflow validates can describe. Its
     own filter ("once") overrides ours, so the message is dropped where it would be shown."""
     shown = warnings.showwarning
     dropped = ("type hint", "An input example was not provided")
@@ -66,14 +66,14 @@ def _without_signature_warnings():
 with _without_signature_warnings():
     class HeadsModel(_PythonModel):
         """pyfunc wrapper: `predict` takes images (HxWx3 arrays, or image files as bytes or
-        base64 strings, in any form search.serve.image_payload reads), returns label dicts; param
+        base64 strings, in any form search.track.image_payload reads), returns label dicts; param
         `all_probabilities` adds every class's probability."""
 
         def load_context(self, context):
             self.model, self.vocab = load_folder(Path(context.artifacts["keras_model"]).parent)
 
         def predict(self, context, model_input, params=None):
-            from search.serve import image_payload
+            from search.track import image_payload
 
             return predict_arrays(self.model, self.vocab, image_payload.images(model_input),
                                   image_payload.wants_all_probabilities(params))
@@ -82,7 +82,7 @@ with _without_signature_warnings():
 def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
     import mlflow
 
-    from search.serve.image_payload import signature
+    from search.track.image_payload import signature
 
     with tempfile.TemporaryDirectory() as tmp:
         labels = Path(tmp) / LABELS_FILE

@@ -15,8 +15,8 @@ import time
 import keras
 import numpy as np
 
-from search.study import pruning
 from search.train import metrics
+from search.train.steps import stage_step
 
 
 class NonFiniteLoss(RuntimeError):
@@ -116,7 +116,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 class ReportEpochs(keras.callbacks.Callback):
     """Hand each epoch's logs to the trial's reporter (which may stop the trial: pruning),
-    at the stage-aligned step of `search.study.pruning.stage_step`."""
+    at the stage-aligned step of `search.train.steps.stage_step`."""
 
     def __init__(self, reporter, stage: str = "train", judged: bool = True):
         super().__init__()
@@ -125,7 +125,7 @@ class ReportEpochs(keras.callbacks.Callback):
         self.judged = judged  # False: a lead-in stage that pruners do not see
 
     def on_epoch_end(self, epoch, logs=None):
-        self.reporter.epoch(pruning.stage_step(self.stage, epoch + 1), logs or {},
+        self.reporter.epoch(stage_step(self.stage, epoch + 1), logs or {},
                             judged=self.judged)
 
 

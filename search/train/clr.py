@@ -20,7 +20,9 @@ from search.space.config import CLR_MODES
 MODES = CLR_MODES
 
 
-def _check_clr_args(base_lr, max_lr, step_size, mode, gamma) -> None:
+def check_clr_args(base_lr, max_lr, step_size, mode, gamma) -> None:
+    """One line naming the first bad argument of a cyclical schedule (`ConfigError`); the
+    schedule checks its own and `search.views.lr_curve` checks a plotted one the same way."""
     if mode not in MODES:
         raise ConfigError(f"mode: unknown mode {mode!r}; known modes: {', '.join(MODES)}")
     if not base_lr > 0:
@@ -58,7 +60,7 @@ class CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, base_lr: float, max_lr: float, step_size: int,
                  mode: str = "triangular", gamma: float = 1.0):
-        _check_clr_args(base_lr, max_lr, step_size, mode, gamma)
+        check_clr_args(base_lr, max_lr, step_size, mode, gamma)
         self.base_lr, self.max_lr = float(base_lr), float(max_lr)
         self.step_size, self.mode, self.gamma = int(step_size), mode, float(gamma)
 

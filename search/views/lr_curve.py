@@ -35,9 +35,9 @@ def save_lr_curve_html(result, path) -> Path:
 def schedule_figure(base_lr: float, max_lr: float, step_size: int, mode: str = "triangular",
                     gamma: float = 1.0, total_steps: int | None = None) -> go.Figure:
     """The cyclical learning rate over `total_steps` optimizer steps (default: 3 cycles)."""
-    from search.train.clr import _check_clr_args, clr_value  # TensorFlow: only for a schedule
+    from search.train.clr import check_clr_args, clr_value  # TensorFlow: only for a schedule
 
-    _check_clr_args(base_lr, max_lr, step_size, mode, gamma)
+    check_clr_args(base_lr, max_lr, step_size, mode, gamma)
     total_steps = total_steps or 6 * step_size
     steps = list(range(total_steps + 1))
     fig = go.Figure()

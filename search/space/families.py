@@ -1,7 +1,9 @@
 """The pretrained families, one record each (timm's model-registry habit): the keras.applications
 constructor and preprocessing by name, whether it has a width (alpha), and the names of its
 published no-top weight files. No TensorFlow here: the space, the CLI and the weights lookup
-read these without importing it; `backbones` resolves the names when it builds a network."""
+read these without importing it; search.model.backbones resolves the names when it builds a
+network. Here, not in model/, because the space's name lists come from it and the model reads
+the space."""
 
 from __future__ import annotations
 

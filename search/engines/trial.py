@@ -36,7 +36,7 @@ class Reporter:
         is `TrialResult.config` (an LR range test may set its bounds)."""
 
     def epoch(self, step: int, logs: dict, judged: bool = True) -> None:
-        """An epoch ended; `step` is stage-aligned (search.study.pruning.stage_step: a stage's
+        """An epoch ended; `step` is stage-aligned (search.train.steps.stage_step: a stage's
         epochs count from 1, fine-tuning's from 1001); raise `Pruned` to stop the trial.
         judged=False: a lead-in stage (the probe before fine-tuning), which pruners do not
         see (its accuracy does not predict the fine-tuned one, bench/RESULTS.md)."""

@@ -10,7 +10,8 @@ Every other key goes to the Optuna class as a keyword argument. `check` builds e
 the space loads, so an unknown name, a wrong argument or a missing optional package (gp needs
 torch, cmaes the cmaes package) is reported then, naming the key, before anything is written.
 `heads` is this project's rule over per-head accuracies (search.study.pruning); for Optuna it is no
-pruner at all.
+pruner at all. The tables live with the space, which checks them when it loads; the study
+builds from them (search.study.study).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ PRUNERS = {"median": "MedianPruner", "percentile": "PercentilePruner",
            "wilcoxon": "WilcoxonPruner", "patient": "PatientPruner", "heads": None,
            "none": "NopPruner"}
 NEEDS = {"gp": "torch", "cmaes": "cmaes", "qmc": "scipy"}
+# The `heads` pruner's keys and defaults (search.study.pruning.HeadRule applies the rule).
+HEAD_RULE = {"min_heads": 5, "percentile": 50.0, "warmup_epochs": 2, "min_trials": 3,
+             "heads": None}
 
 
 def sampler(spec: dict, seed: int | None):
@@ -66,9 +70,7 @@ def check(sampler_spec: dict, pruner_spec: dict) -> None:
         raise ConfigError(f"sampler {sampler_spec['name']} needs the {need} package: "
                           f"pip install {need}")
     if pruner_spec["name"] == "heads":
-        from search.study import pruning
-
-        pruning.HeadRule.from_spec(pruner_spec)
+        head_rule_args(pruner_spec)
         return
     for kind, build in (("sampler", lambda: sampler(sampler_spec, 0)),
                         ("pruner", lambda: pruner(pruner_spec))):
@@ -77,3 +79,27 @@ def check(sampler_spec: dict, pruner_spec: dict) -> None:
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"{kind} {(sampler_spec if kind == 'sampler' else pruner_spec)}"
                               f": {exc}") from None
+
+
+def head_rule_args(spec: dict) -> dict:
+    """The `heads` pruner's keyword arguments from its spec, checked: known keys, a list of
+    head names, values in range (defaults from HEAD_RULE)."""
+    known = set(HEAD_RULE)
+    args = {k: v for k, v in spec.items() if k != "name"}
+    unknown = sorted(set(args) - known)
+    if unknown:
+        raise ConfigError(f"pruner heads: unknown key(s) {', '.join(unknown)}; known: "
+                          f"{', '.join(sorted(known))}")
+    if "heads" in args:
+        watched = args["heads"]
+        if not isinstance(watched, list) or not watched \
+                or not all(isinstance(h, str) for h in watched):
+            raise ConfigError(f"pruner heads: heads must be a list of head names, got "
+                              f"{watched!r}")
+        args["heads"] = tuple(watched)
+    rule = {**HEAD_RULE, **args}
+    if not 0 <= rule["percentile"] <= 100 or rule["min_heads"] < 1 or rule["min_trials"] < 1 \
+            or rule["warmup_epochs"] < 0:
+        raise ConfigError(f"pruner heads: need min_heads >= 1, 0 <= percentile <= 100, "
+                          f"warmup_epochs >= 0, min_trials >= 1; got {spec}")
+    return args
