@@ -87,8 +87,12 @@ def test_ctrl_c_fails_the_running_trials_and_prints_the_resume_command(tmp_path,
     runs = tmp_path / "runs"
     log = tmp_path / "run.log"
     storage = f"sqlite:///{runs / 'optuna.db'}"
+    # trials of a few epochs, so that the signal lands inside one on a busy machine too (at
+    # one epoch a trial seen running could finish before the signal reached its worker)
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE.read_text().replace("epochs: 1", "epochs: 6"))
     args = ["run", "--workers", "2", "--trials", "4", "--study", "stop", "--space",
-            str(TINY_SPACE), "--data", str(tiny_csv), "--heads", ",".join(HEADS),
+            str(space), "--data", str(tiny_csv), "--heads", ",".join(HEADS),
             "--runs-dir", str(runs), "--no-progress"]
     run = subprocess.Popen([sys.executable, "-m", "search.cli", *args], cwd=ROOT,
                            stdout=log.open("w"), stderr=subprocess.STDOUT, text=True,

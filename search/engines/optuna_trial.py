@@ -46,6 +46,8 @@ class OptunaReporter(Reporter):
         self.epochs = config.epochs
 
     def epoch(self, step, logs, judged=True):
+        if self.engine is not None:  # a Ctrl-C that Python dropped (raised in a finaliser,
+            self.engine.interrupts.check()  # as SQLAlchemy's are) stops the trial here
         self.seen += 1
         if self.progress is not None:
             self.progress.set_postfix_str(f"trial {self.trial.number}: epoch {self.seen}/"
