@@ -82,3 +82,17 @@ def small_models(tmp_path_factory, tiny_csv):
             for run in client.search_runs([experiment.experiment_id],
                                           "tags.`search.role` = 'trial'")}
     return runs, uris
+
+
+@pytest.fixture(scope="module")
+def tiny_session(tmp_path_factory, tiny_csv):
+    """A session on the tiny data with an empty space and its device set: what a test
+    needs to prepare or fit a config directly (one per test module)."""
+    from search.settings import Settings
+    from search.space import space as space_lib
+    from search.study.session import Options, Session
+
+    made = Session.on_data(Settings.resolve(tmp_path_factory.mktemp("session") / "runs"),
+                           Options(data=str(tiny_csv)), space_lib.Space(name="t", params=()))
+    made.use_device()
+    return made

@@ -11,10 +11,8 @@ import pytest
 import yaml
 
 from search.engines import trial as trial_lib
-from search.settings import Settings
 from search.space import space as space_lib
 from search.space.config import TrialConfig
-from search.study.session import Options, Session
 from search.track.tracking import NullRun
 from search.train import callbacks as cb
 from search.train import training
@@ -104,12 +102,8 @@ def test_averaged_weights_leave_training_alone_and_a_stage_stopped_early_ends_on
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory, tiny_csv):
-    runs = tmp_path_factory.mktemp("ema") / "runs"
-    made = Session.on_data(Settings.resolve(runs), Options(data=str(tiny_csv)),
-                           space_lib.Space(name="t", params=()))
-    made.use_device()
-    return made
+def session(tiny_session):
+    return tiny_session
 
 
 def _fit(config, session):

@@ -21,12 +21,8 @@ PRETRAINED = dict(backbone="pretrained", family="mobilenet_v2", alpha=0.35, weig
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory, tiny_csv):
-    runs = tmp_path_factory.mktemp("training") / "runs"
-    made = Session.on_data(Settings.resolve(runs), Options(data=str(tiny_csv)),
-                           space_lib.Space(name="t", params=()))
-    made.use_device()
-    return made
+def session(tiny_session):
+    return tiny_session
 
 
 def _stages(config, session):

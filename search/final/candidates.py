@@ -39,7 +39,6 @@ from search.final.champion import (
     ENSEMBLE,
     PER_HEAD,
     REFIT,
-    SELECTION,
     Candidate,
     Final,
     choose,
@@ -125,7 +124,7 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
     candidates = []
     refitted = _refit(session, champion, rows, out) if refit else None  # trains: clears Keras
     members = _Members(settings, rows)
-    single = Candidate(BEST_TRIAL, BEST_TRIAL, [_member(champion)],
+    single = Candidate(BEST_TRIAL, BEST_TRIAL, [member(champion)],
                        model_uri=champion.model_uri, run_id=champion.run_id)
     rows.score(single, members.probs(champion))
     candidates.append(single)
@@ -139,14 +138,16 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
                   f"the same model as {BEST_TRIAL}, not built", file=out)
         else:
             candidates.append(_per_head_ensemble(session, per_head, members, rows, out))
-        selected = _selection(session, kept, members, rows, out)
+        from search.final import selected as selected_lib  # it builds on _Members
+
+        selected = selected_lib.build(session, kept, members, rows, out)
         if selected is not None:
             candidates.append(selected)
     chosen, why = choose(candidates, len(session.test_rows))
     return Final(candidates, chosen, why, len(session.val_rows), len(session.test_rows))
 
 
-def _member(trial: TrialRecord) -> dict:
+def member(trial: TrialRecord) -> dict:
     return {"trial": trial.number, "run_id": trial.run_id}
 
 
@@ -237,7 +238,7 @@ def _mean_ensemble(session, trials: list, members: _Members, rows: _Rows, out) -
     import keras
 
     name = f"{ENSEMBLE}-{len(trials)}"
-    candidate = Candidate(name, ENSEMBLE, [_member(t) for t in trials])
+    candidate = Candidate(name, ENSEMBLE, [member(t) for t in trials])
     vocab = members.shared_vocab(trials)
     heads = list(vocab)
     probs = [members.probs(t) for t in trials]
@@ -252,7 +253,7 @@ def _mean_ensemble(session, trials: list, members: _Members, rows: _Rows, out) -
             [o[h] for o in outputs]) for h in heads}, name="search_ensemble")
 
     config = {"final": ENSEMBLE, "combine": "mean",
-              "members": [{**_member(t), "config": t.config} for t in trials]}
+              "members": [{**member(t), "config": t.config} for t in trials]}
     log(session, candidate, {KIND_TAG: ENSEMBLE, MEMBERS_TAG: key}, model, vocab, config,
          {"members": ",".join(f"#{t.number}" for t in trials),
           **{f"member_{t.number}.run_id": t.run_id for t in trials}})
@@ -269,7 +270,7 @@ def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
 
     distinct = list({t.number: t for t in per_head.values()}.values())
     candidate = Candidate(PER_HEAD, PER_HEAD, [
-        {**_member(t), "heads": [h for h, top in per_head.items() if top.number == t.number]}
+        {**member(t), "heads": [h for h, top in per_head.items() if top.number == t.number]}
         for t in distinct])
     vocab = members.shared_vocab(distinct)
     rows.score(candidate, {part: {h: members.probs(t)[part][h] for h, t in per_head.items()}
@@ -284,123 +285,13 @@ def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
                            name="search_per_head")
 
     config = {"final": PER_HEAD, "heads": {h: t.number for h, t in per_head.items()},
-              "members": [{**_member(t), "config": t.config} for t in distinct]}
+              "members": [{**member(t), "config": t.config} for t in distinct]}
     log(session, candidate, {KIND_TAG: PER_HEAD, MEMBERS_TAG: key}, model, vocab, config,
          {"members": ",".join(f"#{t.number}" for t in distinct),
           **{f"head.{h}": t.number for h, t in per_head.items()},
           **{f"member_{t.number}.run_id": t.run_id for t in distinct}})
     print(f"{PER_HEAD}: {candidate.note}{where(candidate)}", file=out)
     return candidate
-
-
-def _selection(session, kept: list, members: _Members, rows: _Rows, out) -> Candidate | None:
-    """Per-head ensemble selection over every kept trial that stored its probabilities, with
-    test-time flips where they help; None (and one line why) when it cannot be built."""
-    import keras
-
-    from search.final import selection
-    from search.model.preprocess import Mirror
-    from search.track import probabilities
-
-    client = session.tracking.tracker.client
-    split = {"val": session.val_rows, "test": session.test_rows}
-    shapes = {h: (len(session.val_rows), len(v)) for h, v in session.table.vocab.items()}
-    stored = {}
-    for trial in kept:
-        found = probabilities.read(client, trial.run_id) if trial.run_id else None
-        if found is not None and found.matches(split) and found.fits("val", shapes):
-            stored[trial.number] = found.probs["val"]
-    if not stored:
-        print(f"{SELECTION}: not built: none of the {len(kept)} kept trials stored its "
-              f"validation probabilities ({probabilities.FILE}: trials made before they were "
-              f"stored, or on another split or labels); the other candidates stand", file=out)
-        return None
-    weights = selection.select(stored, rows.labels["val"])
-    by_number = {t.number: t for t in kept}
-    champion = kept[0].number
-    if selection.members(weights) == [champion]:
-        print(f"{SELECTION}: every head chose trial #{champion} alone: the same model as "
-              f"{BEST_TRIAL}, not built", file=out)
-        return None
-    checked = selection.cross_validated(stored, rows.labels["val"])
-    # members that share an image size one after the other: one size of images is in memory
-    chosen = sorted((by_number[n] for n in selection.members(weights)),
-                    key=lambda t: (str((t.config or {}).get("image_size")),
-                                   str((t.config or {}).get("crop")), t.number))
-    vocab = members.shared_vocab(chosen)
-    plain, mirrored = {}, {}
-    for t in chosen:
-        plain[t.number] = members.probs(t)
-        mirrored[t.number] = members.probs(t, mirrored=True)
-    chosen.sort(key=lambda t: t.number)
-    flipped = selection.flips(weights, {n: p["val"] for n, p in plain.items()},
-                              {n: p["val"] for n, p in mirrored.items()}, rows.labels["val"])
-    candidate = Candidate(SELECTION, SELECTION, [
-        {**_member(t), "heads": {h: round(w[t.number], 4) for h, w in weights.items()
-                                 if t.number in w}} for t in chosen])
-    rows.score(candidate, {part: selection.combine(
-        weights, {n: p[part] for n, p in plain.items()},
-        {n: p[part] for n, p in mirrored.items()}, flipped) for part in rows.labels})
-    unflipped = Candidate(SELECTION, SELECTION, [])
-    rows.score(unflipped, {part: selection.combine(weights, {n: p[part] for n, p in
-                                                            plain.items()})
-                           for part in rows.labels})
-    candidate.note = f"flips: {', '.join(flipped) or 'none'}"
-    candidate.details = {"cross_validated": checked, "flips": list(flipped), "without_flips": {
-        "val": unflipped.val, "test": unflipped.test, "val_mean_accuracy": unflipped.val_mean,
-        "test_mean_accuracy": unflipped.test_mean}}
-    key = ";".join(f"{h}=" + ",".join(f"{n}:{w:.4f}" for n, w in sorted(per.items()))
-                   for h, per in weights.items()) + f";flips={','.join(flipped)}"
-    heads = list(vocab)
-    names = {h: f"head{i}" for i, h in enumerate(heads)}  # layer names: heads may not be
-
-    def model():
-        inputs = keras.Input((None, None, 3), name="raw_image")
-        outputs = {t.number: members.net(t)(inputs) for t in chosen}
-        if flipped:
-            mirror = Mirror(name="mirror")(inputs)
-            flips = {n for h in flipped for n in weights[h]}
-            seen = {t.number: members.net(t)(mirror) for t in chosen if t.number in flips}
-        result = {}
-        for h in heads:
-            terms = []
-            for n, w in weights[h].items():
-                p = outputs[n][h]
-                if h in flipped:
-                    p = keras.layers.Average(name=f"{names[h]}_flip_{n}")([p, seen[n][h]])
-                if len(weights[h]) > 1:
-                    p = keras.layers.Rescaling(w, name=f"{names[h]}_weight_{n}")(p)
-                terms.append(p)
-            result[h] = (keras.layers.Add(name=f"{names[h]}_selection")(terms)
-                         if len(terms) > 1 else terms[0])
-        return keras.Model(inputs, result, name="search_selection")
-
-    config = {"final": SELECTION, "weights": {h: {str(n): w for n, w in per.items()}
-                                              for h, per in weights.items()},
-              "flips": list(flipped), "pool": sorted(stored),
-              "members": [{**_member(t), "config": t.config} for t in chosen]}
-    log(session, candidate, {KIND_TAG: SELECTION, MEMBERS_TAG: _digest(key)}, model, vocab,
-        config, {"members": ",".join(f"#{t.number}" for t in chosen),
-                 "pool": len(stored), "flips": ",".join(flipped) or "none",
-                 **{f"member_{t.number}.run_id": t.run_id for t in chosen}})
-    size = sum(members.net(t).count_params() for t in chosen)
-    test = (f", test {candidate.test_mean:.4f} (without flips {unflipped.test_mean:.4f})"
-            if rows.has_test else "")
-    print(f"{SELECTION}: {len(chosen)} of the {len(stored)} kept trials with stored "
-          f"probabilities ({', '.join(f'#{t.number}' for t in chosen)}); test-time flips on "
-          f"{', '.join(flipped) or 'no head'}; validation {candidate.val_mean:.4f} (without "
-          f"flips {unflipped.val_mean:.4f}){test}; 2-fold cross-validated on the validation "
-          f"rows: {checked['selection']:.4f} vs the single best trial's "
-          f"{checked['best_trial']:.4f}; {size / 1e6:.1f} M parameters{where(candidate)}",
-          file=out)
-    return candidate
-
-
-def _digest(key: str) -> str:
-    """A short stable name for a long members key (MLflow tags are searched by equality)."""
-    import hashlib
-
-    return hashlib.sha256(key.encode()).hexdigest()[:16]
 
 
 def refit_epochs(trial: TrialRecord, params: dict) -> tuple[object, str]:
@@ -442,7 +333,7 @@ def _refit(session, champion, rows: _Rows, out) -> Candidate:
     run_id = champion.run_id
     params = tracker.client.get_run(run_id).data.params if run_id else {}
     config, epochs = refit_epochs(champion, params)
-    candidate = Candidate(REFIT, REFIT, [_member(champion)], note=epochs)
+    candidate = Candidate(REFIT, REFIT, [member(champion)], note=epochs)
     session = session.with_train_rows(retrain.train_and_validation(session))
     held = f", the {len(session.test_rows)} test rows held out" if rows.has_test else ""
     tags = {KIND_TAG: REFIT, MEMBERS_TAG: str(champion.number), "search.refit_epochs": epochs}
