@@ -242,6 +242,8 @@ def test_local_workers_survive_a_full_crash_on_the_default_storage(light_space, 
 
     trials = check_study(storage, "local", runs, 4)
     assert trials[victim.number].state == TrialState.FAIL
+    # two workers: trial n sees the trials numbered n - 4 or lower (search.study.window)
+    assert optuna.load_study(study_name="local", storage=storage).user_attrs["window"] == 4
     assert "database is locked" not in text and "Traceback" not in text
 
 

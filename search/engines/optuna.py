@@ -12,10 +12,12 @@ dead workers, with a reason (`search.study.heartbeats`), so a restarted single-p
 wait the heartbeat grace period for a ghost. With --until-converged it stops once
 `search.study.convergence.verdict` says further trials are unlikely to matter.
 
-Sampler seeds. A process's sampler is seeded from --seed, the study name and the number of
-trials the study already holds (and the worker), so a resumed study continues its sequence
-instead of replaying its first draws, two studies do not share start-up draws, and the same
-command on the same study state draws the same trials.
+Draws. Trial n's sampler is seeded from --seed, the study name and n, and sees the trials
+of its window (`search.study.window`): with K workers it waits for the trials numbered n - 2K
+or lower and sees only those. So a resumed study continues its sequence instead of replaying
+its first draws, two studies do not share start-up draws, and the same command on the same
+study state draws the same trials, with one worker or many (--workers 2 keeps two cores busy
+without giving that up).
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ from search.engines.optuna_trial import OptunaReporter, ranked, trial_line
 from search.engines.trial import Pruned
 from search.settings import mask
 from search.study import study as study_lib
-from search.study import trial_record, warm_start, workers
+from search.study import trial_record, warm_start, window, workers
 from search.study.heartbeats import fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG, WARM_START_TAG
@@ -67,7 +69,7 @@ class OptunaEngine(Engine):
         self.study = None
         self.interrupts = workers.Interrupts()  # installed by `work`, the worker entry point
         self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
-        self.sampler_seed: int | None = None  # this process's, set when the study is opened
+        self.sampler_seed: int | None = None  # the study's base seed (window.trial_seed)
         self.checked_at: int | None = None  # finished trials at the last convergence check
         self.warm_lines: list[str] = []  # what --warm-start queued or skipped, or its hint
 
@@ -79,8 +81,10 @@ class OptunaEngine(Engine):
         if workers.wanted(opts):  # a Ray cluster is reached and checked before any write
             self.pool = _worker_pool(opts, self.session.settings)
         self.session.settings.ensure()
-        self.sampler_seed = sampler_seed(self.session, "run")
+        self.sampler_seed = sampler_seed(self.session)
         self.study = study_lib.start_study(self.session, seed=self.sampler_seed)
+        at_once = len(getattr(self.pool, "gpus", ())) or opts.workers  # trials training at once
+        window.set_width(self.study, window.width_for(at_once))
         if warm is not None:
             self.warm_lines = warm_start.enqueue(self.study, warm)
         elif hint:
@@ -183,7 +187,7 @@ class OptunaEngine(Engine):
         """Open an existing study and its MLflow parent run (a worker never creates them)."""
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.session.settings.ensure()
-        self.sampler_seed = sampler_seed(self.session, study_lib.worker_name())
+        self.sampler_seed = sampler_seed(self.session)
         self.study = study_lib.join_study(self.session, seed=self.sampler_seed)
         self.session.join_tracking(study_lib.setup(self.study).parent_run_id)
 
@@ -279,6 +283,7 @@ class OptunaEngine(Engine):
     def _objective(self, trial, bar=None):
         study_lib.claim(trial, self.session.options.trials)
         try:
+            self._wait_for_window(trial, bar)
             config = self.session.space.sample(trial)
             if self.session.options.isolate:
                 kind, detail = workers.in_fresh_process(
@@ -295,6 +300,18 @@ class OptunaEngine(Engine):
         except Exception as exc:
             trial_record.write(trial, TrialRecord(trial.number, fail_reason=reason(exc)))
             raise
+
+    def _wait_for_window(self, trial, bar=None) -> None:
+        """Wait until the trials trial n sees have finished (search.study.window), failing
+        dead workers' trials meanwhile; a wait is recorded on the trial."""
+        def meanwhile():
+            self.interrupts.check()
+            for line in fail_dead_trials(trial.study):
+                print(line) if bar is None else bar.write(line)
+
+        seconds = window.waited(trial.study, trial.number, meanwhile)
+        if seconds >= 1.0:
+            trial.set_user_attr(window.WAITED_ATTR, round(seconds, 1))
 
     def train(self, config, trial, bar=None):
         """One config in this process: its objective value(s)."""
@@ -318,18 +335,10 @@ class OptunaEngine(Engine):
         return result.value
 
 
-def sampler_seed(session, salt: str) -> int:
-    """A sampler seed from --seed, the study, the trials it holds and the process (see the
-    module docstring)."""
-    from search.study.storage import storage
-
-    try:
-        held = len(optuna.load_study(study_name=session.study,
-                                     storage=storage(session.settings.storage))
-                   .get_trials(deepcopy=False))
-    except KeyError:
-        held = 0
-    text = f"{session.options.seed}:{session.study}:{held}:{salt}"
+def sampler_seed(session) -> int:
+    """The study's base sampler seed, from --seed and the study name; trial n's is
+    `window.trial_seed(base, n)` (see the module docstring)."""
+    text = f"{session.options.seed}:{session.study}"
     return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from optuna.trial import TrialState
 
 from search.engines.trial import Pruned, Reporter
-from search.study import pruning, trial_record
+from search.study import pruning, trial_record, window
 from search.study import study as study_lib
 from search.study.trial_record import TrialRecord
 from search.train.steps import stage_epoch, stage_name
@@ -28,7 +28,8 @@ class OptunaReporter(Reporter):
         self.lr_range_test = lr_range_test  # recorded: the report says where the bounds came from
         self.progress = progress  # the tqdm bar, for per-epoch progress
         self.engine = engine  # for how many models are kept
-        self.sampler_seed = engine.sampler_seed if engine is not None else None
+        self.sampler_seed = (window.trial_seed(engine.sampler_seed, trial.number)
+                             if engine is not None else None)  # this trial's
         self.epochs = 0
         self.seen = 0  # epochs so far, over all stages (the progress bar's count)
         self.steps: list[int] = []  # the stage-aligned step of each epoch of `curve`
@@ -61,8 +62,9 @@ class OptunaReporter(Reporter):
         if not judged:
             return
         if self.rule is not None:
+            seen = window.visible(self.trial.study, self.trial.number)  # its window's trials
             earlier = [(t.user_attrs.get(pruning.CURVE_ATTR), t.user_attrs.get(
-                pruning.STEPS_ATTR)) for t in self.trial.study.get_trials(
+                pruning.STEPS_ATTR)) for t in seen.get_trials(
                 deepcopy=False, states=study_lib.FINISHED) if t.number != self.trial.number]
             why = self.rule.prune(step, heads, pruning.at_step(earlier, step))
             if why:

@@ -29,7 +29,7 @@ from search.errors import UsageError
 from search.settings import Settings, mask
 from search.space import algorithms
 from search.space.space import FIXED_CONFIG_ATTR
-from search.study import trial_record
+from search.study import trial_record, window
 from search.study.storage import require_storage, storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -65,11 +65,11 @@ def start_study(session, *, seed: int | None = None) -> optuna.Study:
     url, name, space = session.settings.storage, session.study, session.space
     directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
         or ["maximize"]
+    sampler = window.WindowedSampler(lambda s: algorithms.sampler(space.sampler, s), seed)
+    pruner = window.WindowedPruner(algorithms.pruner(space.pruner,
+                                                     multi_objective=bool(space.objectives)))
     study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,
-                                sampler=algorithms.sampler(space.sampler, seed),
-                                pruner=algorithms.pruner(space.pruner,
-                                                         multi_objective=bool(space.objectives)),
-                                load_if_exists=True)
+                                sampler=sampler, pruner=pruner, load_if_exists=True)
     identity = session.identity()
     stored = {k: study.user_attrs.get(k) for k in identity}
     if any(v is not None for v in stored.values()):
