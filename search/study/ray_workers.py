@@ -32,6 +32,7 @@ from search.study import workers
 LOCAL = "local"  # --ray without an address: a Ray instance on this machine for this run
 RESTARTS = 3  # Ray restarts a lost worker this many times (task max_retries)
 CANCEL_WAIT_S = 60  # after Ctrl-C, how long workers get to mark their trial FAIL
+NODE_ID_DIGITS = 8  # of a Ray node id, in what the workers and the summary print
 LOG_FLUSH_S = 1.5  # after the workers end, before the summary (Ray polls their log files)
 # Passed to the workers of a cluster (a local instance inherits this environment); no
 # storage or tracking URL here: those travel in the settings, by value.
@@ -200,7 +201,7 @@ class RayPool:
         env = {k: os.environ[k] for k in ENV if k in os.environ}
         remote = ray.remote(  # max_calls=1: the process exits after, freeing its GPU memory
             num_cpus=opts.cpus_per_trial, num_gpus=gpus, max_retries=RESTARTS,
-            retry_exceptions=False, max_calls=1,
+            retry_exceptions=False, max_calls=1, scheduling_strategy="SPREAD",
             **({} if self.address == LOCAL or not env else {"runtime_env": {"env_vars": env}})
         )(_search_worker)
         ask = f"{opts.cpus_per_trial:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
@@ -219,8 +220,8 @@ class RayPool:
             raise
         time.sleep(LOG_FLUSH_S)  # Ray's log monitor prints the workers' last lines first
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
-        self.ran = [workers.place(ips.get(r["node"], r["node"]), r["gpus"]) for r in results
-                    if "node" in r]
+        self.ran = [workers.place(node_place(ips.get(r["node"], "?"), r["node"]), r["gpus"])
+                    for r in results if "node" in r]
         return [r["code"] for r in results]
 
     def _result(self, number: int, ref) -> dict:
@@ -269,9 +270,10 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     elif gpus < 1:
         os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # share the GPU (search.train.device too)
     node = ray.get_runtime_context().get_node_id()  # the driver maps it to the node's address
+    os.environ[workers.RAY_NODE_ENV] = node  # on its trials: a pid is checked on its own node only
     where = {"node": node, "gpus": ids}
-    print(f"worker {number}: pid {os.getpid()} on {workers.place(_node_ip(node), ids)}",
-          flush=True)
+    print(f"worker {number}: pid {os.getpid()} on "
+          f"{workers.place(node_place(_node_ip(node), node), ids)}", flush=True)
     from search import console
 
     console.quiet()
@@ -282,6 +284,12 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     except KeyboardInterrupt:  # cancelled before the worker was ready
         code = 130
     return {**where, "code": code}
+
+
+def node_place(address: str, node_id: str) -> str:
+    """'10.0.0.5/71849e7d': a node's address and the start of its Ray node id (`ray status`
+    lists node_<id>), which tells apart nodes that share one host."""
+    return f"{address}/{node_id[:NODE_ID_DIGITS]}"
 
 
 def _node_ip(node_id: str) -> str:
