@@ -14,7 +14,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from search.study import heartbeats, study as study_lib, workers
+from search.study import heartbeats, workers
+from search.study import study as study_lib
 from search.study.storage import storage
 
 HOST = socket.gethostname()

@@ -20,11 +20,13 @@ and image caches stay per node, under the runs dir's path on that node.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import time
 
+from search import console
 from search.errors import UsageError
 from search.settings import mask
 from search.study import workers
@@ -33,7 +35,10 @@ LOCAL = "local"  # --ray without an address: a Ray instance on this machine for 
 RESTARTS = 3  # Ray restarts a lost worker this many times (task max_retries)
 CANCEL_WAIT_S = 60  # after Ctrl-C, how long workers get to mark their trial FAIL
 NODE_ID_DIGITS = 8  # of a Ray node id, in what the workers and the summary print
-LOG_FLUSH_S = 1.5  # after the workers end, before the summary (Ray polls their log files)
+LOG_FLUSH_S = 1.5
+# Ray's connect attempts (a second each) when RAY_AUTH_MODE is unset: a cluster that wants a
+# token refuses every one, and Ray's default is 20 (RAY_gcs_server_port_wait_time_s sets it).
+UNAUTHENTICATED_TRIES = 3  # after the workers end, before the summary (Ray polls their log files)
 # Passed to the workers of a cluster (a local instance inherits this environment); no
 # storage or tracking URL here: those travel in the settings, by value.
 ENV = ("SEARCH_HEARTBEAT_INTERVAL", "SEARCH_HEARTBEAT_GRACE", "SEARCH_WEIGHTS_DIR",
@@ -159,18 +164,33 @@ class RayPool:
         host = address_host(address)
         if host is not None:
             _reachable(address, host)
-        try:
-            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING,
-                     namespace="search")
-        except Exception as exc:
-            text = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
-            auth = ("" if os.environ.get("RAY_AUTH_MODE") else
-                    "; a cluster with token authentication (on by default in Ray 2.60) needs "
-                    "RAY_AUTH_MODE=token here and its token (RAY_AUTH_TOKEN or "
-                    "~/.ray/auth_token)")
-            raise UsageError(f"--ray {address}: cannot connect to the Ray cluster: {text}; "
-                             f"check that `ray start --head` runs there (`ray status`) and the "
-                             f"address (auto, HOST:6379, ray://HOST:10001){auth}") from None
+        token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+        retries = {} if token or "RAY_gcs_server_port_wait_time_s" in os.environ else \
+            {"RAY_gcs_server_port_wait_time_s": str(UNAUTHENTICATED_TRIES)}
+        with console.captured_stderr() as chatter, _environment(retries):  # Ray's C++ logs
+            try:
+                ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING,
+                         namespace="search")
+                failed = None
+            except Exception as exc:
+                failed = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                                  .split())
+        said = "".join(chatter)  # a line a second for each refused try, say
+        if failed is None:
+            sys.stderr.write(said)
+            return
+        if "InvalidAuthToken" in said and not token:
+            raise UsageError(f"--ray {address}: the Ray cluster requires token authentication: "
+                             f"export RAY_AUTH_MODE=token here, with the cluster's token "
+                             f"(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token); see "
+                             f"docs/cluster.md")
+        if "InvalidAuthToken" in said:
+            raise UsageError(f"--ray {address}: the Ray cluster refused this machine's token: "
+                             f"set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the token its "
+                             f"nodes were started with")
+        raise UsageError(f"--ray {address}: cannot connect to the Ray cluster: {failed}; "
+                         f"check that `ray start --head` runs there (`ray status`) and the "
+                         f"address (auto, HOST:6379, ray://HOST:10001)")
 
     def check_cluster(self) -> None:
         """Local state only on a cluster of this machine; one trial must fit on some node."""
@@ -258,6 +278,21 @@ def _reachable(address: str, host: str) -> None:
                          ) from None
 
 
+@contextlib.contextmanager
+def _environment(values: dict):
+    """These environment variables for the block only."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     """One Ray task: the target (a `search worker` loop) with Ray's GPUs; where it ran and its
     exit code. A data or usage error comes back with this node's address."""
@@ -274,8 +309,6 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     where = {"node": node, "gpus": ids}
     print(f"worker {number}: pid {os.getpid()} on "
           f"{workers.place(node_place(_node_ip(node), node), ids)}", flush=True)
-    from search import console
-
     console.quiet()
     try:
         code = target(*args)
