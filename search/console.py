@@ -13,23 +13,47 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import warnings
 
 
 @contextlib.contextmanager
-def silenced_stderr():
-    """Send file descriptor 2 (C++ logging writes there directly) to /dev/null for a block."""
+def _stderr_to(fd: int):
+    """File descriptor 2 (C++ logging writes there directly) sent to fd for a block."""
     sys.stderr.flush()
     saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
     try:
-        os.dup2(devnull, 2)
+        os.dup2(fd, 2)
         yield
     finally:
         sys.stderr.flush()
         os.dup2(saved, 2)
         os.close(saved)
+
+
+@contextlib.contextmanager
+def silenced_stderr():
+    """Send file descriptor 2 to /dev/null for a block."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        with _stderr_to(devnull):
+            yield
+    finally:
         os.close(devnull)
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Keep what is written to file descriptor 2 during a block aside: the list it yields holds
+    that text once the block is over (to read a library's reason, or to pass it on)."""
+    caught: list[str] = []
+    with tempfile.TemporaryFile() as sink:
+        try:
+            with _stderr_to(sink.fileno()):
+                yield caught
+        finally:
+            sink.seek(0)
+            caught.append(sink.read().decode(errors="replace"))
 
 
 def quiet(debug: bool = False, tensorflow: bool = True) -> None:

@@ -28,7 +28,6 @@ def _study(tmp_path, name="w", width=4, heartbeat=True, seed=7):
     study = optuna.create_study(storage=storage, study_name=name, sampler=sampler,
                                 pruner=pruner, direction="maximize")
     window.set_width(study, width)
-    window._SEEN.clear()
     return study
 
 
@@ -102,7 +101,7 @@ def test_the_pruner_judges_against_the_window_only(tmp_path):
     trial = study.ask()
     trial.report(0.5, step=1)
     assert trial.should_prune()  # below trial 0, the only one it sees
-    window._SEEN.clear()
+    vars(study).pop(window._CACHE)  # a new width is read for trials not yet seen
     window.set_width(study, 1)
     assert not trial.should_prune()  # all three seen: 0.5 is above their median 0.1
 

@@ -146,14 +146,16 @@ def cmdline(pid: int) -> str:
     return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
 
 
-def check_study(storage: str, name: str, runs: Path, target: int) -> list:
+def check_study(storage: str, name: str, runs: Path, target: int,
+                tracking: str | None = None) -> list:
     """Exactly target finished trials, each with its FINISHED nested MLflow run (per-head
-    metrics) under the study's one parent run; no trial and no run left RUNNING."""
+    metrics) under the study's one parent run; no trial and no run left RUNNING. MLflow:
+    tracking, else runs/mlflow.db."""
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     finished = [t for t in trials if t.state in study_lib.FINISHED]
     assert len(finished) == target
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
+    client = mlflow.MlflowClient(tracking or f"sqlite:///{runs / 'mlflow.db'}")
     every = client.search_runs([client.get_experiment_by_name(name).experiment_id])
     parents = [r for r in every if r.data.tags.get("search.role") == "study"]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED"

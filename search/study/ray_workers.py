@@ -20,11 +20,13 @@ and image caches stay per node, under the runs dir's path on that node.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
 import time
 
+from search import console
 from search.errors import UsageError
 from search.settings import mask
 from search.study import workers
@@ -32,7 +34,11 @@ from search.study import workers
 LOCAL = "local"  # --ray without an address: a Ray instance on this machine for this run
 RESTARTS = 3  # Ray restarts a lost worker this many times (task max_retries)
 CANCEL_WAIT_S = 60  # after Ctrl-C, how long workers get to mark their trial FAIL
-LOG_FLUSH_S = 1.5  # after the workers end, before the summary (Ray polls their log files)
+NODE_ID_DIGITS = 8  # of a Ray node id, in what the workers and the summary print
+LOG_FLUSH_S = 1.5
+# Ray's connect attempts (a second each) when RAY_AUTH_MODE is unset: a cluster that wants a
+# token refuses every one, and Ray's default is 20 (RAY_gcs_server_port_wait_time_s sets it).
+UNAUTHENTICATED_TRIES = 3  # after the workers end, before the summary (Ray polls their log files)
 # Passed to the workers of a cluster (a local instance inherits this environment); no
 # storage or tracking URL here: those travel in the settings, by value.
 ENV = ("SEARCH_HEARTBEAT_INTERVAL", "SEARCH_HEARTBEAT_GRACE", "SEARCH_WEIGHTS_DIR",
@@ -158,18 +164,33 @@ class RayPool:
         host = address_host(address)
         if host is not None:
             _reachable(address, host)
-        try:
-            ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING,
-                     namespace="search")
-        except Exception as exc:
-            text = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0].split())
-            auth = ("" if os.environ.get("RAY_AUTH_MODE") else
-                    "; a cluster with token authentication (on by default in Ray 2.60) needs "
-                    "RAY_AUTH_MODE=token here and its token (RAY_AUTH_TOKEN or "
-                    "~/.ray/auth_token)")
-            raise UsageError(f"--ray {address}: cannot connect to the Ray cluster: {text}; "
-                             f"check that `ray start --head` runs there (`ray status`) and the "
-                             f"address (auto, HOST:6379, ray://HOST:10001){auth}") from None
+        token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
+        retries = {} if token or "RAY_gcs_server_port_wait_time_s" in os.environ else \
+            {"RAY_gcs_server_port_wait_time_s": str(UNAUTHENTICATED_TRIES)}
+        with console.captured_stderr() as chatter, _environment(retries):  # Ray's C++ logs
+            try:
+                ray.init(address=address, log_to_driver=True, logging_level=logging.WARNING,
+                         namespace="search")
+                failed = None
+            except Exception as exc:
+                failed = " ".join((str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                                  .split())
+        said = "".join(chatter)  # a line a second for each refused try, say
+        if failed is None:
+            sys.stderr.write(said)
+            return
+        if "InvalidAuthToken" in said and not token:
+            raise UsageError(f"--ray {address}: the Ray cluster requires token authentication: "
+                             f"export RAY_AUTH_MODE=token here, with the cluster's token "
+                             f"(RAY_AUTH_TOKEN, or the file ~/.ray/auth_token); see "
+                             f"docs/cluster.md")
+        if "InvalidAuthToken" in said:
+            raise UsageError(f"--ray {address}: the Ray cluster refused this machine's token: "
+                             f"set RAY_AUTH_TOKEN (or ~/.ray/auth_token) to the token its "
+                             f"nodes were started with")
+        raise UsageError(f"--ray {address}: cannot connect to the Ray cluster: {failed}; "
+                         f"check that `ray start --head` runs there (`ray status`) and the "
+                         f"address (auto, HOST:6379, ray://HOST:10001)")
 
     def check_cluster(self) -> None:
         """Local state only on a cluster of this machine; one trial must fit on some node."""
@@ -200,7 +221,7 @@ class RayPool:
         env = {k: os.environ[k] for k in ENV if k in os.environ}
         remote = ray.remote(  # max_calls=1: the process exits after, freeing its GPU memory
             num_cpus=opts.cpus_per_trial, num_gpus=gpus, max_retries=RESTARTS,
-            retry_exceptions=False, max_calls=1,
+            retry_exceptions=False, max_calls=1, scheduling_strategy="SPREAD",
             **({} if self.address == LOCAL or not env else {"runtime_env": {"env_vars": env}})
         )(_search_worker)
         ask = f"{opts.cpus_per_trial:g} CPU" + (f", {gpus:g} GPU" if gpus else "")
@@ -219,8 +240,8 @@ class RayPool:
             raise
         time.sleep(LOG_FLUSH_S)  # Ray's log monitor prints the workers' last lines first
         ips = {n["NodeID"]: n["NodeManagerAddress"] for n in ray.nodes()}
-        self.ran = [workers.place(ips.get(r["node"], r["node"]), r["gpus"]) for r in results
-                    if "node" in r]
+        self.ran = [workers.place(node_place(ips.get(r["node"], "?"), r["node"]), r["gpus"])
+                    for r in results if "node" in r]
         return [r["code"] for r in results]
 
     def _result(self, number: int, ref) -> dict:
@@ -257,6 +278,21 @@ def _reachable(address: str, host: str) -> None:
                          ) from None
 
 
+@contextlib.contextmanager
+def _environment(values: dict):
+    """These environment variables for the block only."""
+    before = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     """One Ray task: the target (a `search worker` loop) with Ray's GPUs; where it ran and its
     exit code. A data or usage error comes back with this node's address."""
@@ -269,11 +305,10 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     elif gpus < 1:
         os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # share the GPU (search.train.device too)
     node = ray.get_runtime_context().get_node_id()  # the driver maps it to the node's address
+    os.environ[workers.RAY_NODE_ENV] = node  # on its trials: a pid is checked on its own node only
     where = {"node": node, "gpus": ids}
-    print(f"worker {number}: pid {os.getpid()} on {workers.place(_node_ip(node), ids)}",
-          flush=True)
-    from search import console
-
+    print(f"worker {number}: pid {os.getpid()} on "
+          f"{workers.place(node_place(_node_ip(node), node), ids)}", flush=True)
     console.quiet()
     try:
         code = target(*args)
@@ -282,6 +317,12 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     except KeyboardInterrupt:  # cancelled before the worker was ready
         code = 130
     return {**where, "code": code}
+
+
+def node_place(address: str, node_id: str) -> str:
+    """'10.0.0.5/71849e7d': a node's address and the start of its Ray node id (`ray status`
+    lists node_<id>), which tells apart nodes that share one host."""
+    return f"{address}/{node_id[:NODE_ID_DIGITS]}"
 
 
 def _node_ip(node_id: str) -> str:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -29,7 +30,7 @@ from search.errors import UsageError
 from search.settings import Settings, mask
 from search.space import algorithms
 from search.space.space import FIXED_CONFIG_ATTR
-from search.study import trial_record, window
+from search.study import trial_record, window, workers
 from search.study.storage import require_storage, storage
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -37,6 +38,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 CLAIMED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
 SURPLUS_ATTR = "surplus"
 WORKER_ATTR = "worker"
+NODE_ATTR = "node"  # where the worker's pid means something (node_name)
 # The study's user attributes that StudySetup reads (split and heads: Session.identity's keys).
 _SPLIT, _HEADS, _OBJECTIVE = "split", "heads", "objective"
 _DATA = "data_fingerprint"  # Session.identity's too
@@ -149,9 +151,30 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def node_name() -> str | None:
+    """Where this process's pid can be checked, stored on each trial beside the worker
+    (search.study.heartbeats fails a trial at once when its worker's pid is gone from the
+    checking process's node): 'ray:NODE_ID' in a Ray worker task, since several Ray nodes
+    may share a host yet each stands for a machine of its own; else the host, its boot and
+    its pid namespace (machines may share a host name, containers a boot, but not their
+    pids). None where these cannot be read (no /proc): then no pid is checked."""
+    ray_node = os.environ.get(workers.RAY_NODE_ENV)
+    if ray_node:
+        return f"ray:{ray_node}"
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.readlink("/proc/self/ns/pid")  # 'pid:[4026531836]'
+    except OSError:
+        return None
+    return f"{socket.gethostname()}/{boot}/{namespace}"
+
+
 def claim(trial: optuna.Trial, n_trials: int) -> None:
     """Take one of the study's n_trials slots, or raise SurplusTrial (see module docstring)."""
     trial.set_user_attr(WORKER_ATTR, worker_name())
+    node = node_name()
+    if node:
+        trial.set_user_attr(NODE_ATTR, node)
     trials = trial.study.get_trials(deepcopy=False)
     ahead = sum(t.number < trial.number and t.state in CLAIMED and not is_surplus(t)
                 for t in trials)
@@ -163,7 +186,7 @@ def claim(trial: optuna.Trial, n_trials: int) -> None:
         trial.study.add_trial(optuna.create_trial(
             state=TrialState.WAITING, params=mine.params, distributions=mine.distributions,
             user_attrs={k: v for k, v in mine.user_attrs.items()
-                        if k not in (SURPLUS_ATTR, WORKER_ATTR)},
+                        if k not in (SURPLUS_ATTR, WORKER_ATTR, NODE_ATTR)},
             system_attrs=mine.system_attrs))
     raise SurplusTrial(f"the {n_trials} trial slots are taken by trials before #{trial.number}; "
                        f"not trained (FAIL with user attr {SURPLUS_ATTR}=True, not counted)")

@@ -33,7 +33,7 @@ from search.study.storage import rdb_backend
 WIDTH_ATTR = "window"
 WAITED_ATTR = "window_wait_s"
 POLL_S = 0.5
-_SEEN: dict[tuple, list] = {}  # (study, trial number, width) -> the trials it sees; they no longer change
+_CACHE = "_search_window"  # on the study object: trial number -> the finished trials it sees
 
 
 def width_for(workers: int) -> int:
@@ -61,12 +61,15 @@ def visible(study, number: int, check: Callable[[], object] | None = None) -> "V
     """The study as trial `number` sees it: its finished trials numbered `number - width` or
     lower. With width > 1 (several workers) this waits until those have all finished, calling
     `check` between polls (to stop on Ctrl-C and to fail the trials of dead workers)."""
-    key = (getattr(study, "study_name", None), number)
-    if key not in _SEEN:
-        if len(_SEEN) > 64:
-            _SEEN.clear()
-        _SEEN[key] = _finished_up_to(study, number - width(study), check)
-    return Visible(study, _SEEN[key])
+    try:  # kept on the study object, so that it dies with it; those trials no longer change
+        seen = vars(study).setdefault(_CACHE, {})
+    except (AttributeError, TypeError):  # a study proxy (Optuna's bracket study): no cache
+        seen = {}
+    if number not in seen:
+        if len(seen) >= 16:
+            seen.pop(min(seen))
+        seen[number] = _finished_up_to(study, number - width(study), check)
+    return Visible(study, seen[number])
 
 
 def waited(study, number: int, check: Callable[[], object] | None = None) -> float:

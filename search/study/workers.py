@@ -23,12 +23,14 @@ import socket
 import subprocess
 import sys
 from collections import Counter
+from pathlib import Path
 from typing import Callable
 
 from search.errors import UsageError
 from search.settings import mask
 
 LOST = 3  # a Ray worker lost more often than Ray restarts it
+RAY_NODE_ENV = "SEARCH_RAY_NODE"  # set in a Ray worker task: its node's id (study.node_name)
 
 
 class TrialProcessError(RuntimeError):
@@ -176,6 +178,27 @@ def exit_text(code: int) -> str:
     return {1: "stopped after repeated failures", 2: "could not start (see its error)",
             LOST: "was lost (its process or node died more often than Ray restarts it)",
             130: "was interrupted"}.get(code, f"exited with code {code}")
+
+
+def gone(pid: int) -> bool:
+    """Whether no process `pid` runs on this machine: a dead worker's trial need not wait for
+    its heartbeat to age. A zombie (dead, not yet reaped by its launcher) is gone; a pid we
+    may not signal is not."""
+    stat = Path(f"/proc/{pid}/stat")
+    if Path("/proc/self/stat").exists():
+        try:
+            return stat.read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+        except FileNotFoundError:
+            return True
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        pass
+    return False
 
 
 def _interrupt(process) -> None:
