@@ -55,7 +55,7 @@ from test_workers import (
     wait_for,
 )
 
-pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+pytestmark = [pytest.mark.slow, pytest.mark.e2e, pytest.mark.xdist_group("ray")]  # see test_ray
 
 BIN = Path(sys.executable).parent  # ray and mlflow of this venv
 

@@ -67,6 +67,8 @@ def test_nan_and_exceptions_are_recorded_and_the_study_completes(tmp_path, tiny_
     _failed_run(client, broken, "/nonexistent/weights.h5 does not exist")
     out = capsys.readouterr().out
     assert "trial 1 [no-weights]: FAILED: ConfigError" in out and "best trial #" in out
+    if len(os.sched_getaffinity(0)) > 1:  # one process on a CPU machine: say what uses it all
+        assert f"--workers {min(len(os.sched_getaffinity(0)), 4)} trains" in out
 
 
 def test_isolated_trials_report_the_same_reasons(tmp_path, tiny_csv):

@@ -83,7 +83,8 @@ class OptunaEngine(Engine):
         self.session.settings.ensure()
         self.sampler_seed = sampler_seed(self.session)
         self.study = study_lib.start_study(self.session, seed=self.sampler_seed)
-        at_once = len(getattr(self.pool, "gpus", ())) or opts.workers  # trials training at once
+        at_once = (len(self.pool.gpus) if isinstance(self.pool, workers.Processes)
+                   else opts.workers)  # trials training at once (--gpus: one per GPU at least)
         window.set_width(self.study, window.width_for(at_once))
         if warm is not None:
             self.warm_lines = warm_start.enqueue(self.study, warm)
@@ -170,6 +171,10 @@ class OptunaEngine(Engine):
     def summary(self) -> None:
         if self.pool is not None and self.pool.where():
             print(self.pool.where())
+        k = _cpu_workers(self.session.device) if self.pool is None else 0
+        if k:
+            print(f"one trial at a time keeps about one of this CPU's cores busy: --workers {k} "
+                  f"trains {k} at once and draws the same trials")
         space = self.session.space
         if space.objectives and study_lib.best(self.study) is not None:
             print(f"multi-objective study: {len(self.study.best_trials)} trial(s) on the Pareto "
@@ -391,6 +396,14 @@ def close_orphan_runs(study, tracker) -> None:
     ended = {t.number: (t.state.name, trial_record.read(t).fail_reason or DIED)
              for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
     tracker.close_orphans(ended)
+
+
+def _cpu_workers(device) -> int:
+    """The --workers to suggest after a one-process run on a CPU-only machine (0: none): a
+    trial on cached features keeps about one core busy (bench/cores.py); at most 4, since
+    each worker holds its own copy of the images and TensorFlow."""
+    cores = len(os.sched_getaffinity(0))
+    return 0 if device is None or device.gpus or cores < 2 else min(cores, 4)
 
 
 def _converged(verdict) -> str:

@@ -35,10 +35,10 @@ LOCAL = "local"  # --ray without an address: a Ray instance on this machine for 
 RESTARTS = 3  # Ray restarts a lost worker this many times (task max_retries)
 CANCEL_WAIT_S = 60  # after Ctrl-C, how long workers get to mark their trial FAIL
 NODE_ID_DIGITS = 8  # of a Ray node id, in what the workers and the summary print
-LOG_FLUSH_S = 1.5
+LOG_FLUSH_S = 1.5  # after the workers end, before the summary (Ray polls their log files)
 # Ray's connect attempts (a second each) when RAY_AUTH_MODE is unset: a cluster that wants a
 # token refuses every one, and Ray's default is 20 (RAY_gcs_server_port_wait_time_s sets it).
-UNAUTHENTICATED_TRIES = 3  # after the workers end, before the summary (Ray polls their log files)
+UNAUTHENTICATED_TRIES = 3
 # Passed to the workers of a cluster (a local instance inherits this environment); no
 # storage or tracking URL here: those travel in the settings, by value.
 ENV = ("SEARCH_HEARTBEAT_INTERVAL", "SEARCH_HEARTBEAT_GRACE", "SEARCH_WEIGHTS_DIR",
