@@ -65,6 +65,20 @@ def test_gpu_flags_pick_one_worker_per_gpu(monkeypatch):
     assert workers.devices(Options(gpus="all", workers=2)) == [None, None]  # CPU workers
 
 
+def test_each_of_k_workers_gets_its_share_of_the_cores(monkeypatch):
+    """K workers on this machine: TensorFlow's op threads split the cores between them."""
+    cores = len(os.sched_getaffinity(0))
+    assert workers.cpu_share(1) == cores and workers.cpu_share(cores * 2) == 1
+    monkeypatch.delenv("TF_NUM_INTRAOP_THREADS", raising=False)
+    codes = workers.launch(_threads_exit_code, (), [None, None])
+    assert codes == [max(1, cores // 2)] * 2
+
+
+def _threads_exit_code() -> int:
+    """A worker's exit code: the op threads it was given."""
+    return int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0"))
+
+
 def test_a_worker_only_joins_an_existing_study(tmp_path, tiny_csv, capsys):
     from search import cli
 

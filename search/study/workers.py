@@ -152,8 +152,9 @@ def launch(target: Callable[..., int], args: tuple, gpus: list[str | None]) -> l
     CUDA_VISIBLE_DEVICES, None: inherit), wait for all, forward Ctrl-C; their exit codes."""
     context = multiprocessing.get_context("spawn")
     processes = []
+    threads = cpu_share(len(gpus))
     for number, gpu in enumerate(gpus, start=1):
-        process = context.Process(target=_worker, args=(target, args, gpu),
+        process = context.Process(target=_worker, args=(target, args, gpu, threads),
                                   name=f"search-worker-{number}")
         process.start()
         processes.append(process)
@@ -210,12 +211,24 @@ def _interrupt(process) -> None:
             os.kill(process.pid, signal.SIGINT)
 
 
-def _worker(target, args, gpu: str | None) -> None:
-    """A worker process: own process group (see module docstring), its GPU, the target."""
+def cpu_share(workers: int) -> int:
+    """Threads for each TensorFlow op of one of `workers` processes on this machine: its share
+    of the cores, so that K workers' thread pools do not each claim every core (a 2-core
+    machine with 2 workers ran 4 busy op threads on 2 cores)."""
+    return max(1, len(os.sched_getaffinity(0)) // max(workers, 1))
+
+
+def _worker(target, args, gpu: str | None, threads: int | None = None) -> None:
+    """A worker process: own process group (see module docstring), its GPU, its share of the
+    cores (TensorFlow and oneDNN read these before they start; a user's setting wins), the
+    target."""
     os.setpgrp()
     sys.stdout.reconfigure(line_buffering=True)
     if gpu is not None:
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+    if threads:
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", str(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     from search import console
 
     console.quiet()
