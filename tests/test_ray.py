@@ -115,6 +115,30 @@ def test_importing_the_cli_imports_neither_ray_nor_tensorflow():
     assert done.stdout.strip() == "[]", done.stderr
 
 
+def _node(address: str, cpus: float, gpus: float) -> dict:
+    """A node as ray.nodes() describes it (the keys check_fits reads)."""
+    return {"NodeManagerAddress": address, "Alive": True,
+            "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+
+def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together():
+    """Each resource alone fits on some node, but no node has both: refused (Ray would keep
+    the workers pending for ever); the single-resource refusals keep their wording."""
+    from search.errors import UsageError
+    from search.study.ray_workers import check_fits
+
+    cpu_node, gpu_node = _node("10.0.0.5", 8, 0), _node("10.0.0.6", 1, 2)
+    check_fits([cpu_node, gpu_node], 1, 0.5)  # two per GPU on 10.0.0.6
+    check_fits([cpu_node, gpu_node], 8, 0)
+    with pytest.raises(UsageError, match=r"^--cpus-per-trial 2 --gpus-per-trial 0.5: no node "
+                       r"of the Ray cluster has both at once \(nodes: 10.0.0.5 8 CPU/0 GPU, "
+                       r"10.0.0.6 1 CPU/2 GPU\)$"):
+        check_fits([cpu_node, gpu_node], 2, 0.5)
+    with pytest.raises(UsageError, match="--gpus-per-trial 4: no node .* the most a node has "
+                       r"is 2 \(on 10.0.0.6\)"):
+        check_fits([cpu_node, gpu_node, _node("10.0.0.7", 1, 2)], 1, 4)
+
+
 # --- a real local Ray instance -----------------------------------------------------------------
 
 
