@@ -84,6 +84,10 @@ def _ray_workers(text: str) -> list[tuple[int, int]]:
     (["--ray", "ray://10.255.255.1:10001"], "are files on this machine"),  # SQLite: both
     (["--ray", "10.255.255.1:6379", "--storage", "postgresql+psycopg2://u:s3cret@db/x"],
      "the MLflow store sqlite:"),
+    (["--ray", "10.255.255.1:6379", "--storage", "postgresql+psycopg2://u:s3cret@db/x",
+      "--tracking-uri", "/srv/mlruns"], "the MLflow store /srv/mlruns is a file"),
+    (["--ray", "10.255.255.1:6379", "--storage", "postgresql+psycopg2://u:s3cret@db/x",
+      "--tracking-uri", "file:///srv/mlruns"], "the MLflow store file:///srv/mlruns is a file"),
     (["--ray", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
     (["--ray", "ray://127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
 ])
@@ -96,6 +100,30 @@ def test_bad_ray_flags_and_addresses_are_one_line(flags, says, tmp_path, tiny_cs
     assert len(err.strip().splitlines()) == 1 and "s3cret" not in err
     if "files" in says or "MLflow store" in says:
         assert "PostgreSQL" in err and "MLflow tracking server" in err
+    assert not runs.exists()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="SEARCH_TEST_POSTGRES is not set (.ci/run starts "
+                    "PostgreSQL)")
+def test_a_storage_url_without_its_password_is_one_line(tmp_path, tiny_csv, capsys,
+                                                        monkeypatch):
+    """The server asks for a password the URL lacks: one line naming host and port, exit 2,
+    nothing written (no password from the environment or a .pgpass either)."""
+    import sqlalchemy
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    url = sqlalchemy.engine.make_url(POSTGRES)  # (URL.set(password=None) keeps it)
+    bare = sqlalchemy.engine.URL.create(url.drivername, url.username, host=url.host,
+                                        port=url.port, database=url.database)
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "--data", str(tiny_csv), "--runs-dir", str(runs), "--no-progress",
+                     "--study", "refused", "--storage",
+                     bare.render_as_string(hide_password=False)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open study storage postgresql+psycopg2://" in err, err
+    assert f"(host {bare.host}, port {bare.port})" in err and "password" in err
+    assert len(err.strip().splitlines()) == 1 and POSTGRES_PASSWORD not in err
     assert not runs.exists()
 
 
