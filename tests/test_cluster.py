@@ -3,12 +3,14 @@ docs/cluster.md, "A cluster on one machine"): the study in PostgreSQL (SEARCH_TE
 as .ci/run starts it; else SQLite, which two nodes of one host can share), an `mlflow server`
 with --serve-artifacts, a Ray head from `ray start --head` and a second node joined with
 `ray start --address` (Ray's CLI starts two nodes on one host, each with its own temp dir and
-ports), Ray's token authentication on; then `search run --ray HEAD --workers 2
---tracking-uri http://...`. Checked: trials ran on both nodes, every finished trial has its
-FINISHED run on the server, the champion is registered, predicted and served from a folder
-that has no runs/ (the search's runs folder deleted), and a node lost mid-trial (its raylet
-and workers SIGKILLed) fails that trial with a reason naming the node, retries it and
-completes the study on the head.
+ports), each declaring one GPU it does not have (`--num-gpus 1`), Ray's token authentication
+on; then `search run --ray HEAD --workers 4 --gpus-per-trial 0.5 --tracking-uri http://...`.
+Checked: the four workers ran at once, two per declared GPU, each with the CUDA_VISIBLE_DEVICES
+Ray assigned and memory growth set before TensorFlow was imported, and trials ran on both
+nodes; every finished trial has its FINISHED run on the server, the champion is registered,
+predicted and served from a folder that has no runs/ (the search's runs folder deleted), and
+a node lost mid-trial (its raylet and workers SIGKILLed) fails that trial with a reason naming
+the node, retries it and completes the study on the head.
 
 One cluster for the module; every process it starts is stopped by id (its session), never by
 name: other Ray instances may run on this machine.
@@ -150,7 +152,7 @@ def cluster(tmp_path_factory):
         processes.append(server)
         head_log, second_log = folder / "ray-head.log", folder / "ray-second.log"
         head = start([str(BIN / "ray"), "start", "--head", "--block", "--port", str(gcs),
-                      "--num-cpus", "2", "--include-dashboard", "false",
+                      "--num-cpus", "2", "--num-gpus", "1", "--include-dashboard", "false",
                       "--dashboard-port", str(dashboard), "--ray-client-server-port",
                       str(client), "--dashboard-agent-listen-port", str(agent),
                       "--temp-dir", str(ray_tmp / "head"), "--disable-usage-stats"],
@@ -158,7 +160,8 @@ def cluster(tmp_path_factory):
         processes.append(head)
         started(head, head_log, "Ray runtime started", "the Ray head", 120)
         second = start([str(BIN / "ray"), "start", "--address", f"127.0.0.1:{gcs}", "--block",
-                        "--num-cpus", "1", "--dashboard-agent-listen-port", str(agent2),
+                        "--num-cpus", "1", "--num-gpus", "1",
+                        "--dashboard-agent-listen-port", str(agent2),
                         "--temp-dir", str(ray_tmp / "second"), "--disable-usage-stats"],
                        second_log, ray_env)
         processes.append(second)
@@ -197,28 +200,53 @@ def new_study() -> str:
 
 @pytest.fixture(scope="module")
 def searched(cluster, space, tiny_csv, tmp_path_factory):
-    """`search run --ray HEAD --workers 2` on the cluster: (study, its output, runs dir)."""
+    """`search run --ray HEAD --workers 4 --gpus-per-trial 0.5 --cpus-per-trial 0.5` on the
+    cluster (two declared GPUs, 3 CPUs): (study, its output, runs dir)."""
     folder = tmp_path_factory.mktemp("searched")
     study, runs, log = new_study(), folder / "runs", folder / "run.log"
     began = time.monotonic()
-    text = finish(search(["run", "--ray", cluster.ray, "--workers", "2", "--trials", "3",
+    text = finish(search(["run", "--ray", cluster.ray, "--workers", "4", "--trials", "4",
+                          "--gpus-per-trial", "0.5", "--cpus-per-trial", "0.5",
                           *flags(cluster, study, space, tiny_csv, runs)], log, **cluster.env),
                   log)
-    print(f"search run --ray on two nodes, 3 trials: {time.monotonic() - began:.0f} s")
+    print(f"search run --ray on two nodes, 4 workers, 4 trials: {time.monotonic() - began:.0f} s")
     yield study, text, runs
     if POSTGRES:
         optuna.delete_study(study_name=study, storage=POSTGRES)
 
 
-def test_trials_run_on_both_nodes_and_every_one_is_on_the_tracking_server(cluster, searched):
+def test_four_workers_share_two_declared_gpus_on_both_nodes_and_log_to_the_server(
+        cluster, searched):
+    """Two workers per declared GPU, all four at once: each joined the study before it was
+    complete, and a worker stays until the study is complete, so all four held their half GPU
+    together (Ray would have held a fifth back). Each saw the GPU Ray gave it, with memory
+    growth set before TensorFlow was imported (no GPU here to see it work: what the worker
+    set, in its first line)."""
     study, text, runs = searched
-    assert f"Ray: the Ray cluster at {cluster.ray}: 2 node(s), 3 CPUs" in text, text[-3000:]
-    summary = re.search(r"^2 workers ran on: \S+/(\w{8}) \(CPU\), \S+/(\w{8}) \(CPU\)$", text,
-                        re.M)
+    assert f"Ray: the Ray cluster at {cluster.ray}: 2 node(s), 3 CPUs, 2 GPUs" in text, \
+        text[-3000:]
+    assert "4 Ray worker task(s), each asking for 0.5 CPU, 0.5 GPU" in text
+    summary = re.search(r"^4 workers ran on: \S+/(\w{8}) \(GPU 0\) x2, \S+/(\w{8}) "
+                        r"\(GPU 0\) x2$", text, re.M)
     assert summary and summary[1] != summary[2], text[-3000:]
     print(summary[0])
-    trials = check_study(cluster.storage, study, runs, 3, tracking=cluster.tracking)
-    nodes = {t.user_attrs[study_lib.NODE_ATTR] for t in trials if t.state in study_lib.FINISHED}
+    started = re.findall(r"worker (\d): pid (\d+) on \S+/\w{8} \(GPU (\d)\): (.*)$", text,
+                         re.M)
+    assert sorted(n for n, *_ in started) == ["1", "2", "3", "4"], text[-3000:]
+    for _, _, gpu, device in started:
+        assert device == (f"CUDA_VISIBLE_DEVICES='{gpu}', TF_FORCE_GPU_ALLOW_GROWTH=true, "
+                          f"set before TensorFlow was imported"), device
+    joined = dict(re.findall(rf"worker \S+:(\d+) joined study '{study}' on .*: (\d) of 4 "
+                             rf"finished$", text, re.M))
+    assert joined.keys() == {pid for _, pid, *_ in started}, text[-3000:]
+    assert all(int(done) < 4 for done in joined.values()), joined
+    trials = check_study(cluster.storage, study, runs, 4, tracking=cluster.tracking)
+    finished = [t for t in trials if t.state in study_lib.FINISHED]
+    overlap = (min(t.datetime_complete for t in finished)
+               - max(t.datetime_start for t in finished)).total_seconds()
+    print(f"the four trials overlapped for {overlap:.0f} s (first end minus last start), on "
+          f"{len({t.user_attrs['worker'] for t in finished})} workers")
+    nodes = {t.user_attrs[study_lib.NODE_ATTR] for t in finished}
     assert {n.removeprefix("ray:")[:8] for n in nodes} == {summary[1], summary[2]}
     assert not (runs / "mlflow.db").exists() and not (runs / "mlartifacts").exists()
     if POSTGRES_PASSWORD:

@@ -85,6 +85,10 @@ def _ray_workers(text: str) -> list[tuple[int, int]]:
     (["--ray", "ray://10.255.255.1:10001"], "are files on this machine"),  # SQLite: both
     (["--ray", "10.255.255.1:6379", "--storage", "postgresql+psycopg2://u:s3cret@db/x"],
      "the MLflow store sqlite:"),
+    (["--ray", "10.255.255.1:6379", "--storage", "postgresql+psycopg2://u:s3cret@db/x",
+      "--tracking-uri", "/srv/mlruns"], "the MLflow store /srv/mlruns is a file"),
+    (["--ray", "10.255.255.1:6379", "--storage", "postgresql+psycopg2://u:s3cret@db/x",
+      "--tracking-uri", "file:///srv/mlruns"], "the MLflow store file:///srv/mlruns is a file"),
     (["--ray", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
     (["--ray", "ray://127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
 ])
@@ -97,6 +101,30 @@ def test_bad_ray_flags_and_addresses_are_one_line(flags, says, tmp_path, tiny_cs
     assert len(err.strip().splitlines()) == 1 and "s3cret" not in err
     if "files" in says or "MLflow store" in says:
         assert "PostgreSQL" in err and "MLflow tracking server" in err
+    assert not runs.exists()
+
+
+@pytest.mark.skipif(not POSTGRES, reason="SEARCH_TEST_POSTGRES is not set (.ci/run starts "
+                    "PostgreSQL)")
+def test_a_storage_url_without_its_password_is_one_line(tmp_path, tiny_csv, capsys,
+                                                        monkeypatch):
+    """The server asks for a password the URL lacks: one line naming host and port, exit 2,
+    nothing written (no password from the environment or a .pgpass either)."""
+    import sqlalchemy
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    url = sqlalchemy.engine.make_url(POSTGRES)  # (URL.set(password=None) keeps it)
+    bare = sqlalchemy.engine.URL.create(url.drivername, url.username, host=url.host,
+                                        port=url.port, database=url.database)
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "--data", str(tiny_csv), "--runs-dir", str(runs), "--no-progress",
+                     "--study", "refused", "--storage",
+                     bare.render_as_string(hide_password=False)])
+    err = capsys.readouterr().err
+    assert code == 2 and "cannot open study storage postgresql+psycopg2://" in err, err
+    assert f"(host {bare.host}, port {bare.port})" in err and "password" in err
+    assert len(err.strip().splitlines()) == 1 and POSTGRES_PASSWORD not in err
     assert not runs.exists()
 
 
@@ -114,6 +142,30 @@ def test_importing_the_cli_imports_neither_ray_nor_tensorflow():
             "print(sorted(m for m in ('ray', 'tensorflow') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert done.stdout.strip() == "[]", done.stderr
+
+
+def _node(address: str, cpus: float, gpus: float) -> dict:
+    """A node as ray.nodes() describes it (the keys check_fits reads)."""
+    return {"NodeManagerAddress": address, "Alive": True,
+            "Resources": {"CPU": cpus, **({"GPU": gpus} if gpus else {})}}
+
+
+def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together():
+    """Each resource alone fits on some node, but no node has both: refused (Ray would keep
+    the workers pending for ever); the single-resource refusals keep their wording."""
+    from search.errors import UsageError
+    from search.study.ray_workers import check_fits
+
+    cpu_node, gpu_node = _node("10.0.0.5", 8, 0), _node("10.0.0.6", 1, 2)
+    check_fits([cpu_node, gpu_node], 1, 0.5)  # two per GPU on 10.0.0.6
+    check_fits([cpu_node, gpu_node], 8, 0)
+    with pytest.raises(UsageError, match=r"^--cpus-per-trial 2 --gpus-per-trial 0.5: no node "
+                       r"of the Ray cluster has both at once \(nodes: 10.0.0.5 8 CPU/0 GPU, "
+                       r"10.0.0.6 1 CPU/2 GPU\)$"):
+        check_fits([cpu_node, gpu_node], 2, 0.5)
+    with pytest.raises(UsageError, match="--gpus-per-trial 4: no node .* the most a node has "
+                       r"is 2 \(on 10.0.0.6\)"):
+        check_fits([cpu_node, gpu_node, _node("10.0.0.7", 1, 2)], 1, 4)
 
 
 # --- a real local Ray instance -----------------------------------------------------------------

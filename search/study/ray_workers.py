@@ -200,15 +200,7 @@ class RayPool:
         if foreign:
             refuse_local_state(self.address, self.settings,
                                f" (nodes beyond this machine: {', '.join(foreign)})")
-        opts = self.options
-        for flag, key, asked in (("--cpus-per-trial", "CPU", opts.cpus_per_trial),
-                                 ("--gpus-per-trial", "GPU", opts.gpus_per_trial or 0)):
-            most = max(nodes, key=lambda n: n["Resources"].get(key, 0), default=None)
-            has = most["Resources"].get(key, 0) if most else 0
-            if asked > has:
-                where = f" (on {most['NodeManagerAddress']})" if most and has else ""
-                raise UsageError(f"{flag} {asked:g}: no node of the Ray cluster has that many "
-                                 f"{key}s; the most a node has is {has:g}{where}")
+        check_fits(nodes, self.options.cpus_per_trial, self.options.gpus_per_trial or 0)
         total = {k: sum(n["Resources"].get(k, 0) for n in nodes) for k in ("CPU", "GPU")}
         what = "a Ray instance started on this machine" if self.address == LOCAL else \
             f"the Ray cluster at {self.address}"
@@ -265,6 +257,25 @@ class RayPool:
             self.ray.shutdown()
 
 
+def check_fits(nodes: list[dict], cpus: float, gpus: float) -> None:
+    """One trial's CPUs and GPUs must fit on one node (`ray.nodes()`), both at once: Ray would
+    otherwise hold the workers as pending for ever, after the study was written."""
+    for flag, key, asked in (("--cpus-per-trial", "CPU", cpus), ("--gpus-per-trial", "GPU", gpus)):
+        most = max(nodes, key=lambda n: n["Resources"].get(key, 0), default=None)
+        has = most["Resources"].get(key, 0) if most else 0
+        if asked > has:
+            where = f" (on {most['NodeManagerAddress']})" if most and has else ""
+            raise UsageError(f"{flag} {asked:g}: no node of the Ray cluster has that many "
+                             f"{key}s; the most a node has is {has:g}{where}")
+    if not any(n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
+               for n in nodes):
+        has = [f"{n['NodeManagerAddress']} {n['Resources'].get('CPU', 0):g} CPU/"
+               f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes]
+        more = f" and {len(has) - 4} more" if len(has) > 4 else ""
+        raise UsageError(f"--cpus-per-trial {cpus:g} --gpus-per-trial {gpus:g}: no node of the "
+                         f"Ray cluster has both at once (nodes: {', '.join(has[:4])}{more})")
+
+
 def _reachable(address: str, host: str) -> None:
     """A quick TCP check, so that a wrong address is one line now, not Ray's long retries."""
     rest = address.removeprefix("ray://")
@@ -300,15 +311,12 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
 
     sys.stdout.reconfigure(line_buffering=True)
     ids = [str(g) for g in ray.get_gpu_ids()]
-    if not gpus:
-        os.environ["CUDA_VISIBLE_DEVICES"] = ""  # a CPU worker, also on a GPU node
-    elif gpus < 1:
-        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"  # share the GPU (search.train.device too)
+    device = gpu_environment(gpus)
     node = ray.get_runtime_context().get_node_id()  # the driver maps it to the node's address
     os.environ[workers.RAY_NODE_ENV] = node  # on its trials: a pid is checked on its own node only
     where = {"node": node, "gpus": ids}
     print(f"worker {number}: pid {os.getpid()} on "
-          f"{workers.place(node_place(_node_ip(node), node), ids)}", flush=True)
+          f"{workers.place(node_place(_node_ip(node), node), ids)}: {device}", flush=True)
     console.quiet()
     try:
         code = target(*args)
@@ -317,6 +325,23 @@ def _search_worker(target, args: tuple, number: int, gpus: float) -> dict:
     except KeyboardInterrupt:  # cancelled before the worker was ready
         code = 130
     return {**where, "code": code}
+
+
+def gpu_environment(gpus: float) -> str:
+    """Set this worker's GPU environment before TensorFlow is imported (it reads both when it
+    first touches a device): a CPU worker sees no GPU, also on a GPU node; a GPU worker keeps
+    the CUDA_VISIBLE_DEVICES Ray set and grows its memory (TF_FORCE_GPU_ALLOW_GROWTH; also
+    search.train.device), so that trials sharing a GPU do not each grab it all. What it set,
+    as one phrase for the worker's first line: on a machine without a GPU the only proof."""
+    if not gpus:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    else:
+        os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    growth = os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "unset")
+    when = "after" if "tensorflow" in sys.modules else "before"
+    return (f"CUDA_VISIBLE_DEVICES={'unset' if visible is None else repr(visible)}, "
+            f"TF_FORCE_GPU_ALLOW_GROWTH={growth}, set {when} TensorFlow was imported")
 
 
 def node_place(address: str, node_id: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 from urllib.parse import urlparse
 
 from search.settings import mask
+from search.track import outage
 from search.track.tags import (
     MODEL_DELETED_TAG,
     MODEL_URI_TAG,
@@ -57,6 +58,7 @@ class Tracker:
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri
+        outage.watch(tracking_uri)  # a server that stops answering: said, and waited for
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.experiment_name = experiment
         self.experiment_id = self._experiment(experiment, artifact_root)
@@ -157,7 +159,9 @@ class Tracker:
                    killed: tuple[type[BaseException], ...] = ()) -> Iterator["TrialRun"]:
         """A run under the study's parent run, ended by the block's exit (MLflow's `with
         start_run()` idiom on the client): FINISHED when it ends normally, KILLED for Ctrl-C
-        and the `killed` exception types, else FAILED. The exception propagates."""
+        and the `killed` exception types, else FAILED. The exception propagates; while the
+        tracking server does not answer, the run is left for close_orphans (search.track.
+        outage), not ended at the price of MLflow's retries a second time."""
         created = self.client.create_run(
             self.experiment_id, run_name=name,
             tags={"mlflow.parentRunId": parent_id, STUDY_TAG: study_name, **tags})
@@ -165,6 +169,9 @@ class Tracker:
         try:
             yield run
         except BaseException as exc:
+            if outage.down():
+                outage.gave_up(f"run {name}")
+                raise
             run.end("KILLED" if isinstance(exc, (KeyboardInterrupt, *killed)) else "FAILED")
             raise
         run.end("FINISHED")
@@ -182,8 +189,9 @@ class Tracker:
             try:
                 yield run
             except BaseException as exc:
-                run.set_tags({STATE_TAG: "PRUNED" if isinstance(exc, killed) else "FAILED",
-                              REASON_TAG: f"{type(exc).__name__}: {exc}"})
+                if not outage.down():
+                    run.set_tags({STATE_TAG: "PRUNED" if isinstance(exc, killed) else "FAILED",
+                                  REASON_TAG: f"{type(exc).__name__}: {exc}"})
                 raise
             run.set_tags({STATE_TAG: "COMPLETE"})
 
