@@ -28,19 +28,21 @@ def has_workers_flag() -> bool:
 
 
 def run(workers: int, trials: int, csv, extra: tuple[str, ...] = (),
-        label: str = "workers") -> tuple[float, float, int]:
+        label: str = "workers", env: dict | None = None) -> tuple[float, float, int]:
     """(wall seconds, first-start-to-last-end seconds, finished trials) for one study
-    (`extra`: more `search run` flags, e.g. --ray; `label` names its runs folder)."""
+    (`extra`: more `search run` flags, e.g. --ray; `label` names its runs folder, and its
+    output goes to the same name + .log; `env`: the run's environment, default this one's)."""
     import mlflow
 
     runs = benchlib.ROOT / "runs" / "bench" / f"{label}-{workers}"
     shutil.rmtree(runs, ignore_errors=True)
+    runs.parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "search.cli", "run", "--workers", str(workers), "--trials",
            str(trials), "--space", str(SPACE), "--data", str(csv), "--study", "workers",
            "--runs-dir", str(runs), "--no-progress", *extra]
     print(f"$ {' '.join(cmd[2:])}", flush=True)
-    with benchlib.Timer() as t:
-        subprocess.run(cmd, check=True, cwd=benchlib.ROOT, stdout=subprocess.DEVNULL)
+    with benchlib.Timer() as t, runs.with_suffix(".log").open("w") as log:
+        subprocess.run(cmd, check=True, cwd=benchlib.ROOT, stdout=log, env=env)
     client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     exp = client.get_experiment_by_name("workers")
     done = [r for r in client.search_runs([exp.experiment_id], max_results=10000)
