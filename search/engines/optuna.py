@@ -173,8 +173,8 @@ class OptunaEngine(Engine):
             print(self.pool.where())
         k = _cpu_workers(self.session.device) if self.pool is None else 0
         if k:
-            print(f"one trial at a time keeps about one of this CPU's cores busy: --workers {k} "
-                  f"trains {k} at once and draws the same trials")
+            print(f"one trial at a time leaves part of this CPU idle: --workers {k} trains {k} "
+                  f"at once and draws the same trials")
         space = self.session.space
         if space.objectives and study_lib.best(self.study) is not None:
             print(f"multi-objective study: {len(self.study.best_trials)} trial(s) on the Pareto "
@@ -399,9 +399,9 @@ def close_orphan_runs(study, tracker) -> None:
 
 
 def _cpu_workers(device) -> int:
-    """The --workers to suggest after a one-process run on a CPU-only machine (0: none): a
-    trial on cached features keeps about one core busy (bench/cores.py); at most 4, since
-    each worker holds its own copy of the images and TensorFlow."""
+    """The --workers to suggest after a one-process run on a CPU-only machine (0: none): one
+    process used 1.50 of 2 cores on the real images, two finished 1.38x the trials
+    (bench/cores.py); at most 4, since each worker holds its own images and TensorFlow."""
     cores = len(os.sched_getaffinity(0))
     return 0 if device is None or device.gpus or cores < 2 else min(cores, 4)
 
