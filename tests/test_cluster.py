@@ -320,7 +320,9 @@ def test_a_node_lost_mid_trial_fails_its_trial_naming_the_node_and_the_head_fini
     """The second node's raylet, agents and workers SIGKILLed while a trial runs there, as
     a machine lost: the survivor on the head fails that trial by its heartbeat (not by a pid
     check: another Ray node, though the same host), with the node's id in the reason, runs
-    its parameters again and completes the study; nothing stays RUNNING."""
+    its parameters again and completes the study; nothing stays RUNNING. Then the node comes
+    back (the same `ray start --address`) and the same command, asking for more trials,
+    resumes on both nodes."""
     study, runs, log = new_study(), tmp_path / "runs", tmp_path / "run.log"
     run = search(["run", "--ray", cluster.ray, "--workers", "2", "--trials", "2",
                   *flags(cluster, study, space, tiny_csv, runs)], log, **cluster.env)
@@ -355,5 +357,28 @@ def test_a_node_lost_mid_trial_fails_its_trial_naming_the_node_and_the_head_fini
     assert retry.user_attrs[study_lib.NODE_ATTR] != victim.user_attrs[study_lib.NODE_ATTR]
     closed = mlflow.MlflowClient(cluster.tracking).get_run(dead.user_attrs["mlflow_run_id"])
     assert closed.info.status == "FAILED" and node in closed.data.tags["search.reason"]
+
+    ray_tmp = Path(tempfile.mkdtemp(prefix="ray-", dir="/tmp"))
+    back_log, (agent,) = tmp_path / "ray-back.log", free_ports(1)
+    back = start([str(BIN / "ray"), "start", "--address", cluster.ray, "--block", "--num-cpus",
+                  "1", "--num-gpus", "1", "--dashboard-agent-listen-port", str(agent),
+                  "--temp-dir", str(ray_tmp), "--disable-usage-stats"], back_log, cluster.env)
+    try:
+        started(back, back_log, "Ray runtime started", "the second node, back", 120)
+        status = [str(BIN / "ray"), "status", "--address", cluster.ray]
+        wait_for(lambda: subprocess.run(status, env=cluster.env, capture_output=True, text=True)
+                 .stdout.split("Pending:")[0].count(" node_") == 2,
+                 "the lost node gone and the new one joined", 120)
+        log = tmp_path / "resumed.log"
+        text = finish(search(["run", "--ray", cluster.ray, "--workers", "2", "--trials", "4",
+                              *flags(cluster, study, space, tiny_csv, runs)], log,
+                             **cluster.env), log)
+    finally:
+        stop(back)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    summary = re.search(r"^2 workers ran on: \S+/(\w{8}) \(CPU\), \S+/(\w{8}) \(CPU\)$",
+                        text, re.M)
+    assert summary and summary[1] != summary[2] and node[:8] not in summary.groups(), text[-3000:]
+    check_study(cluster.storage, study, runs, 4, tracking=cluster.tracking)
     if POSTGRES:
         optuna.delete_study(study_name=study, storage=POSTGRES)
