@@ -23,7 +23,6 @@ without giving that up).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 import os
 import sys
@@ -46,19 +45,9 @@ from search.engines.trial import Pruned
 from search.settings import mask
 from search.study import study as study_lib
 from search.study import trial_record, warm_start, window, workers
-from search.study.heartbeats import fail_dead_trials, waiting_line
+from search.study.heartbeats import close_orphan_runs, fail_dead_trials, waiting_line
 from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG, WARM_START_TAG
-
-DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
-        "queued its parameters for a retry")
-
-
-class _QuietSurplus(logging.Filter):
-    """Optuna logs every FAIL with a traceback; a surplus trial is routine (see study.claim)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], study_lib.SurplusTrial))
 
 
 class OptunaEngine(Engine):
@@ -69,7 +58,6 @@ class OptunaEngine(Engine):
         self.study = None
         self.interrupts = workers.Interrupts()  # installed by `work`, the worker entry point
         self.pool = None  # _worker_pool: the workers of --workers, --gpus, --ray
-        self.sampler_seed: int | None = None  # the study's base seed (window.trial_seed)
         self.checked_at: int | None = None  # finished trials at the last convergence check
         self.warm_lines: list[str] = []  # what --warm-start queued or skipped, or its hint
 
@@ -81,8 +69,7 @@ class OptunaEngine(Engine):
         if workers.wanted(opts):  # a Ray cluster is reached and checked before any write
             self.pool = _worker_pool(opts, self.session.settings)
         self.session.settings.ensure()
-        self.sampler_seed = sampler_seed(self.session)
-        self.study = study_lib.start_study(self.session, seed=self.sampler_seed)
+        self.study = study_lib.start_study(self.session)
         at_once = (len(self.pool.gpus) if isinstance(self.pool, workers.Processes)
                    else opts.workers)  # trials training at once (--gpus: one per GPU at least)
         window.set_width(self.study, window.width_for(at_once))
@@ -90,6 +77,11 @@ class OptunaEngine(Engine):
             self.warm_lines = warm_start.enqueue(self.study, warm)
         elif hint:
             self.warm_lines = [hint]
+
+    @property
+    def sampler_seed(self) -> int | None:
+        """The study's base sampler seed (trial n's: window.trial_seed(base, n))."""
+        return self.study.sampler.seed if self.study is not None else None
 
     def where(self) -> str:
         return f"study {self.session.study!r} on {mask(self.session.settings.storage)}"
@@ -171,7 +163,7 @@ class OptunaEngine(Engine):
     def summary(self) -> None:
         if self.pool is not None and self.pool.where():
             print(self.pool.where())
-        k = _cpu_workers(self.session.device) if self.pool is None else 0
+        k = workers.cpu_workers(self.session.device) if self.pool is None else 0
         if k:
             print(f"one trial at a time leaves part of this CPU idle: --workers {k} trains {k} "
                   f"at once and draws the same trials")
@@ -192,8 +184,7 @@ class OptunaEngine(Engine):
         """Open an existing study and its MLflow parent run (a worker never creates them)."""
         optuna.logging.set_verbosity(optuna.logging.ERROR)
         self.session.settings.ensure()
-        self.sampler_seed = sampler_seed(self.session)
-        self.study = study_lib.join_study(self.session, seed=self.sampler_seed)
+        self.study = study_lib.join_study(self.session)
         self.session.join_tracking(study_lib.setup(self.study).parent_run_id)
 
     def loop(self) -> Outcome:
@@ -207,7 +198,7 @@ class OptunaEngine(Engine):
         close_orphan_runs(study, tracker)
         if not opts.isolate:
             self.session.use_device()
-        logging.getLogger("optuna.study._optimize").addFilter(_QuietSurplus())
+        logging.getLogger("optuna.study._optimize").addFilter(study_lib.QuietSurplus())
         start = time.monotonic()
         bar = tqdm(total=opts.trials, initial=min(study_lib.finished(study), opts.trials),
                    unit="trial", disable=not opts.progress, dynamic_ncols=True)
@@ -311,8 +302,9 @@ class OptunaEngine(Engine):
         dead workers' trials meanwhile; a wait is recorded on the trial."""
         def meanwhile():
             self.interrupts.check()
+            write = print if bar is None else bar.write
             for line in fail_dead_trials(trial.study):
-                print(line) if bar is None else bar.write(line)
+                write(line)
 
         seconds = window.waited(trial.study, trial.number, meanwhile)
         if seconds >= 1.0:
@@ -338,13 +330,6 @@ class OptunaEngine(Engine):
         if self.session.space.objectives:
             return result.values(self.session.space.objectives)
         return result.value
-
-
-def sampler_seed(session) -> int:
-    """The study's base sampler seed, from --seed and the study name; trial n's is
-    `window.trial_seed(base, n)` (see the module docstring)."""
-    text = f"{session.options.seed}:{session.study}"
-    return int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
 
 
 def work(settings, options) -> int:
@@ -387,23 +372,6 @@ def _train_in_child(settings, options, trial_id: int, config):
         return "pruned", str(exc)
     except Exception as exc:
         return "failed", reason(exc)
-
-
-def close_orphan_runs(study, tracker) -> None:
-    """End the MLflow runs of trials that are over but whose process died before ending the
-    run (SIGKILL, power loss, an --isolate process killed for memory), so none stays RUNNING
-    for ever. The trial's state decides the status; a FAIL trial's reason goes along."""
-    ended = {t.number: (t.state.name, trial_record.read(t).fail_reason or DIED)
-             for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    tracker.close_orphans(ended)
-
-
-def _cpu_workers(device) -> int:
-    """The --workers to suggest after a one-process run on a CPU-only machine (0: none): one
-    process used 1.50 of 2 cores on the real images, two finished 1.38x the trials
-    (bench/cores.py); at most 4, since each worker holds its own images and TensorFlow."""
-    cores = len(os.sched_getaffinity(0))
-    return 0 if device is None or device.gpus or cores < 2 else min(cores, 4)
 
 
 def _converged(verdict) -> str:

@@ -34,6 +34,7 @@ import time
 import numpy as np
 
 from search.errors import UsageError
+from search.final import selected as selected_lib  # the selection: built on _Members and _Rows
 from search.final.champion import (
     BEST_TRIAL,
     ENSEMBLE,
@@ -42,6 +43,7 @@ from search.final.champion import (
     Candidate,
     Final,
     choose,
+    member,
 )
 from search.final.runs import built, log, where
 from search.settings import Settings
@@ -138,17 +140,11 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
                   f"the same model as {BEST_TRIAL}, not built", file=out)
         else:
             candidates.append(_per_head_ensemble(session, per_head, members, rows, out))
-        from search.final import selected as selected_lib  # it builds on _Members
-
         selected = selected_lib.build(session, kept, members, rows, out)
         if selected is not None:
             candidates.append(selected)
     chosen, why = choose(candidates, len(session.test_rows))
     return Final(candidates, chosen, why, len(session.val_rows), len(session.test_rows))
-
-
-def member(trial: TrialRecord) -> dict:
-    return {"trial": trial.number, "run_id": trial.run_id}
 
 
 class _Rows:

@@ -15,6 +15,11 @@ BEST_TRIAL, REFIT, ENSEMBLE, PER_HEAD = "best-trial", "refit", "ensemble", "per-
 SELECTION = "selection"
 
 
+def member(trial) -> dict:
+    """A candidate's record of one member trial (a TrialRecord): what its members list holds."""
+    return {"trial": trial.number, "run_id": trial.run_id}
+
+
 @dataclass
 class Candidate:
     """One final model: its members ([{"trial", "run_id"}, ...], per-head: with "heads") and

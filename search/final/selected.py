@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from search.final.candidates import member
-from search.final.champion import BEST_TRIAL, SELECTION, Candidate
+from search.final.champion import BEST_TRIAL, SELECTION, Candidate, member
 from search.final.runs import log, where
 from search.track.tags import KIND_TAG, MEMBERS_TAG
 

@@ -15,6 +15,19 @@ from search.study import storage as storage_lib
 from search.study import study as study_lib
 from search.study import trial_record, workers
 
+DIED = ("its worker died mid-trial (no heartbeat); the heartbeat check failed the trial and "
+        "queued its parameters for a retry")
+
+
+def close_orphan_runs(study, tracker) -> None:
+    """End the MLflow runs (`tracker`: search.track.tracking.Tracker) of trials that are over
+    but whose process died before ending the run (SIGKILL, power loss, an --isolate process
+    killed for memory), so none stays RUNNING for ever. The trial's state decides the
+    status; a FAIL trial's reason goes along."""
+    ended = {t.number: (t.state.name, trial_record.read(t).fail_reason or DIED)
+             for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
+    tracker.close_orphans(ended)
+
 
 def fail_dead_trials(study) -> list[str]:
     """Fail the RUNNING trials of dead workers now, each with its reason (the record's

@@ -18,6 +18,7 @@ popped is queued again.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -50,7 +51,14 @@ class SurplusTrial(Exception):
     """The study already had its N trials when this one claimed a slot: it is not trained."""
 
 
-def join_study(session, *, seed: int | None = None) -> optuna.Study:
+class QuietSurplus(logging.Filter):
+    """Optuna logs every FAIL with a traceback; a surplus trial is routine (see `claim`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], SurplusTrial))
+
+
+def join_study(session) -> optuna.Study:
     """The session's study, which must exist (workers join, they never start a study); its
     identity (space, data, split) must match."""
     url, name = session.settings.storage, session.study
@@ -59,15 +67,18 @@ def join_study(session, *, seed: int | None = None) -> optuna.Study:
     except KeyError:
         raise UsageError(f"no study {name!r} in {mask(url)}: start it with `search run "
                          f"--study {name}` (same storage and flags), then join") from None
-    return start_study(session, seed=seed)
+    return start_study(session)
 
 
-def start_study(session, *, seed: int | None = None) -> optuna.Study:
-    """Create or resume the session's study; its identity (space, data, split) must match."""
+def start_study(session) -> optuna.Study:
+    """Create or resume the session's study; its identity (space, data, split) must match.
+    Its sampler draws trial n from (--seed, study, n) and the trials of n's window
+    (search.study.window)."""
     url, name, space = session.settings.storage, session.study, session.space
     directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
         or ["maximize"]
-    sampler = window.WindowedSampler(lambda s: algorithms.sampler(space.sampler, s), seed)
+    sampler = window.WindowedSampler(lambda s: algorithms.sampler(space.sampler, s),
+                                     window.base_seed(session.options.seed, name))
     pruner = window.WindowedPruner(algorithms.pruner(space.pruner,
                                                      multi_objective=bool(space.objectives)))
     study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,

@@ -50,6 +50,11 @@ def width(study) -> int:
     return int(study.user_attrs.get(WIDTH_ATTR, 1))
 
 
+def base_seed(seed: int, study_name: str) -> int:
+    """A study's sampler seed, from --seed and its name: two studies do not share draws."""
+    return int(hashlib.sha256(f"{seed}:{study_name}".encode()).hexdigest()[:8], 16)
+
+
 def trial_seed(base: int | None, number: int) -> int | None:
     """Trial `number`'s sampler seed: whichever worker draws it, the same."""
     if base is None:

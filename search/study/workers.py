@@ -211,6 +211,15 @@ def _interrupt(process) -> None:
             os.kill(process.pid, signal.SIGINT)
 
 
+def cpu_workers(device) -> int:
+    """The --workers to suggest after a one-process run on a CPU-only machine (0: none; the
+    device is search.train.device's choice): one process used 1.50 of 2 cores on the real
+    images, two finished 1.38x the trials (bench/cores.py); at most 4, since each worker
+    holds its own images and TensorFlow."""
+    cores = len(os.sched_getaffinity(0))
+    return 0 if device is None or device.gpus or cores < 2 else min(cores, 4)
+
+
 def cpu_share(workers: int) -> int:
     """Threads for each TensorFlow op of one of `workers` processes on this machine: its share
     of the cores, so that K workers' thread pools do not each claim every core (a 2-core

@@ -8,7 +8,7 @@ retries, and each answer at its debug level, which stays hidden) and prints one 
 requests stop being answered, with how long MLflow keeps trying, and one when an answer comes
 again. The retrying is MLflow's own; this module only tells, and `down()` lets a trial that
 failed for want of the server skip ending its run (which would spend MLflow's retries again):
-the next worker to start closes that run (search.engines.optuna.close_orphan_runs).
+the next worker to start closes that run (search.study.heartbeats.close_orphan_runs).
 """
 
 from __future__ import annotations
