@@ -4,9 +4,10 @@ The packages sit in one order, lowest first; each imports only those below it (s
 import-linter contract, run by `lint-imports` and tests/test_layers.py):
 
     console | errors | formats | settings   helpers every package may use
+    backend    which Keras backend trains (TensorFlow, JAX, PyTorch), chosen before Keras loads
     space      what a trial can be: TrialConfig, spaces, sampler/pruner names, families
     model      the Keras network a config builds
-    data       the table, images and datasets (decoded with model.preprocess)
+    data       the table, images and input pipelines (tf.data, or numpy on JAX/PyTorch)
     train      fitting one config: stages, callbacks, CLR, metrics, stage steps
     track      MLflow: runs, logged models, the pyfunc and what it accepts
     study      many trials: session, Optuna study and storage, pruning, workers

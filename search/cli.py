@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from search import __version__
+from search import __version__, backend
 from search.commands.base import EPILOG
 from search.commands.best import Best
 from search.commands.dashboard import Dashboard
@@ -34,6 +34,8 @@ from search.errors import UsageError
 COMMANDS = (Run, Worker, LrFind, Studies, Best, Pareto, Report, Pull, Predict, Evaluate, Train,
             Export, Eda, Dashboard, MlflowUi)
 DEBUG_HELP = "show tracebacks, and the libraries' own log lines"
+BACKEND_HELP = ("the Keras 3 backend that trains and predicts (default: $KERAS_BACKEND, else "
+                "tensorflow); jax and torch need their package installed, not TensorFlow")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(action=command)
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
                        help=DEBUG_HELP)
+        if command.tensorflow or command.keras:
+            p.add_argument("--backend", choices=backend.NAMES, default=None, help=BACKEND_HELP)
         command.add_arguments(p)
     return parser
 
@@ -63,8 +67,10 @@ def main(argv=None) -> int:
         return 2
     from search import console
 
-    console.quiet(args.debug, tensorflow=command.tensorflow)
     try:
+        keras = command.tensorflow or command.keras
+        chosen = backend.select(getattr(args, "backend", None)) if keras else None
+        console.quiet(args.debug, tensorflow=command.tensorflow and chosen == "tensorflow")
         return int(command.take_action(args) or 0)
     except UsageError as exc:
         if args.debug:

@@ -57,7 +57,8 @@ def captured_stderr():
 
 
 def quiet(debug: bool = False, tensorflow: bool = True) -> None:
-    """Silence the libraries' routine output (all of it is shown with debug)."""
+    """Silence the libraries' routine output (all of it is shown with debug); TensorFlow's
+    start-up lines by importing it here, when Keras is to run on it (search.backend)."""
     if debug:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -68,7 +69,8 @@ def quiet(debug: bool = False, tensorflow: bool = True) -> None:
     for module in ("mlflow", "keras", "optuna", "tensorflow", "absl"):
         warnings.filterwarnings("ignore", module=module)
     warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
-    if tensorflow and "tensorflow" not in sys.modules:
+    on_tensorflow = os.environ.get("KERAS_BACKEND", "tensorflow") == "tensorflow"
+    if tensorflow and on_tensorflow and "tensorflow" not in sys.modules:
         with silenced_stderr():
             import tensorflow as tf
 

@@ -26,7 +26,8 @@ class Command:
     name = ""
     help = ""  # its line in `search --help`
     epilog = EPILOG
-    tensorflow = False  # its body loads TensorFlow: `main` imports it first, quietly
+    tensorflow = False  # its body loads Keras: `main` loads its backend first, quietly
+    keras = False  # its body may load Keras (--refit, --register): it takes --backend too
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Add this verb's flags to its sub-parser."""

@@ -15,6 +15,7 @@ class Best(Command):
     validation and test rows, and give 'champion' to the best on the held-out rows."""
 
     name = "best"
+    keras = True  # --refit, --ensemble and --register train or load models
     help = "show the best trial; register its model"
 
     def add_arguments(self, p):

@@ -4,7 +4,8 @@ Applied inside a `tf.data` pipeline on whole batches (`[B, H, W, C]`, H may diff
 costs a handful of vectorised tf ops per batch rather than Python per image. Every random draw is
 per image. Written with plain tf ops instead of Keras preprocessing layers because the cutout
 probability must mean what it says: `keras.layers.RandomErasing(factor=p)` samples the probability
-uniformly in `[0, p]`.
+uniformly in `[0, p]`. This is the TensorFlow backend's tf.data path; search.data.arrays draws
+the same distributions in numpy for the other backends and for the feature cache.
 
 Randomness. `augment_batch(seed=int or shape-[2] int tensor)` is a pure function of its inputs
 (stateless ops). Training (`search.data.table.train_dataset`) hands every batch its own seed from a
@@ -16,30 +17,12 @@ iterator (every Keras epoch repeats the same draws per batch position).
 
 from __future__ import annotations
 
-import math
 import numbers
 
 import tensorflow as tf
 
-from search.errors import ConfigError
-
-_LOG_ASPECT = (math.log(0.3), math.log(1 / 0.3))  # aspect ratio h/w, log-uniform in [0.3, 3.33]
-
-
-def _check(shift: float, cutout: float, cutout_area) -> tuple[float, float]:
-    if not 0.0 <= shift < 1.0:
-        raise ConfigError(f"augment shift must be in [0, 1), got {shift!r}")
-    if not 0.0 <= cutout <= 1.0:
-        raise ConfigError(f"augment cutout probability must be in [0, 1], got {cutout!r}")
-    try:
-        lo, hi = (float(v) for v in cutout_area)
-    except (TypeError, ValueError):
-        raise ConfigError(
-            f"augment cutout_area must be a pair (lo, hi), got {cutout_area!r}") from None
-    if not 0.0 < lo <= hi <= 1.0:
-        raise ConfigError(
-            f"augment cutout_area must satisfy 0 < lo <= hi <= 1, got {cutout_area!r}")
-    return lo, hi
+from search.data.arrays import LOG_ASPECT as _LOG_ASPECT
+from search.data.arrays import check as _check
 
 
 def _seed_tensor(seed) -> tf.Tensor:

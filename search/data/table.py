@@ -1,4 +1,5 @@
-"""Annotation CSV + images → a validated `Table` → cached image arrays → tf.data pipelines.
+"""Annotation CSV + images → a validated `Table` → cached image arrays → tf.data pipelines
+(the TensorFlow backend's; the others' are in search.data.arrays).
 
 Owns: reading the CSV (checked first by `search.data.validate`; `None` stays a label), the label
 vocabulary per head (sorted, so it is stable), the seeded train/validation split shared by
@@ -131,6 +132,8 @@ def load_images(table: Table, size: tuple[int, int], crop: str = "none",
 
 
 def _prepare_all(paths: list[str], size: tuple[int, int], crop: str) -> np.ndarray:
+    from keras import ops
+
     from search.model.preprocess import prepare
 
     out = np.empty((len(paths), size[0], size[1], 3), dtype=np.uint8)
@@ -143,7 +146,7 @@ def _prepare_all(paths: list[str], size: tuple[int, int], crop: str) -> np.ndarr
                 by_shape.setdefault(arr.shape, []).append(i)
             for members in by_shape.values():
                 batch = np.stack([raw[i] for i in members])
-                prepared = prepare(batch, size, crop).numpy()
+                prepared = ops.convert_to_numpy(prepare(batch, size, crop))
                 out[[start + i for i in members]] = np.clip(np.round(prepared), 0, 255)
     return out
 

@@ -248,6 +248,12 @@ def free_trial_graphs() -> None:
     its entries can go; clearing the Keras session then frees the graphs. The registry is
     private: if a TensorFlow release drops it, say so once (memory then grows per trial)."""
     import keras
+
+    from search import backend
+
+    if not backend.is_tensorflow():  # nothing of the kind elsewhere
+        keras.backend.clear_session()
+        return
     from tensorflow.python.framework import ops
 
     registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)

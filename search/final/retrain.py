@@ -60,9 +60,16 @@ def retrain(settings: Settings, ref: str, *, data: str | None, epochs: int | Non
             f"; the study's {len(session.test_rows)} test rows held out)"
             if len(session.test_rows) else ")")
     if exact:  # CPU kernels replay anyway; this makes GPU ones deterministic too (slower)
-        import tensorflow as tf
+        from search import backend
 
-        tf.config.experimental.enable_op_determinism()
+        if backend.is_tensorflow():
+            import tensorflow as tf
+
+            tf.config.experimental.enable_op_determinism()
+        elif backend.name() == "torch":
+            import torch
+
+            torch.use_deterministic_algorithms(True, warn_only=True)
     session.use_device()
     tags = {RETRAINED_FROM_TAG: f"{study_name}:{number}",
             "search.all_data": str(all_data).lower(), "search.exact": str(exact).lower()}

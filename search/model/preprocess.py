@@ -9,35 +9,70 @@ trimmed per image before resizing.
 from __future__ import annotations
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 BLACK = 16.0  # a column whose brightest value is below this counts as padding
 
 
 def prepare(images, size: tuple[int, int], crop: str = "none"):
-    """images: [B, H, W, 3] (any dtype, 0..255) → float32 [B, size[0], size[1], 3], 0..255."""
-    images = tf.cast(images, tf.float32)
+    """images: [B, H, W, 3] (any dtype, 0..255) → float32 [B, size[0], size[1], 3], 0..255.
+
+    Keras ops only, so it runs inside the model on every backend and in every export. The
+    resize is bilinear with half-pixel centres (tf.image.resize); the crop samples like
+    tf.image.crop_and_resize (corners aligned), which it replaced."""
+    images = ops.cast(images, "float32")
     if crop == "none":
-        return tf.image.resize(images, size)
+        return ops.image.resize(images, size, interpolation="bilinear")
     if crop != "auto":
         raise ValueError(f"crop must be none or auto, got {crop!r}")
-    column_max = tf.reduce_max(images, axis=[1, 3])  # [B, W]
-    width = tf.shape(images)[2]
+    height, width = ops.shape(images)[1], ops.shape(images)[2]
+    column_max = ops.max(images, axis=(1, 3))  # [B, W]
     content = column_max >= BLACK
-    cols = tf.range(width)[tf.newaxis, :]
-    big = width + 1
-    first = tf.reduce_min(tf.where(content, cols, big), axis=1)
-    last = tf.reduce_max(tf.where(content, cols, -1), axis=1)
+    cols = ops.expand_dims(ops.arange(width), 0)
+    first = ops.min(ops.where(content, cols, width + 1), axis=1)
+    last = ops.max(ops.where(content, cols, -1), axis=1)
     empty = first > last  # an all-black image keeps its full width
-    first = tf.where(empty, 0, first)
-    last = tf.where(empty, width - 1, last)
-    denom = tf.cast(tf.maximum(width - 1, 1), tf.float32)
-    x1 = tf.cast(first, tf.float32) / denom
-    x2 = tf.cast(last, tf.float32) / denom
-    batch = tf.shape(images)[0]
-    zeros, ones = tf.zeros_like(x1), tf.ones_like(x1)
-    boxes = tf.stack([zeros, x1, ones, x2], axis=1)
-    return tf.image.crop_and_resize(images, boxes, tf.range(batch), size)
+    first = ops.cast(ops.where(empty, 0, first), "float32")
+    last = ops.cast(ops.where(empty, width - 1, last), "float32")
+    # Rows: the whole height; columns: [first, last] of each image, both end points sampled.
+    rows = _grid(size[0], 0.0, ops.cast(height - 1, "float32"))  # [h]
+    steps = _grid(size[1], 0.0, 1.0)  # [w] in [0, 1]
+    xs = ops.expand_dims(first, 1) + ops.expand_dims(last - first, 1) * steps  # [B, w]
+    images = _lerp_rows(images, rows)
+    return _lerp_cols(images, xs, width)
+
+
+def _grid(count: int, lo, hi):
+    """`count` points from lo to hi, both included (the centre when count is 1)."""
+    if count == 1:
+        return ops.reshape((lo + hi) / 2.0, (1,))
+    return lo + (hi - lo) * ops.arange(count, dtype="float32") / float(count - 1)
+
+
+def _lerp_rows(images, ys):
+    """Bilinear rows at positions ys (the same for every image): [B, len(ys), W, C]."""
+    top = ops.floor(ys)
+    frac = ops.reshape(ys - top, (1, -1, 1, 1))
+    top = ops.cast(top, "int32")
+    bottom = ops.cast(ops.ceil(ys), "int32")
+    above, below = ops.take(images, top, axis=1), ops.take(images, bottom, axis=1)
+    return above + (below - above) * frac
+
+
+def _lerp_cols(images, xs, width):
+    """Bilinear columns at per-image positions xs [B, w]: [B, H, w, C]."""
+    left = ops.floor(xs)
+    frac = ops.expand_dims(ops.expand_dims(xs - left, 1), 3)  # [B, 1, w, 1]
+    right = ops.minimum(ops.cast(ops.ceil(xs), "int32"), width - 1)
+    left = ops.cast(left, "int32")
+    shape = (ops.shape(images)[0], ops.shape(images)[1], ops.shape(xs)[1], ops.shape(images)[3])
+
+    def gather(index):
+        index = ops.broadcast_to(ops.expand_dims(ops.expand_dims(index, 1), 3), shape)
+        return ops.take_along_axis(images, index, axis=2)
+
+    a, b = gather(left), gather(right)
+    return a + (b - a) * frac
 
 
 @keras.saving.register_keras_serializable(package="search")

@@ -42,7 +42,8 @@ UNAUTHENTICATED_TRIES = 3
 # Passed to the workers of a cluster (a local instance inherits this environment); no
 # storage or tracking URL here: those travel in the settings, by value.
 ENV = ("SEARCH_HEARTBEAT_INTERVAL", "SEARCH_HEARTBEAT_GRACE", "SEARCH_WEIGHTS_DIR",
-       "TF_CPP_MIN_LOG_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+       "TF_CPP_MIN_LOG_LEVEL", "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "KERAS_BACKEND",
+       "XLA_PYTHON_CLIENT_PREALLOCATE")
 INSTALL = ("--ray needs Ray, which is not installed here: pip install -e '.[ray]' (or pip "
            "install 'ray>=2.40,<3'), on this machine and on every node of the cluster")
 SHARED = ("use PostgreSQL for the study (SEARCH_STORAGE or --storage postgresql+psycopg2://USER"
@@ -337,6 +338,7 @@ def gpu_environment(gpus: float) -> str:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
     else:
         os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] = "true"
+        os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # JAX's likewise
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     growth = os.environ.get("TF_FORCE_GPU_ALLOW_GROWTH", "unset")
     when = "after" if "tensorflow" in sys.modules else "before"

@@ -21,19 +21,22 @@ from typing import Iterable
 
 import numpy as np
 
+from search import backend
 from search.errors import UsageError
 
 MODEL_FILE = "model.keras"
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "config.json"
+BACKEND_KEY = "keras_backend"  # in the logged model's metadata and model_config
 CHAMPION = "champion"
 # The `search` package folder: copied into every logged model (code_paths), so a model loads
 # with the code that saved it.
 PACKAGE = Path(__file__).resolve().parents[1]
 # Distributions the pyfunc loader imports: serve/pyfunc_model.py and this module (mlflow, numpy),
-# and load_folder's keras, search.model.backbones (keras), search.train.clr (tensorflow, numpy)
-# and search.model.preprocess (tensorflow); search.track.image_payload decodes images (Pillow).
-LOADER_DISTRIBUTIONS = ("mlflow", "tensorflow", "keras", "numpy", "pillow")
+# and load_folder's keras, search.model.backbones, search.train.clr and search.model.preprocess
+# (keras, numpy); search.track.image_payload decodes images (Pillow). Beside them, the Keras
+# backend the model was saved on (`requirements`); its `.keras` file loads on any of them.
+LOADER_DISTRIBUTIONS = ("mlflow", "keras", "numpy", "pillow")
 
 try:  # keep `import search.track.registry` usable without mlflow's heavy pyfunc on the path
     import mlflow.pyfunc
@@ -70,6 +73,7 @@ with _without_signature_warnings():
         `all_probabilities` adds every class's probability."""
 
         def load_context(self, context):
+            _use_saved_backend((context.model_config or {}).get(BACKEND_KEY))
             self.model, self.vocab = load_folder(Path(context.artifacts["keras_model"]).parent)
 
         def predict(self, context, model_input, params=None):
@@ -95,7 +99,8 @@ def log_model(run_id: str, keras_path: Path, vocab: dict, config: dict) -> str:
                 artifacts={"keras_model": str(keras_path), "labels": str(labels),
                            "config": str(cfg)},
                 code_paths=[str(PACKAGE)], signature=signature(),
-                pip_requirements=requirements())
+                pip_requirements=requirements(), model_config={BACKEND_KEY: backend.name()},
+                metadata={BACKEND_KEY: backend.name()})
     return info.model_uri
 
 
@@ -110,7 +115,19 @@ def requirements() -> list[str]:
             out.append(f"{name}=={metadata.version(name)}")
         except metadata.PackageNotFoundError:
             out.append(name)
-    return out
+    return [*out, backend.requirement()]
+
+
+def _use_saved_backend(saved: str | None) -> None:
+    """Load a served model on the backend it was saved on when nothing else chose one (no
+    KERAS_BACKEND, Keras not yet loaded) and that backend is installed; else the one there is."""
+    import importlib.util
+    import os
+    import sys
+
+    if saved and "keras" not in sys.modules and "KERAS_BACKEND" not in os.environ \
+            and importlib.util.find_spec(saved) is not None:
+        os.environ["KERAS_BACKEND"] = saved
 
 
 def register(model_uri: str, name: str, run_id: str, aliases: Iterable[str] = (CHAMPION,)) -> str:
@@ -249,7 +266,8 @@ def predict_probs(model, images: list[np.ndarray], batch_size: int = 64) -> dict
             for head, p in model.predict(batch, verbose=0).items():
                 out = probs.setdefault(head, np.zeros((len(images), p.shape[1]), np.float32))
                 out[chunk] = p
-    return probs
+    order = model.output if isinstance(model.output, dict) else probs  # JAX returns keys sorted
+    return {head: probs[head] for head in order if head in probs}
 
 
 def predict_arrays(model, vocab: dict, images: Iterable[np.ndarray],

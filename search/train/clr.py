@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import keras
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from search.errors import ConfigError
 from search.space.config import CLR_MODES
@@ -56,7 +56,8 @@ def steps_from_epochs(step_size_epochs: float, steps_per_epoch: int) -> int:
 
 @keras.saving.register_keras_serializable(package="search")
 class CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
-    """Smith's cyclical learning rate, evaluated per optimizer step in float32 graph ops."""
+    """Smith's cyclical learning rate, evaluated per optimizer step in float32 Keras ops (any
+    backend)."""
 
     def __init__(self, base_lr: float, max_lr: float, step_size: int,
                  mode: str = "triangular", gamma: float = 1.0):
@@ -65,21 +66,21 @@ class CyclicalLearningRate(keras.optimizers.schedules.LearningRateSchedule):
         self.step_size, self.mode, self.gamma = int(step_size), mode, float(gamma)
 
     def __call__(self, step):
-        it = tf.cast(step, tf.float32)
-        base = tf.constant(self.base_lr, tf.float32)
+        it = ops.cast(step, "float32")
+        base = ops.convert_to_tensor(self.base_lr, "float32")
         if self.mode == "constant":
             return base + 0.0 * it  # keep the shape/dtype of a step-dependent value
-        step_size = tf.constant(float(self.step_size), tf.float32)
-        cycle = tf.floor(1.0 + it / (2.0 * step_size))
-        x = tf.abs(it / step_size - 2.0 * cycle + 1.0)
+        step_size = float(self.step_size)
+        cycle = ops.floor(1.0 + it / (2.0 * step_size))
+        x = ops.abs(it / step_size - 2.0 * cycle + 1.0)
         if self.mode == "triangular":
-            scale = tf.constant(1.0, tf.float32)
+            scale = 1.0
         elif self.mode == "triangular2":
-            scale = 1.0 / tf.pow(2.0, cycle - 1.0)
+            scale = 1.0 / ops.power(2.0, cycle - 1.0)
         else:
-            scale = tf.pow(tf.constant(self.gamma, tf.float32), it)
-        amplitude = tf.constant(self.max_lr - self.base_lr, tf.float32)
-        return base + amplitude * tf.maximum(0.0, 1.0 - x) * scale
+            scale = ops.power(ops.convert_to_tensor(self.gamma, "float32"), it)
+        amplitude = self.max_lr - self.base_lr
+        return base + amplitude * ops.maximum(0.0, 1.0 - x) * scale
 
     def get_config(self):
         return {"base_lr": self.base_lr, "max_lr": self.max_lr, "step_size": self.step_size,
@@ -155,7 +156,7 @@ def lr_range_test(model, dataset, *, min_lr: float = 1e-6, max_lr: float = 1.0,
 
     lrs, losses, smoothed = [], [], []
     avg, best, stopped = 0.0, math.inf, False
-    batches = iter(dataset.repeat().take(num_steps))
+    batches = _cycle(dataset, num_steps)
     try:
         for i, batch in enumerate(batches):
             lr = min_lr * (max_lr / min_lr) ** (i / (num_steps - 1))
@@ -179,3 +180,18 @@ def lr_range_test(model, dataset, *, min_lr: float = 1e-6, max_lr: float = 1.0,
         model.reset_metrics()
     base, peak = suggest_bounds(lrs, smoothed, min_lr, max_lr)
     return LRRangeResult(lrs, losses, smoothed, base, peak, stopped)
+
+
+def _cycle(dataset, count: int):
+    """`count` batches of a tf.data pipeline or a Keras PyDataset, starting over as needed."""
+    if hasattr(dataset, "repeat"):  # tf.data
+        yield from dataset.repeat().take(count)
+        return
+    done = 0
+    while done < count:
+        for i in range(len(dataset)):
+            if done == count:
+                return
+            yield dataset[i]
+            done += 1
+        dataset.on_epoch_end()

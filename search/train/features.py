@@ -27,7 +27,7 @@ import numpy as np
 
 from search.data import verified
 
-VERSION = 1
+VERSION = 2  # 2: augmented views drawn in numpy (search.data.arrays), on every backend
 SHIFT = 0.08  # of the side, for the shifted and cut-out views
 CUTOUT_AREA = (0.02, 0.4)
 MAX_BYTES = 3 * 2**30  # larger caches (a flattened big map) train on images instead
@@ -116,29 +116,28 @@ def name(cache_key: dict) -> str:
 
 
 def compute(images, extractor, chosen: list[View], cache_key: dict) -> np.ndarray:
-    """extractor(view(image)) for every image and view, float16 [N, V, ...]."""
-    import tensorflow as tf
+    """extractor(view(image)) for every image and view, float16 [N, V, ...]; any backend
+    (Keras compiles `predict_on_batch` once; the views are augmented in numpy)."""
+    from search.data import arrays
 
-    from search.data.augment import augment_batch
-
-    call = tf.function(lambda x: extractor(x, training=False), reduce_retracing=True)
     n = len(images)
     seed = int(hashlib.sha256(json.dumps(cache_key, sort_keys=True).encode())
                .hexdigest()[:8], 16)
     out = None
     for v, view in enumerate(chosen):
         for start in range(0, n, BATCH):
-            batch = tf.constant(np.asarray(images[start:start + BATCH]))
+            batch = np.asarray(images[start:start + BATCH])
             if view.flip == "all":
                 batch = batch[:, :, ::-1]
             elif view.flip == "random" or view.shift or view.cutout:
-                batch = augment_batch(batch, flip=view.flip == "random", shift=view.shift,
-                                      cutout=1.0 if view.cutout else 0.0,
-                                      cutout_area=CUTOUT_AREA, seed=[seed + v, start])
-            values = call(tf.cast(batch, tf.float32)).numpy().astype(np.float16)
+                batch = arrays.augment(batch, np.random.default_rng([seed, v, start]),
+                                       flip=view.flip == "random", shift=view.shift,
+                                       cutout=1.0 if view.cutout else 0.0,
+                                       cutout_area=CUTOUT_AREA)
+            values = np.asarray(extractor.predict_on_batch(batch.astype(np.float32)))
             if out is None:
                 out = np.empty((n, len(chosen), *values.shape[1:]), np.float16)
-            out[start:start + len(values), v] = values
+            out[start:start + len(values), v] = values.astype(np.float16)
     return out
 
 

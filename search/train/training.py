@@ -32,8 +32,8 @@ class Stage:
 
     name: str  # train | probe | fine_tune
     model: object  # keras.Model, compiled
-    train: object  # tf.data.Dataset of (x, y[, sample weights]) batches
-    val: object  # tf.data.Dataset of validation inputs, in order
+    train: object  # (x, y[, sample weights]) batches: tf.data.Dataset or keras PyDataset
+    val: object  # validation inputs, in order (likewise)
     test: object | None  # likewise for the held-out test rows, if any
     epochs: int
     steps_per_epoch: int
@@ -115,12 +115,27 @@ def train_pipeline(config: TrialConfig, inputs, labels: dict, vocab: dict | None
                    transform=None):
     """The shuffled training batches of `config`: images augmented (flip, shift, cutout), or
     cached inputs through `transform` (which picks a view per sample); per-sample class
-    weights under class_weighting: balanced (which needs `vocab`)."""
-    from search.data.augment import augment_batch
-    from search.data.table import balanced_weights, train_dataset
+    weights under class_weighting: balanced (which needs `vocab`). A tf.data pipeline on the
+    TensorFlow backend, a numpy PyDataset on the others (search.data.arrays)."""
+    from search import backend
+    from search.data.table import balanced_weights
 
     weights = (balanced_weights(labels, vocab) if config.class_weighting == "balanced"
                else None)
+    if not backend.is_tensorflow():
+        from search.data import arrays
+
+        if transform is None:
+            def transform(x, rng):
+                return arrays.augment(x, rng, flip=config.flip, shift=config.shift,
+                                      cutout=config.cutout)
+        return arrays.TrainBatches(inputs, labels, batch_size=config.batch_size,
+                                   seed=config.seed, transform=transform,
+                                   sample_weights=weights, workers=2 if inputs.ndim == 4
+                                   and inputs.dtype == np.uint8 else 1)
+    from search.data.augment import augment_batch
+    from search.data.table import train_dataset
+
     if transform is None:  # each batch brings its own seed: fresh draws every epoch
         def transform(x, seed):
             return augment_batch(x, flip=config.flip, shift=config.shift,
@@ -129,15 +144,40 @@ def train_pipeline(config: TrialConfig, inputs, labels: dict, vocab: dict | None
                          augment=transform, sample_weights=weights)
 
 
+def eval_pipeline(inputs, batch_size: int):
+    """Validation or test inputs in order, float32 batches (tf.data on TensorFlow)."""
+    from search import backend
+
+    if not backend.is_tensorflow():
+        from search.data.arrays import EvalBatches
+
+        return EvalBatches(inputs, batch_size=batch_size)
+    from search.data.table import eval_dataset
+
+    return eval_dataset(inputs, batch_size=batch_size)
+
+
 def view_picker(cache, config: TrialConfig):
     """For cached inputs [B, V, ...]: one view per sample, a cut-out view with probability
     config.cutout (when the cache has one), else one of the others; each batch draws from its
-    own seed (see search.data.table.train_dataset)."""
-    import tensorflow as tf
+    own seed (see search.data.table.train_dataset) or generator (search.data.arrays)."""
+    from search import backend
 
     plain, cut = cache.pools(config.flip, config.shift)
-    plain_t, cut_t = tf.constant(plain, tf.int32), tf.constant(cut or [0], tf.int32)
     p = config.cutout if cut else 0.0
+    if not backend.is_tensorflow():
+        def pick_np(x, rng):
+            b = len(x)
+            which = np.asarray(plain)[rng.integers(0, len(plain), b)]
+            if p > 0:
+                cut_view = np.asarray(cut)[rng.integers(0, len(cut), b)]
+                which = np.where(rng.random(b) < p, cut_view, which)
+            return x[np.arange(b), which]
+        return pick_np
+
+    import tensorflow as tf
+
+    plain_t, cut_t = tf.constant(plain, tf.int32), tf.constant(cut or [0], tf.int32)
 
     def pick(x, seed):
         b = tf.shape(x)[0]
@@ -219,8 +259,6 @@ class _Context:
     def _stage(self, name, model, inputs, epochs, data, transform=None, scale=1.0,
                rate=None) -> Stage:
         """A stage on `data` ([N, ...] for every table row) split into train/val/test."""
-        from search.data.table import eval_dataset
-
         config = self.config
         train, val, test = self._rows()
         batch = max(config.batch_size, 128)
@@ -232,9 +270,9 @@ class _Context:
             name=name, model=model, epochs=epochs, steps_per_epoch=steps, inputs=inputs,
             train=train_pipeline(config, np.ascontiguousarray(data[train]),
                                  self.plan.train_labels, self.session.table.vocab, transform),
-            val=eval_dataset(np.ascontiguousarray(view0(val)), batch_size=batch),
-            test=None if test is None else eval_dataset(np.ascontiguousarray(view0(test)),
-                                                        batch_size=batch))
+            val=eval_pipeline(np.ascontiguousarray(view0(val)), batch),
+            test=None if test is None else eval_pipeline(np.ascontiguousarray(view0(test)),
+                                                         batch))
 
     def on_images(self, name: str, epochs: int):
         def build() -> Stage:
