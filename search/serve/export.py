@@ -21,6 +21,7 @@ in the order of the probabilities), so OUT is all a user needs.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -41,10 +42,15 @@ def export(net, vocab: dict, fmt: str, out: Path) -> Path:
         raise UsageError(f"unknown export format {fmt!r}; known: {', '.join(FORMATS)}")
     out = Path(out)
     check_out(out)
+    if fmt != "keras" and importlib.util.find_spec("tensorflow") is None:
+        raise UsageError(f"{fmt}: a TensorFlow SavedModel needs TensorFlow, which is not "
+                         f"installed here (pip install tensorflow), on any Keras backend; "
+                         f"--format keras needs only Keras")
     if fmt != "savedmodel" and crops(net):
-        raise UsageError(f"{fmt}: this model crops black borders (crop: auto), which takes "
-                         f"tf.image.crop_and_resize: neither TFLite's built-in ops nor a "
-                         f"standard Keras layer has it; export --format savedmodel instead")
+        raise UsageError(f"{fmt}: this model crops black borders (crop: auto), a per-image "
+                         f"crop (search.model.preprocess) that no standard Keras layer has "
+                         f"and that is not checked against TFLite's built-in ops; export "
+                         f"--format savedmodel instead")
     with tempfile.TemporaryDirectory() as tmp:
         staged = Path(tmp) / "out"
         staged.mkdir()
