@@ -105,17 +105,18 @@ CURVE_MINUTES = (5, 10, 20, 45)  # the champion as it stood then (those within t
 
 
 def run_search(minutes: float, seed: int, search_csv: Path, test_csv: Path, *,
-               reuse: bool = False, final: list[str] = (), warm_from: int | None = None
-               ) -> dict:
+               reuse: bool = False, final: list[str] = (), warm_from: int | None = None,
+               backend: str | None = None) -> dict:
     """The search (or, with reuse, the last one of this seed), its anytime curve on the test
     rows, and the final model `search best --register` builds with `final` flags. With
     `warm_from`: a study of its own in that seed's storage, `--warm-start quality-<seed>`."""
-    runs = WORK / f"search-seed{seed if warm_from is None else warm_from}"
+    runs = WORK / (f"search-seed{seed if warm_from is None else warm_from}"
+                   + (f"-{backend}" if backend else ""))
     study = model = f"quality-{seed}" if warm_from is None else f"quality-{warm_from}-warm-{seed}"
     warm = [] if warm_from is None else ["--warm-start", f"quality-{warm_from}"]
     suffix = "" if warm_from is None else "-warm"
     env = {**os.environ, "SEARCH_WEIGHTS_DIR": str(SHARED / "weights"),
-           "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "TF_CPP_MIN_LOG_LEVEL": "3", **({"KERAS_BACKEND": backend} if backend else {})}
     common = ["--runs-dir", str(runs)]
     cli = [sys.executable, "-m", "search.cli"]
     started = runs / f"started{suffix}.json"
@@ -366,6 +367,9 @@ def main() -> int:
     parser.add_argument("--warm-start-from", type=int, metavar="SEED",
                         help="a study of its own in SEED's storage, started with --warm-start "
                              "from that seed's study (issue 30: 20 warm minutes vs 45 cold)")
+    parser.add_argument("--backend", choices=("tensorflow", "jax", "torch"),
+                        help="the Keras backend of the search (KERAS_BACKEND; its own runs "
+                             "folder): issue 28 compares JAX with TensorFlow on one seed")
     parser.add_argument("--no-record", action="store_true")
     args = parser.parse_args()
     for needed in (SHARED / "hvc" / "hvc_annotations.csv", SHARED / "weights",
@@ -375,7 +379,8 @@ def main() -> int:
     WORK.mkdir(parents=True, exist_ok=True)
     search_csv, test_csv = split_data()
     ours = run_search(args.minutes, args.seed, search_csv, test_csv, reuse=args.reuse_search,
-                      final=args.final.split(), warm_from=args.warm_start_from)
+                      final=args.final.split(), warm_from=args.warm_start_from,
+                      backend=args.backend)
     peer_minutes = args.peer_minutes or args.minutes
     saved = WORK / "peer-result.json"
     previous = json.loads(saved.read_text()) if saved.exists() else {}
@@ -385,7 +390,8 @@ def main() -> int:
         peer = run_peer(peer_minutes, test_csv)
         saved.write_text(json.dumps({"minutes": peer_minutes, "peer": peer}))
     warm = ("" if args.warm_start_from is None
-            else f", warm-started from seed {args.warm_start_from}'s study")
+            else f", warm-started from seed {args.warm_start_from}'s study") + (
+        f", Keras on {args.backend}" if args.backend else "")
     benchlib.record(f"quality: search vs plain Optuna, {args.minutes:g} min each, seed "
                     f"{args.seed}{warm}", report(ours, peer, args.minutes, args.seed),
                     enabled=not args.no_record)
