@@ -154,3 +154,39 @@ def test_every_verb_that_loads_keras_takes_backend():
     assert takes == ["best", "evaluate", "export", "lr-find", "predict", "run", "train",
                      "worker"]
     assert np.all([a in backend.NAMES for a in ("tensorflow", "jax", "torch")])
+
+
+@pytest.mark.jax
+def test_the_in_model_crop_gives_the_same_pixels_on_jax(tmp_path):
+    """The Prepare layer's resize and per-image crop (Keras ops) on JAX: no index past the
+    last row or column (JAX would fill it with NaN) and TensorFlow's pixels, within 0.01."""
+    pytest.importorskip("jax")
+    from keras import ops
+
+    from search.model.preprocess import prepare
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (6, 224, 224, 3)).astype(np.uint8)
+    images[:, :, :40] = 0  # black side borders, as the real person crops have
+    images[:3, :, -25:] = 0
+    np.save(tmp_path / "in.npy", images)
+    sizes = [(224, 128), (160, 96), (96, 64), (33, 17)]
+    code = textwrap.dedent(f"""
+        import numpy as np
+        from keras import ops
+        from search.model.preprocess import prepare
+        x = np.load({str(tmp_path / 'in.npy')!r})
+        for h, w in {sizes!r}:
+            for crop in ("none", "auto"):
+                np.save({str(tmp_path)!r} + f"/{{h}}-{{w}}-{{crop}}.npy",
+                        ops.convert_to_numpy(prepare(x, (h, w), crop)))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    for h, w in sizes:
+        for crop in ("none", "auto"):
+            on_jax = np.load(tmp_path / f"{h}-{w}-{crop}.npy")
+            assert np.isfinite(on_jax).all() and on_jax.shape == (6, h, w, 3)
+            here = ops.convert_to_numpy(prepare(images, (h, w), crop))
+            assert np.abs(on_jax - here).max() < 0.01, (h, w, crop)

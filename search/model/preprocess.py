@@ -53,8 +53,11 @@ def _lerp_rows(images, ys):
     """Bilinear rows at positions ys (the same for every image): [B, len(ys), W, C]."""
     top = ops.floor(ys)
     frac = ops.reshape(ys - top, (1, -1, 1, 1))
-    top = ops.cast(top, "int32")
-    bottom = ops.cast(ops.ceil(ys), "int32")
+    # Rounding can put the last position a hair past the last row; JAX fills an index out of
+    # range with NaN (TensorFlow's CPU gather raises), so every index is clipped.
+    last = ops.shape(images)[1] - 1
+    top = ops.minimum(ops.cast(top, "int32"), last)
+    bottom = ops.minimum(ops.cast(ops.ceil(ys), "int32"), last)
     above, below = ops.take(images, top, axis=1), ops.take(images, bottom, axis=1)
     return above + (below - above) * frac
 
@@ -64,7 +67,7 @@ def _lerp_cols(images, xs, width):
     left = ops.floor(xs)
     frac = ops.expand_dims(ops.expand_dims(xs - left, 1), 3)  # [B, 1, w, 1]
     right = ops.minimum(ops.cast(ops.ceil(xs), "int32"), width - 1)
-    left = ops.cast(left, "int32")
+    left = ops.minimum(ops.cast(left, "int32"), width - 1)
     shape = (ops.shape(images)[0], ops.shape(images)[1], ops.shape(xs)[1], ops.shape(images)[3])
 
     def gather(index):
