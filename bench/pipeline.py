@@ -15,6 +15,14 @@ the project's one-time decode; both first-epoch and steady-state ratios are repo
 same tf.data pipeline without augmentation shows what the augmentation costs. Only the
 loaders run, no model.
 
+Beside it, on the same decoded images and augmentation, the numpy pipeline a trial uses on JAX
+and PyTorch (search.data.arrays: `TrainBatches`, a `keras.utils.PyDataset`, with
+`arrays.augment`), iterated as Keras iterates it, without training: indexed batch by batch
+with `on_epoch_end` after each epoch (one thread), and through Keras's own PyDataset adapter
+with the 2 worker threads a trial gives it (what `model.fit` consumes on JAX). Its steady
+batches/s against tf.data's say whether the JAX path is fed as fast as the TensorFlow one. It is
+plain numpy, so it is timed here in the same process on the TensorFlow backend.
+
     .venv/bin/python bench/pipeline.py [--size 96] [--batch-size 64] [--limit N]
 """
 
@@ -99,7 +107,8 @@ def time_epochs(ds, epochs: int) -> list[float]:
 
 
 def time_project(table, labels, size, batch_size, epochs):
-    """(decode s, epochs s with augmentation, epochs s of the same pipeline without it)."""
+    """(decode s, epochs s with augmentation, epochs s of the same pipeline without it,
+    the decoded images)."""
     from search.data.table import load_images, train_dataset
     from search.space.config import TrialConfig
     from search.train.training import train_pipeline
@@ -110,7 +119,42 @@ def time_project(table, labels, size, batch_size, epochs):
                          cutout=CUTOUT_P)
     augmented = time_epochs(train_pipeline(config, images, labels), epochs)
     plain = time_epochs(train_dataset(images, labels, batch_size=batch_size, seed=0), epochs)
-    return decode.seconds, augmented, plain
+    return decode.seconds, augmented, plain, images
+
+
+def numpy_batches(images, labels, batch_size, workers):
+    """The JAX/PyTorch trial's pipeline (search.train.training.train_pipeline off
+    TensorFlow) with this benchmark's augmentation: flip, no shift, cutout p=CUTOUT_P."""
+    from search.data import arrays
+
+    def transform(x, rng):
+        return arrays.augment(x, rng, flip=True, shift=0.0, cutout=CUTOUT_P)
+
+    return arrays.TrainBatches(images, labels, batch_size=batch_size, seed=0,
+                               transform=transform, workers=workers)
+
+
+def time_numpy(images, labels, batch_size, epochs):
+    """({way: epochs s}, batches per epoch) of the numpy PyDataset: indexed in order with
+    on_epoch_end (one thread), and through Keras's PyDataset adapter with 2 worker threads,
+    as `fit` takes it on JAX (the trial's setting for uint8 images). No training."""
+    seq = numpy_batches(images, labels, batch_size, workers=1)
+    out, batches = {"indexed": time_reference(seq, epochs)}, len(seq)  # tf.data's count too
+    try:  # Keras's internal adapter: what model.fit wraps a PyDataset in
+        from keras.src.trainers.data_adapters.py_dataset_adapter import PyDatasetAdapter
+    except ImportError:
+        return out, batches
+    adapter = PyDatasetAdapter(numpy_batches(images, labels, batch_size, workers=2))
+    seconds = []
+    for _ in range(epochs):
+        with benchlib.Timer() as t:
+            adapter.on_epoch_begin()
+            for _batch in adapter.get_numpy_iterator():
+                pass
+            adapter.on_epoch_end()
+        seconds.append(t.seconds)
+    out["adapter, 2 workers"] = seconds
+    return out, batches
 
 
 def main(argv=None) -> int:
@@ -136,8 +180,9 @@ def main(argv=None) -> int:
         with open(path, "rb") as f:
             f.read()
     labels = table.labels()
-    decode, project, plain = time_project(table, labels, args.size, args.batch_size,
-                                          args.epochs)
+    decode, project, plain, images = time_project(table, labels, args.size, args.batch_size,
+                                                  args.epochs)
+    numpy_ways, batches = time_numpy(images, labels, args.batch_size, args.epochs)
     reference = time_reference(reference_loader(table.paths, labels, args.batch_size,
                                                  args.size), args.reference_epochs)
 
@@ -164,8 +209,25 @@ def main(argv=None) -> int:
         f"**{benchlib.ratio(ref_steady, proj_steady)}** |",
         "",
         f"Target >= 10x steady state: {'met' if ref_steady / proj_steady >= 10 else 'MISSED'}.",
+        "",
+        f"The numpy PyDataset pipeline of JAX/PyTorch trials (search.data.arrays.TrainBatches "
+        f"+ augment) on the same images and augmentation, steady state ({batches} batches of "
+        f"{args.batch_size} per epoch, median of epochs 2-{args.epochs}):",
+        "",
+        "| pipeline | steady batches/s | steady img/s | batches/s ratio to tf.data |",
+        "|---|---|---|---|",
+        f"| search tf.data (TensorFlow backend) | {batches / proj_steady:,.1f} | "
+        f"{ips(proj_steady):,.0f} | 1.00x |",
     ]
-    benchlib.record("pipeline: tf.data vs per-item PyDataset", lines, enabled=not args.no_record)
+    labels_of = {"indexed": "numpy PyDataset, indexed in order + on_epoch_end (1 thread)",
+                 "adapter, 2 workers": "numpy PyDataset through Keras's adapter, 2 workers "
+                                       "(as fit on JAX)"}
+    for way, seconds in numpy_ways.items():
+        steady = float(np.median(seconds[1:] or seconds))
+        lines.append(f"| {labels_of[way]} | {batches / steady:,.1f} | {ips(steady):,.0f} | "
+                     f"{benchlib.ratio(proj_steady, steady)} |")
+    benchlib.record("pipeline: tf.data vs per-item PyDataset, and the numpy PyDataset", lines,
+                    enabled=not args.no_record)
     return 0
 
 

@@ -26,10 +26,12 @@ BEFORE_SPACE = ROOT / "bench" / "quickstart_before.yaml"
 SEARCH = [sys.executable, "-m", "search.cli"]
 
 
-def quick_start(folder: Path, extra: list[str]) -> dict:
-    """`search run --trials 10 EXTRA` in `folder`; timings from the first byte of output."""
+def quick_start(folder: Path, extra: list[str], trials: int = 10) -> dict:
+    """`search run --trials 10 EXTRA` in `folder`; timings from the first byte of output.
+    (bench/backends.py adds `--backend B`, and fewer trials in its smoke runs.)"""
     start = time.perf_counter()
-    process = subprocess.Popen([*SEARCH, "run", "--trials", "10", "--no-progress", *extra],
+    process = subprocess.Popen([*SEARCH, "run", "--trials", str(trials), "--no-progress",
+                                *extra],
                                cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True)
     first = None
