@@ -55,6 +55,27 @@ def is_tensorflow() -> bool:
     return name() == "tensorflow"
 
 
+def set_random_seed(seed: int) -> None:
+    """`keras.utils.set_random_seed` (Python, numpy, Keras, torch), which also seeds TensorFlow
+    whenever it is installed, importing it: on JAX or PyTorch that cost a trial TensorFlow's
+    9 s import and its C++ start-up lines. There Keras is told, for this call only (a private
+    flag of its lazy module), that TensorFlow is not available, unless it is already loaded."""
+    import keras
+
+    if is_tensorflow() or "tensorflow" in sys.modules:
+        keras.utils.set_random_seed(seed)
+        return
+    from keras.src.utils import module_utils
+
+    lazy = module_utils.tensorflow
+    before = getattr(lazy, "_available", None)
+    lazy._available = False
+    try:
+        keras.utils.set_random_seed(seed)
+    finally:
+        lazy._available = before
+
+
 def requirement() -> str:
     """The pip requirement of the running backend, for a logged model's environment."""
     backend = name()

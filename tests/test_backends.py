@@ -159,7 +159,8 @@ def test_every_verb_that_loads_keras_takes_backend():
 @pytest.mark.jax
 def test_the_in_model_crop_gives_the_same_pixels_on_jax(tmp_path):
     """The Prepare layer's resize and per-image crop (Keras ops) on JAX: no index past the
-    last row or column (JAX would fill it with NaN) and TensorFlow's pixels, within 0.01."""
+    last row or column (JAX would fill it with NaN) and TensorFlow's pixels, within 0.01; and
+    seeding a trial does not import TensorFlow there."""
     pytest.importorskip("jax")
     from keras import ops
 
@@ -180,6 +181,10 @@ def test_the_in_model_crop_gives_the_same_pixels_on_jax(tmp_path):
             for crop in ("none", "auto"):
                 np.save({str(tmp_path)!r} + f"/{{h}}-{{w}}-{{crop}}.npy",
                         ops.convert_to_numpy(prepare(x, (h, w), crop)))
+        import sys
+        from search import backend
+        backend.set_random_seed(3)  # Keras's own seeds TensorFlow, importing it, if installed
+        assert "tensorflow" not in sys.modules, "TensorFlow was imported on JAX"
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=300, env={**os.environ, "KERAS_BACKEND": "jax"})

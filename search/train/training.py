@@ -200,10 +200,11 @@ def prepare(config: TrialConfig, session, *, learning_rate=None,
     range test sweeps it). The Keras session is cleared and seeded from config.seed."""
     import keras
 
+    from search import backend
     from search.model import assembly as model_lib
 
     keras.backend.clear_session()
-    keras.utils.set_random_seed(config.seed)
+    backend.set_random_seed(config.seed)
     table = session.table
     test_rows = session.test_rows
     built = model_lib.assemble(config, table.vocab)
