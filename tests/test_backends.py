@@ -89,27 +89,34 @@ def test_a_search_its_final_model_and_predict_run_on_jax_without_tensorflow(tmp_
     trial = client.search_runs([client.get_experiment_by_name("jx").experiment_id],
                                "tags.`search.role` = 'trial'")[0]
     assert trial.data.params["device.backend"] == "jax"
-    # The logged model asks for JAX, not TensorFlow, and says it was saved on JAX ...
-    from mlflow.models import Model
-
-    before = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client.tracking_uri)
-    try:
+    # The logged model asks for JAX, not TensorFlow, and says it was saved on JAX; it loads and
+    # answers the same on TensorFlow, and where nothing chose a backend, on JAX. In fresh
+    # processes: loading a pyfunc puts its copy of `search` in sys.modules.
+    serve = textwrap.dedent(f"""
+        import json, os, mlflow
+        from mlflow.models import Model
+        from search.data.table import decode
         local = mlflow.artifacts.download_artifacts("models:/jx@champion")
-        # ... and loads and answers the same here, on TensorFlow.
+        with open(os.path.join(local, "requirements.txt")) as f:
+            names = [line.split("==")[0] for line in f.read().split()]
         model = mlflow.pyfunc.load_model("models:/jx@champion")
-    finally:
-        mlflow.set_tracking_uri(before)
-    assert Model.load(local).metadata["keras_backend"] == "jax"
-    with open(os.path.join(local, "requirements.txt")) as f:
-        names = [line.split("==")[0] for line in f.read().split()]
-    assert "jax" in names and "tensorflow" not in names
-    from search.data.table import decode
-
-    ours = model.predict([decode(str(image))])[0]
-    for head in heads:
-        assert ours[head]["label"] == answer[head]["label"]
-        assert ours[head]["probability"] == pytest.approx(answer[head]["probability"], abs=2e-4)
+        import keras  # after the model chose its backend
+        print(json.dumps([keras.backend.backend(), Model.load(local).metadata, names,
+                          model.predict([decode({str(image)!r})])[0]]))
+    """)
+    for chosen, expected in (({"KERAS_BACKEND": "tensorflow"}, "tensorflow"), ({}, "jax")):
+        env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+        served = subprocess.run([sys.executable, "-c", serve], capture_output=True, text=True,
+                                timeout=300, env={**env, **chosen,
+                                                  "MLFLOW_TRACKING_URI": client.tracking_uri})
+        assert served.returncode == 0, served.stderr[-2000:]
+        loaded_on, metadata, names, ours = json.loads(served.stdout.strip().splitlines()[-1])
+        assert loaded_on == expected and metadata["keras_backend"] == "jax"
+        assert "jax" in names and "tensorflow" not in names
+        for head in heads:
+            assert ours[head]["label"] == answer[head]["label"]
+            assert ours[head]["probability"] == pytest.approx(answer[head]["probability"],
+                                                              abs=2e-4)
     # The study, made on JAX, resumes on TensorFlow: configs name no backend.
     assert cli.main(["run", "--trials", "3", "--space", str(space), "--study", "jx",
                      "--data", str(tiny_csv), "--no-progress", *common]) == 0
