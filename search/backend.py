@@ -78,10 +78,9 @@ def set_random_seed(seed: int) -> None:
 
 def requirement() -> str:
     """The pip requirement of the running backend, for a logged model's environment."""
-    backend = name()
     from importlib.metadata import PackageNotFoundError, version
 
-    package = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}[backend]
+    package = name()  # each backend's distribution has its name
     try:
         return f"{package}=={version(package)}"
     except PackageNotFoundError:
