@@ -1,6 +1,6 @@
 """Does a long in-process search leak? RSS after each of 30 small trials on the real path.
 
-`OptunaEngine.run` → its loop → `trial.run` (Keras fit, MLflow logging, model saving) on 160
+`search.engines.run` → its loop → `trial.run` (Keras fit, MLflow logging, model saving) on 160
 synthetic 32 px images with tests/tiny_space.yaml's architecture, in one process, as `search
 run` does without --isolate. RSS is read from /proc after each trial. Growth is counted from
 the end of trial 1, once TensorFlow, the MLflow store and the image cache exist. Target:
@@ -30,6 +30,7 @@ def rss_mb() -> float:
 
 def measure(trials: int) -> list[float]:
     """RSS in MB after each trial of one `search run`-like search."""
+    from search import engines
     from search.engines.optuna import OptunaEngine
     from search.settings import Settings
     from search.study.session import Options, Session
@@ -39,9 +40,9 @@ def measure(trials: int) -> list[float]:
     class Measured(OptunaEngine):
         """The real engine, with RSS read after each in-process trial."""
 
-        def train(self, config, trial, bar=None):
+        def trial(self, bar):
             try:
-                return super().train(config, trial, bar)
+                return super().trial(bar)
             finally:
                 figures.append(rss_mb())
 
@@ -50,7 +51,7 @@ def measure(trials: int) -> list[float]:
         session = Session.build(Settings.resolve(Path(tmp) / "runs"),
                                 Options(study="memory", space=str(SPACE), data=str(csv),
                                         trials=trials, progress=False))
-        code = Measured(session).run()
+        code = engines.run(Measured(session))
     if code != 0 or len(figures) < trials:
         raise SystemExit(f"the search stopped early (exit code {code}, {len(figures)} trials)")
     return figures

@@ -111,7 +111,7 @@ def time_project(table, labels, size, batch_size, epochs):
     the decoded images)."""
     from search.data.table import load_images, train_dataset
     from search.space.config import TrialConfig
-    from search.train.training import train_pipeline
+    from search.train.pipelines import train as train_pipeline
 
     with benchlib.Timer() as decode:
         images = np.asarray(load_images(table, (size, size)))  # no cache_dir: a fresh decode
@@ -123,7 +123,7 @@ def time_project(table, labels, size, batch_size, epochs):
 
 
 def numpy_batches(images, labels, batch_size, workers):
-    """The JAX/PyTorch trial's pipeline (search.train.training.train_pipeline off
+    """The JAX/PyTorch trial's pipeline (search.train.pipelines.train off
     TensorFlow) with this benchmark's augmentation: flip, no shift, cutout p=CUTOUT_P."""
     from search.data import arrays
 

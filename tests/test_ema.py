@@ -13,7 +13,7 @@ import yaml
 from search.engines import trial as trial_lib
 from search.space import space as space_lib
 from search.space.config import TrialConfig
-from search.track.tracking import NullRun
+from search.track.study_run import NullRun
 from search.train import callbacks as cb
 from search.train import training
 

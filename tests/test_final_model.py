@@ -185,7 +185,7 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
 
     runs, _, _ = final
     study = _study(runs)
-    assert retrain.study_split(study)["test_fraction"] == 0.2
+    assert retrain.study_split(study).test_fraction == 0.2
     champion = study.best_trial
     session = retrain.study_session(Settings.resolve(str(runs)), study,
                                     trial_record.read(champion))

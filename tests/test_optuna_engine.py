@@ -441,24 +441,21 @@ def test_multi_objective_study_has_named_directions_and_no_pruning(tmp_path, tin
     assert cli.main(["pareto", "--study", "multi", "--runs-dir", str(runs)]) == 0
 
 
-def test_a_lost_race_is_not_a_failure(tmp_path, tiny_csv):
+def test_a_lost_race_is_not_a_failure(tmp_path, tiny_csv, monkeypatch):
     """Another worker takes the last slot between this worker's check and its ask: this
     worker's trial is surplus, is not trained, and does not count towards --max-failures."""
-    from search.engines.optuna import OptunaEngine
+    from search import engines
+    from search.engines import loop
+    from search.engines import trial as trial_lib
     from search.settings import Settings
     from search.study import study as study_lib
-    from search.study.session import Options, Session
+    from search.study.session import Options
 
     trained = []
-
-    class Counting(OptunaEngine):
-        def train(self, config, trial, bar=None):  # the slot bookkeeping is under test
-            trained.append(trial.number)
-            return 0.2
-
+    monkeypatch.setattr(trial_lib, "run", lambda *a, **k: trained.append(1))  # slots are tested
     options = Options(study="race", space=str(TINY_SPACE), data=str(tiny_csv), trials=1,
                       max_failures=1, progress=False)
-    engine = Counting(Session.build(Settings.resolve(tmp_path / "runs"), options))
+    engine = engines.create("optuna", Settings.resolve(tmp_path / "runs"), options)
     engine.open()
     engine.start_tracking()
     study = engine.study
@@ -472,7 +469,7 @@ def test_a_lost_race_is_not_a_failure(tmp_path, tiny_csv):
         return ask(*args, **kwargs)
 
     study.ask = racing_ask
-    outcome = engine.loop()
+    outcome = loop.trials(engine)
     assert outcome.stopped is None and outcome.finished == 1
     assert not trained and study_lib.is_surplus(study.get_trials()[1])
 

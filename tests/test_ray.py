@@ -154,7 +154,7 @@ def test_a_trial_must_fit_on_one_node_cpus_and_gpus_together():
     """Each resource alone fits on some node, but no node has both: refused (Ray would keep
     the workers pending for ever); the single-resource refusals keep their wording."""
     from search.errors import UsageError
-    from search.study.ray_workers import check_fits
+    from search.study.ray_cluster import check_fits
 
     cpu_node, gpu_node = _node("10.0.0.5", 8, 0), _node("10.0.0.6", 1, 2)
     check_fits([cpu_node, gpu_node], 1, 0.5)  # two per GPU on 10.0.0.6
@@ -257,7 +257,7 @@ def test_a_worker_that_cannot_read_the_data_names_its_node_and_the_path(tmp_path
     """Every node must see the CSV at the same path: a worker that cannot read it stops with
     its node's address and the path, exit code 2 (here: one node, a path it lacks)."""
     pytest.importorskip("ray")
-    from search.engines.optuna import work
+    from search.engines import work
     from search.settings import Settings
     from search.study.ray_workers import RayPool
     from search.study.session import Options

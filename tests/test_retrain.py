@@ -79,7 +79,7 @@ def test_a_replay_keeps_the_study_s_test_rows_out_of_training(study_dir, capsys)
     study = _study(study_dir)
     trial = study.best_trial
     assert study.user_attrs["split"].endswith(":test=0.2")
-    assert retrain.study_split(study)["test_fraction"] == 0.2
+    assert retrain.study_split(study).test_fraction == 0.2
     client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{study_dir / 'mlflow.db'}")
     first = _rows(client.get_run(trial.user_attrs["mlflow_run_id"]))
     assert first["test"] == trial.user_attrs["test_scores"]["gender"]["n"] > 0

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from search.data import synthetic
+from search.data import figures, synthetic
 from search.data.synthetic import HEADS, ensure_default, generate
 from search.errors import DataError
 
@@ -109,7 +109,7 @@ def test_idempotent_and_regenerates_on_new_settings(tmp_path):
 
 def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
     calls = []
-    real_draw = synthetic._draw
+    real_draw = figures.draw
 
     def failing_draw(*args):
         calls.append(1)
@@ -117,7 +117,7 @@ def test_interrupted_run_leaves_nothing(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real_draw(*args)
 
-    monkeypatch.setattr(synthetic, "_draw", failing_draw)
+    monkeypatch.setattr(figures, "draw", failing_draw)
     with pytest.raises(KeyboardInterrupt):
         generate(tmp_path / "d", n=20)
     assert list(tmp_path.iterdir()) == []

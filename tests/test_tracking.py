@@ -4,8 +4,8 @@ closed exactly once, even when two workers sweep at the same moment."""
 
 import pytest
 
-from search.study.session import Tracking
-from search.track import tracking
+from search.track import study_run
+from search.track.study_run import Tracking
 from search.track.tracking import ROLE_TAG, Tracker
 
 
@@ -23,7 +23,7 @@ def tracker(tmp_path_factory):
 def _ended(tracker: Tracker, number: int, raised: BaseException | None):
     parent = tracker.study_run("ends")
     try:
-        with tracking.trial_run(Tracking(tracker, parent), "ends", number,
+        with study_run.trial_run(Tracking(tracker, parent), "ends", number,
                                 killed=(Stopped,)) as run:
             run.log_metrics({"loss": 0.5})
             if raised is not None:
@@ -49,7 +49,7 @@ def test_a_trial_run_ends_with_its_block(tracker, number, raised, status, state)
 
 
 def test_without_tracking_a_trial_run_is_null():
-    with tracking.trial_run(None, "none", 0) as run:
+    with study_run.trial_run(None, "none", 0) as run:
         run.log_params({"a": 1})
         run.log_metrics({"b": 2.0}, step=1)
         run.set_tags({"c": "d"})

@@ -13,7 +13,7 @@ from search.settings import Settings
 from search.space import space as space_lib
 from search.space.config import TrialConfig
 from search.study.session import Options, Session
-from search.train import training
+from search.train import pipelines, training
 
 PRETRAINED = dict(backbone="pretrained", family="mobilenet_v2", alpha=0.35, weights="imagenet",
                   image_size=(32, 32), neck_units=8, head_units=0, batch_size=32, views=3,
@@ -126,9 +126,9 @@ def test_views_are_drawn_with_the_trials_cutout_probability(session, weights_dir
 
     cache = features.Cache(np.zeros((1, 4, 1), np.float16), features.views(4), None, 0.0)
     marked = tf.constant(np.arange(4, dtype=np.float32).reshape(1, 4, 1).repeat(4000, 0))
-    pick = training.view_picker(cache, TrialConfig(cutout=0.3, seed=1))
+    pick = pipelines.view_picker(cache, TrialConfig(cutout=0.3, seed=1))
     chosen = pick(marked, tf.constant([1, 2], tf.int64)).numpy().ravel()
     assert set(np.unique(chosen)) == {0.0, 1.0, 2.0, 3.0}
     assert abs(np.mean(chosen == 3.0) - 0.3) < 0.03  # view 3 is the cut-out view
-    never = training.view_picker(cache, TrialConfig(cutout=0.0, flip=False, shift=0.0))
+    never = pipelines.view_picker(cache, TrialConfig(cutout=0.0, flip=False, shift=0.0))
     assert set(np.unique(never(marked, tf.constant([3, 4], tf.int64)).numpy())) == {0.0}

@@ -75,7 +75,7 @@ class Run(TrialsCommand):
             raise UsageError("--register after the search reads an Optuna study: with "
                              "--engine keras-tuner, drop it")
         settings = opts.settings(args)
-        code = engines.create(args.engine, settings, options, tuner=args.tuner).run()
+        code = engines.run(engines.create(args.engine, settings, options, tuner=args.tuner))
         if code != 0 or not args.register:
             return code
         from search.final.results import best  # what the search learnt, on the budget it left

@@ -21,6 +21,6 @@ class Worker(TrialsCommand):
         opts.state_options(p)
 
     def take_action(self, args) -> int:
-        from search.engines.optuna import work
+        from search.engines import work
 
         return work(opts.settings(args), opts.run_options(args))

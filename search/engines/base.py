@@ -1,6 +1,6 @@
-"""What every engine shares: the flow around its own loop (`Engine.run`), the summary of the
-best trial, the resume hint, a failed trial's one-line reason, and freeing a finished trial's
-graphs. Engines subclass `Engine`; see `search.engines` for the list.
+"""What every engine is and shares: `Engine`, what the search loop (`search.engines.loop`)
+asks of one; how a trial and a search ended; model retention; the resume hint; a failed
+trial's one-line reason; freeing a finished trial's graphs.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ import shlex
 import sys
 from dataclasses import dataclass
 
-from search.formats import head_lines
 from search.settings import mask
 from search.study import edges as edges_lib
 from search.study.trial_record import TrialRecord
@@ -22,6 +21,16 @@ TUNERS = ("hyperband", "bayesian", "random")  # keras-tuner oracles
 FAILED = "failed"  # trials kept failing, or a worker died: exit 1
 TIMEOUT = "timeout"  # --timeout reached: a wall-clock budget is a target too, exit 0
 CONVERGED = "converged"  # --until-converged: further trials are unlikely to matter, exit 0
+
+
+@dataclass(frozen=True)
+class Ended:
+    """How one trial ended, for the loop's failure count: surplus (it claimed no slot, was
+    not trained, and is no failure), or failed with a reason."""
+
+    failed: bool = False
+    surplus: bool = False
+    reason: str | None = None
 
 
 @dataclass
@@ -40,15 +49,21 @@ class Outcome:
 
 
 class Engine:
-    """The shared flow (`run`) around an engine's own loop (`search`)."""
+    """What the search loop (`search.engines.loop`) asks of an engine: its study, one trial
+    at a time, and what to say about them. An engine with a loop of its own (keras-tuner's
+    `Tuner.search`) sets `own_loop` and provides `search` instead of `trial`."""
 
     name = ""
+    own_loop = False
 
     def __init__(self, session):
         self.session = session
         self.dropped: set[str] = set()  # run ids whose models `drop_models` deleted
+        self.pool = None  # the workers of --workers, --gpus, --ray (search.study.workers)
+        self.elsewhere = None  # --isolate: trains (trial id, config) in a fresh process
+        self.interrupts = None  # search.study.workers.Interrupts, where the engine takes trials
 
-    # --- what each engine provides --------------------------------------------------------
+    # --- the study ------------------------------------------------------------------------
     def open(self) -> None:
         """Create or resume this engine's state for the session's study."""
         raise NotImplementedError
@@ -76,20 +91,26 @@ class Engine:
         """Levers whose best trials sit on the space's edge (search.study.edges)."""
         return edges_lib.find(self.session.space.params, self.records())
 
-    def tracking_params(self) -> dict:
-        """Extra parameters for the study's MLflow parent run."""
-        return {}
-
     def start_tracking(self) -> None:
         """Find or create the study's MLflow parent run (before any worker starts)."""
-        self.session.start_tracking(self.tracking_params())
+        self.session.start_tracking()
 
-    def search(self) -> Outcome:
-        """Run trials until the study holds the target number of finished trials."""
+    # --- the trials (engines without a loop of their own) ---------------------------------
+    def trial(self, bar) -> Ended:
+        """Run one trial to its end; `bar` (tqdm) takes its lines."""
         raise NotImplementedError
 
+    def search(self) -> Outcome:
+        """An engine's own loop (`own_loop`): trials until the study holds its target."""
+        raise NotImplementedError
+
+    # --- what it says ---------------------------------------------------------------------
     def notes(self) -> list[str]:
         """Lines printed after the start-up line (e.g. why pruning is off)."""
+        return []
+
+    def summary_notes(self) -> list[str]:
+        """Lines printed before the best trial's table."""
         return []
 
     def next_steps(self) -> str:
@@ -102,78 +123,6 @@ class Engine:
         """What to do with the budget a converged search leaves: the final model."""
         return (f"search best --study {self.session.study} --register NAME --refit "
                 f"--ensemble 5 (or --register NAME --refit --ensemble 5 on this command)")
-
-    # --- the shared flow ------------------------------------------------------------------
-    def run(self) -> int:
-        """Open or resume, search to --trials finished trials, summarise; the exit code."""
-        try:
-            return self._run()
-        finally:
-            self.close()
-
-    def _run(self) -> int:
-        opts = self.session.options
-        self.open()
-        done = self.finished()
-        print(f"{self.where()}: {done} finished trial(s), target {opts.trials}; "
-              f"{self.session.describe()}", flush=True)
-        for line in [*self.session.notes, *self.notes()]:
-            print(line, flush=True)
-        if done >= opts.trials:
-            print(f"nothing to do: the study already has {done} finished trials "
-                  f"(raise --trials to search further)")
-            self.summary()
-            return 0
-        self.start_tracking()
-        outcome = None
-        try:
-            outcome = self.search()
-        except KeyboardInterrupt:
-            print(f"\ninterrupted: running trials are marked FAIL and the study is saved "
-                  f"({self.finished()} finished). Resume with: {resume_hint(opts)}",
-                  file=sys.stderr)
-            return 130
-        finally:
-            top = self.best()
-            tracking = self.session.tracking
-            tracking.tracker.finish_study_run(
-                tracking.parent_run_id, {"best_value": top.score} if top else None)
-        if outcome.stopped and outcome.why != CONVERGED:
-            print(f"stopped: {outcome.stopped}", file=sys.stderr)
-        self.summary()
-        if outcome.why == CONVERGED and outcome.stopped:
-            print(f"{outcome.stopped}; {opts.trials - outcome.finished} of --trials "
-                  f"{opts.trials} left for the final model: {self.final_model_hint()}")
-        return outcome.code
-
-    def summary(self) -> None:
-        """The best trial's per-head table, then what to do next."""
-        top = self.best()
-        if top is None:
-            print("no completed trial yet")
-            return
-        weights = f" [weights: {top.weights_note}]" if top.weights_note else ""
-        print(f"best trial #{top.number}: {self.objective_name()} = {top.score:.4f}{weights}")
-        heads = top.heads
-        columns = [c for c in ("accuracy", "balanced_accuracy", "majority")
-                   if any(c in s for s in heads.values())]
-        titles = {"accuracy": "accuracy", "balanced_accuracy": "balanced",
-                  "majority": "majority"}
-        test = top.test or {}
-        rows = {head: [f"{s.get(c, float('nan')):.3f}" for c in columns]
-                for head, s in heads.items()}
-        print("\n".join(head_lines([(titles[c], 9) for c in columns], rows, test)))
-        if test:
-            print(f"  test rows: {top.test_rows}, mean test accuracy "
-                  f"{top.test_mean:.4f} (held back from every trial: an honest figure for this "
-                  f"champion)")
-        for line in edges_lib.lines(self.edges()):
-            print(line)
-        disk = disk_usage(self.session)
-        if disk:
-            print(disk)
-        if self.next_steps():
-            print(self.next_steps())
 
     # --- models kept ------------------------------------------------------------------------
     def keep_count(self) -> int | None:

@@ -153,6 +153,7 @@ class KerasTunerEngine(Engine):
     """`search run --engine keras-tuner`: the shared flow around a keras-tuner search."""
 
     name = ENGINE
+    own_loop = True  # keras-tuner's Tuner.search: Hyperband's brackets, its own files
 
     def __init__(self, session, tuner: str = "hyperband"):
         super().__init__(session)
@@ -216,16 +217,14 @@ class KerasTunerEngine(Engine):
         """As the base, on the space the tuner searched (Hyperband pins epochs)."""
         return edges_lib.find(self.tuner.space.params, self.records())
 
-    def tracking_params(self) -> dict:
-        return {"engine": ENGINE, "tuner": self.tuner_name, "storage": self.tuner.project_dir}
-
     def start_tracking(self) -> None:
         from search.track.tracking import Tracker
 
         tracker = Tracker(self.session.settings.tracking_uri, self.session.study,
                           self.session.settings.artifact_root)
         _check_parent_engine(tracker, self.session.study)
-        super().start_tracking()
+        self.session.start_tracking({"engine": ENGINE, "tuner": self.tuner_name,
+                                     "storage": self.tuner.project_dir})
 
     def search(self) -> Outcome:
         opts = self.session.options

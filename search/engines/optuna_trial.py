@@ -15,6 +15,7 @@ from search.engines.trial import Pruned, Reporter
 from search.study import pruning, trial_record, window
 from search.study import study as study_lib
 from search.study.trial_record import TrialRecord
+from search.track.tags import BASELINE_TAG, WARM_START_TAG
 from search.train.steps import stage_epoch, stage_name
 
 
@@ -22,13 +23,19 @@ class OptunaReporter(Reporter):
     """A trial's link to its Optuna trial: what `search best`, `report`, `train --from-trial`
     and the dashboard read later (its record, artifacts), and per-epoch pruning."""
 
-    def __init__(self, trial, session, progress=None, engine=None, lr_range_test=False):
+    def __init__(self, trial, session, progress=None, engine=None):
         self.trial = trial
         self.session = session
-        self.lr_range_test = lr_range_test  # recorded: the report says where the bounds came from
+        record = trial_record.read(trial)
+        self.tags = {BASELINE_TAG: record.baseline} if record.baseline else {}
+        if record.warm_start:
+            self.tags[WARM_START_TAG] = record.warm_start
+        # the LR range test finds the bounds (baselines keep theirs); recorded: the report
+        # says where the bounds came from
+        self.lr_range_test = not record.baseline and session.space.clr_bounds == "lr_find"
         self.progress = progress  # the tqdm bar, for per-epoch progress
         self.engine = engine  # for how many models are kept
-        self.sampler_seed = (window.trial_seed(engine.sampler_seed, trial.number)
+        self.sampler_seed = (window.trial_seed(trial.study.sampler.seed, trial.number)
                              if engine is not None else None)  # this trial's
         self.epochs = 0
         self.seen = 0  # epochs so far, over all stages (the progress bar's count)

@@ -2,7 +2,7 @@
 everything logged to MLflow → the result.
 
 `run(config, session, reporter)` trains and scores only, in four steps: `fit`, `score`, `log`,
-`save`, inside `tracking.trial_run`, whose exit ends the MLflow run FINISHED, FAILED or KILLED
+`save`, inside `study_run.trial_run`, whose exit ends the MLflow run FINISHED, FAILED or KILLED
 (a null run without tracking). What an engine needs along the way
 (pruning decisions, its own bookkeeping, artifacts) goes through a `Reporter`, whose defaults
 do nothing, so `search train` and the benchmarks call the very same function without an
@@ -93,10 +93,10 @@ def run(config: TrialConfig, session, reporter: Reporter | None = None, *, numbe
     when pruned or interrupted), with the reason. `find_lr` (default: the space's
     `clr_bounds: lr_find`) replaces the config's LR bounds with an LR range test's;
     baselines pass False to keep their own."""
-    from search.track import tracking
+    from search.track import study_run
 
     reporter = reporter or Reporter()
-    with tracking.trial_run(session.tracking, session.study, number, tags,
+    with study_run.trial_run(session.tracking, session.study, number, tags,
                             killed=(Pruned,)) as run_:
         _log_inputs(run_, config, session, reporter.sampler_seed)
         reporter.started(config, run_.run_id)
@@ -192,9 +192,10 @@ def score(fitted: Fitted, session) -> TrialResult:
     config, plan, best = fitted.config, fitted.plan, fitted.best
     val_probs, test_probs, fallback = best.probs, best.test_probs, {}
     if config.majority_fallback:
-        fallback = weak_heads(plan, best.probs, session.table.vocab)
-        val_probs = with_priors(val_probs, fallback)
-        test_probs = None if test_probs is None else with_priors(test_probs, fallback)
+        fallback = metrics.weak_heads(plan.train_labels, plan.val_labels, best.probs,
+                                      session.table.vocab)
+        val_probs = metrics.with_priors(val_probs, fallback)
+        test_probs = None if test_probs is None else metrics.with_priors(test_probs, fallback)
         plan.notes["fallback_heads"] = ",".join(fallback) or "none"
     scores = metrics.head_scores(plan.val_labels, val_probs, plan.train_labels)
     summary = metrics.summary(scores)
@@ -208,7 +209,7 @@ def score(fitted: Fitted, session) -> TrialResult:
         steps_per_epoch=fitted.steps_per_epoch, weights_source=plan.weights_source,
         history={k: [v if isinstance(v, str) else float(v) for v in vs]
                  for k, vs in fitted.history.items()},
-        confusion=_confusions(session.table.vocab, plan.val_labels, val_probs),
+        confusion=metrics.confusions(session.table.vocab, plan.val_labels, val_probs),
         best_epoch=best.epoch, notes=plan.notes, priors=fallback,
         probs={"val": val_probs, "test": test_probs})
     if test_probs is not None:
@@ -216,22 +217,6 @@ def score(fitted: Fitted, session) -> TrialResult:
 
         result.test = test_score(plan.test_labels, test_probs)
     return result
-
-
-def weak_heads(plan, probs: dict, vocab: dict) -> dict[str, np.ndarray]:
-    """{head: training prior} for the heads whose best-epoch validation predictions do not
-    beat always answering their majority class (by one standard error)."""
-    from search.train import metrics
-
-    priors = metrics.priors(plan.train_labels, vocab)
-    return {h: priors[h] for h, y in plan.val_labels.items()
-            if not metrics.beats_majority(y, np.asarray(probs[h]).argmax(1),
-                                          int(np.argmax(priors[h])))}
-
-
-def with_priors(probs: dict, priors: dict) -> dict:
-    """probs with each head of `priors` answering its prior for every row."""
-    return {h: np.tile(priors[h], (len(p), 1)) if h in priors else p for h, p in probs.items()}
 
 
 def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
@@ -249,15 +234,6 @@ def _found_bounds(config: TrialConfig, session, run_) -> TrialConfig:
         with tempfile.TemporaryDirectory() as tmp:
             run_.log_file(save_lr_curve_html(found, Path(tmp) / "lr_find.html"))
     return config
-
-
-def _confusions(vocab: dict, labels: dict, probs: dict) -> dict:
-    """{"labels": {head: [...]}, "confusion": {head: k×k counts, rows = true class}}."""
-    from search.train import metrics
-
-    return {"labels": {h: list(v) for h, v in vocab.items()},
-            "confusion": {h: metrics.confusion(labels[h], np.asarray(probs[h]).argmax(1),
-                                               len(vocab[h])).tolist() for h in vocab}}
 
 
 def log(run_, result: TrialResult, session) -> None:

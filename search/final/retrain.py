@@ -98,13 +98,11 @@ def study_session(settings: Settings, study, trial, *, data: str | None = None,
     from search.study.study import setup
 
     recorded = setup(study)
-    split = recorded.split_options()
+    split = recorded.split_record
     options = Options(study=study.study_name, data=data, heads=tuple(study_heads(study, trial)),
-                      seed=split["seed"] if seed is None else seed,
-                      val_fraction=split["val_fraction"] if val_fraction is None
-                      else val_fraction,
-                      stratify=split["stratify"], test_fraction=split["test_fraction"],
-                      verbose=1)
+                      seed=split.seed if seed is None else seed,
+                      val_fraction=split.val_fraction if val_fraction is None else val_fraction,
+                      stratify=split.stratify, test_fraction=split.test_fraction, verbose=1)
     parent = recorded.parent_run_id
     space = space_lib.Space(name="retrain", params=(),
                             objective=recorded.objective or OBJECTIVES[0])
@@ -127,11 +125,11 @@ def train_and_validation(session) -> np.ndarray:
     return np.sort(np.concatenate([session.train_rows, session.val_rows]))
 
 
-def study_split(study) -> dict:
-    """The split a study was run with (search.study.study.StudySetup.split_options)."""
+def study_split(study):
+    """The split a study was run with (search.data.split.Split)."""
     from search.study.study import setup
 
-    return setup(study).split_options()
+    return setup(study).split_record
 
 
 def study_heads(study, trial) -> list[str]:

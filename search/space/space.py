@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 
 from search.errors import ConfigError
-from search.space import algorithms
+from search.space import algorithms, top_keys
 from search.space.config import OBJECTIVES, TrialConfig
 from search.space.param import CONFIG_KEYS, DERIVED, Param, family_alpha, ordered
 from search.space.param import parse as parse_param
@@ -39,7 +39,6 @@ CLR_BOUNDS = ("sample", "lr_find")
 TOP_KEYS = ("name", "description", "objective", "objectives", "sampler", "pruner", "clr_bounds",
             "prune_below_majority", "keep_models", "params", "enqueue", "include")
 # A trial below the majority-class baseline after this epoch by more than margin is pruned.
-MAJORITY_GUARD = {"after_epoch": 2, "margin": 0.03}
 KEEP_MODELS = "all"  # every trial keeps its model: the final selection chooses among them all
 # Enqueued configs (baselines) are stored on the trial under this user attr, not as params.
 FIXED_CONFIG_ATTR = "fixed_config"
@@ -200,7 +199,7 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     objective = data.get("objective", OBJECTIVES[0])
     if objective not in OBJECTIVES:
         raise ConfigError(f"objective must be one of {', '.join(OBJECTIVES)}, got {objective!r}")
-    objectives = _objectives(data.get("objectives"))
+    objectives = top_keys.objectives(data.get("objectives"))
     sampler = algorithms.component("sampler", data.get("sampler", {"name": "tpe"}), SAMPLERS)
     pruner = algorithms.component("pruner", data.get("pruner", {"name": "median"}), PRUNERS)
     algorithms.check(sampler, pruner)
@@ -224,60 +223,12 @@ def parse(data: dict, *, base_dir: Path | None = None, default_name: str = "spac
     enqueue = list(_enqueued(data, base_dir))
     space = Space(name=str(data.get("name", default_name)), params=ordered(params),
                   objective=objective, objectives=objectives, sampler=sampler, pruner=pruner,
-                  clr_bounds=clr_bounds, prune_below_majority=_guard(data.get(
+                  clr_bounds=clr_bounds, prune_below_majority=top_keys.guard(data.get(
                       "prune_below_majority", True)),
-                  keep_models=_keep(data.get("keep_models", KEEP_MODELS)),
+                  keep_models=top_keys.keep(data.get("keep_models", KEEP_MODELS)),
                   enqueue=tuple(enqueue), source=copy.deepcopy(data))
     _check_sample(space)
     return space
-
-
-MINIMISED = ("params", "train_seconds")  # metrics whose natural direction is down
-
-
-def _guard(spec) -> dict | None:
-    """`prune_below_majority`: true (the defaults), false, or {after_epoch, margin}."""
-    if spec is False or spec is None:
-        return None
-    if spec is True:
-        return dict(MAJORITY_GUARD)
-    if not isinstance(spec, dict) or set(spec) - set(MAJORITY_GUARD):
-        raise ConfigError(f"prune_below_majority must be true, false or a mapping with "
-                          f"{' and/or '.join(MAJORITY_GUARD)}, got {spec!r}")
-    guard = {**MAJORITY_GUARD, **spec}
-    after, margin = guard["after_epoch"], guard["margin"]
-    if isinstance(after, bool) or not isinstance(after, int) or after < 1:
-        raise ConfigError(f"prune_below_majority.after_epoch must be an int >= 1, got {after!r}")
-    if isinstance(margin, bool) or not isinstance(margin, (int, float)) or margin < 0:
-        raise ConfigError(f"prune_below_majority.margin must be a number >= 0, got {margin!r}")
-    return {"after_epoch": after, "margin": float(margin)}
-
-
-def _keep(value) -> int | None:
-    """`keep_models`: how many of the best trials keep their model (all: `all`)."""
-    if value == "all":
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"keep_models must be an int >= 1 or 'all', got {value!r}")
-    return value
-
-
-def _objectives(spec) -> tuple[tuple[str, str], ...]:
-    """`objectives: [mean_accuracy:max, params:min]` or a list of heads → (name, direction)."""
-    if spec is None:
-        return ()
-    if not isinstance(spec, list) or len(spec) < 2:
-        raise ConfigError("objectives must be a list of at least two metrics, e.g. "
-                          "[mean_accuracy:max, params:min] or [gender, age]")
-    out = []
-    for item in spec:
-        name, _, direction = str(item).partition(":")
-        direction = direction or ("min" if name in MINIMISED else "max")
-        if direction not in ("max", "min"):
-            raise ConfigError(f"objectives: direction of {name!r} must be max or min, "
-                              f"got {direction!r}")
-        out.append((name, direction))
-    return tuple(out)
 
 
 def _enqueued(data: dict, base_dir: Path | None):

@@ -15,6 +15,27 @@ from search.formats import csv_text, json_text
 from search.study import trial_record
 
 
+def pruning_note(space) -> str | None:
+    """The start-up line of a multi-objective study (None for one objective): its objectives
+    and whether its trials are pruned."""
+    if not space.objectives:
+        return None
+    how = ("trials are pruned by the heads rule (pruner: heads)" if space.pruner["name"] == "heads"
+           else "pruning is off, Optuna cannot prune multi-objective trials (pruner: heads "
+                "prunes by per-head accuracies)")
+    return f"multi-objective study ({_objectives(space)}): {how}"
+
+
+def front_line(study, space, name: str) -> str:
+    """The summary's line on a multi-objective study's Pareto front."""
+    return (f"multi-objective study: {len(study.best_trials)} trial(s) on the Pareto front of "
+            f"{_objectives(space)} (search pareto --study {name}); by mean accuracy:")
+
+
+def _objectives(space) -> str:
+    return ", ".join(f"{m}:{d}" for m, d in space.objectives)
+
+
 def dominates(a: dict[str, float], b: dict[str, float], heads) -> bool:
     """a is at least as good as b on every head and better on one (all maximised)."""
     return all(a[h] >= b[h] for h in heads) and any(a[h] > b[h] for h in heads)

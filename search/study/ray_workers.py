@@ -22,16 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import time
 
 from search import console
 from search.errors import UsageError
 from search.settings import mask
-from search.study import workers
+from search.study import ray_cluster, workers
+from search.study.ray_cluster import LOCAL
 
-LOCAL = "local"  # --ray without an address: a Ray instance on this machine for this run
 RESTARTS = 3  # Ray restarts a lost worker this many times (task max_retries)
 CANCEL_WAIT_S = 60  # after Ctrl-C, how long workers get to mark their trial FAIL
 NODE_ID_DIGITS = 8  # of a Ray node id, in what the workers and the summary print
@@ -46,11 +45,6 @@ ENV = ("SEARCH_HEARTBEAT_INTERVAL", "SEARCH_HEARTBEAT_GRACE", "SEARCH_WEIGHTS_DI
        "XLA_PYTHON_CLIENT_PREALLOCATE")
 INSTALL = ("--ray needs Ray, which is not installed here: pip install -e '.[ray]' (or pip "
            "install 'ray>=2.40,<3'), on this machine and on every node of the cluster")
-SHARED = ("use PostgreSQL for the study (SEARCH_STORAGE or --storage postgresql+psycopg2://USER"
-          "@DBHOST/DB) and an MLflow tracking server (MLFLOW_TRACKING_URI or --tracking-uri "
-          "http://MLFLOWHOST:5000); see docs/cluster.md")
-
-
 def import_ray():
     """The ray module, or the one line that says how to install it."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")  # workers' trial lines differ by numbers only
@@ -80,60 +74,10 @@ def check_options(options, settings) -> None:
                          f"(Ray packs fractions on one GPU only), got {gpus:g}")
     if options.cpus_per_trial <= 0:
         raise UsageError(f"--cpus-per-trial must be above 0, got {options.cpus_per_trial:g}")
-    host = address_host(options.ray)
-    if host is not None and not is_this_machine(host):
-        refuse_local_state(options.ray, settings)
+    host = ray_cluster.address_host(options.ray)
+    if host is not None and not ray_cluster.is_this_machine(host):
+        ray_cluster.refuse_local_state(options.ray, settings)
     import_ray()
-
-
-def address_host(address: str) -> str | None:
-    """The host an address names ('ray://h:10001', 'h:6379'); None for 'local' and 'auto'."""
-    if address in (LOCAL, "auto"):
-        return None
-    rest = address.removeprefix("ray://")
-    return rest.rsplit(":", 1)[0].strip("[]") if ":" in rest else rest
-
-
-def is_this_machine(host: str) -> bool:
-    try:
-        ip = socket.gethostbyname(host)
-    except OSError:
-        return False
-    return ip.startswith("127.") or ip in _local_ips()
-
-
-def _local_ips() -> set[str]:
-    ips = {"127.0.0.1"}
-    try:
-        ips.update(socket.gethostbyname_ex(socket.gethostname())[2])
-    except OSError:
-        pass
-    try:  # the address this machine reaches others from (no packet is sent)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect(("10.255.255.255", 1))
-            ips.add(probe.getsockname()[0])
-    except OSError:
-        pass
-    return ips
-
-
-def local_state(settings) -> list[str]:
-    """The parts of the state that are files on this machine (SQLite, journal, file store)."""
-    found = []
-    if settings.storage.startswith(("sqlite", "journal:")):
-        found.append(f"the study storage {mask(settings.storage)}")
-    uri = settings.tracking_uri
-    if uri.startswith(("sqlite", "file:")) or "://" not in uri:
-        found.append(f"the MLflow store {mask(uri)}")
-    return found
-
-
-def refuse_local_state(address: str, settings, nodes: str = "") -> None:
-    found = local_state(settings)
-    if found:
-        raise UsageError(f"--ray {address}{nodes}: {' and '.join(found)} "
-                         f"{'is a file' if len(found) == 1 else 'are files'} on this machine, "
-                         f"which other nodes cannot share: {SHARED}")
 
 
 class RayPool:
@@ -162,9 +106,9 @@ class RayPool:
             ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False,
                      log_to_driver=True, logging_level=logging.WARNING, namespace="search")
             return
-        host = address_host(address)
+        host = ray_cluster.address_host(address)
         if host is not None:
-            _reachable(address, host)
+            ray_cluster.reachable(address, host)
         token = os.environ.get("RAY_AUTH_MODE", "").lower() == "token"
         retries = {} if token or "RAY_gcs_server_port_wait_time_s" in os.environ else \
             {"RAY_gcs_server_port_wait_time_s": str(UNAUTHENTICATED_TRIES)}
@@ -197,11 +141,11 @@ class RayPool:
         """Local state only on a cluster of this machine; one trial must fit on some node."""
         nodes = [n for n in self.ray.nodes() if n.get("Alive")]
         foreign = sorted({n["NodeManagerAddress"] for n in nodes
-                          if not is_this_machine(n["NodeManagerAddress"])})
+                          if not ray_cluster.is_this_machine(n["NodeManagerAddress"])})
         if foreign:
-            refuse_local_state(self.address, self.settings,
+            ray_cluster.refuse_local_state(self.address, self.settings,
                                f" (nodes beyond this machine: {', '.join(foreign)})")
-        check_fits(nodes, self.options.cpus_per_trial, self.options.gpus_per_trial or 0)
+        ray_cluster.check_fits(nodes, self.options.cpus_per_trial, self.options.gpus_per_trial or 0)
         total = {k: sum(n["Resources"].get(k, 0) for n in nodes) for k in ("CPU", "GPU")}
         what = "a Ray instance started on this machine" if self.address == LOCAL else \
             f"the Ray cluster at {self.address}"
@@ -256,38 +200,6 @@ class RayPool:
     def close(self) -> None:
         if self.ray.is_initialized():
             self.ray.shutdown()
-
-
-def check_fits(nodes: list[dict], cpus: float, gpus: float) -> None:
-    """One trial's CPUs and GPUs must fit on one node (`ray.nodes()`), both at once: Ray would
-    otherwise hold the workers as pending for ever, after the study was written."""
-    for flag, key, asked in (("--cpus-per-trial", "CPU", cpus), ("--gpus-per-trial", "GPU", gpus)):
-        most = max(nodes, key=lambda n: n["Resources"].get(key, 0), default=None)
-        has = most["Resources"].get(key, 0) if most else 0
-        if asked > has:
-            where = f" (on {most['NodeManagerAddress']})" if most and has else ""
-            raise UsageError(f"{flag} {asked:g}: no node of the Ray cluster has that many "
-                             f"{key}s; the most a node has is {has:g}{where}")
-    if not any(n["Resources"].get("CPU", 0) >= cpus and n["Resources"].get("GPU", 0) >= gpus
-               for n in nodes):
-        has = [f"{n['NodeManagerAddress']} {n['Resources'].get('CPU', 0):g} CPU/"
-               f"{n['Resources'].get('GPU', 0):g} GPU" for n in nodes]
-        more = f" and {len(has) - 4} more" if len(has) > 4 else ""
-        raise UsageError(f"--cpus-per-trial {cpus:g} --gpus-per-trial {gpus:g}: no node of the "
-                         f"Ray cluster has both at once (nodes: {', '.join(has[:4])}{more})")
-
-
-def _reachable(address: str, host: str) -> None:
-    """A quick TCP check, so that a wrong address is one line now, not Ray's long retries."""
-    rest = address.removeprefix("ray://")
-    port = int(rest.rsplit(":", 1)[1]) if ":" in rest else (10001 if rest != address else 6379)
-    try:
-        socket.create_connection((host, port), timeout=5).close()
-    except OSError as exc:
-        raise UsageError(f"--ray {address}: nothing answers at {host}:{port} "
-                         f"({exc.strerror or exc}); check that `ray start --head` runs there "
-                         f"(`ray status`) and the address (auto, HOST:6379, ray://HOST:10001)"
-                         ) from None
 
 
 @contextlib.contextmanager

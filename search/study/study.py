@@ -27,6 +27,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
+from search.data.split import Split
 from search.errors import UsageError
 from search.settings import Settings, mask
 from search.space import algorithms
@@ -56,6 +57,12 @@ class QuietSurplus(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.exc_info and isinstance(record.exc_info[1], SurplusTrial))
+
+
+def quiet() -> None:
+    """Optuna's own logging: failures are one line each, ours; surplus trials none."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    logging.getLogger("optuna.study._optimize").addFilter(QuietSurplus())
 
 
 def join_study(session) -> optuna.Study:
@@ -107,7 +114,7 @@ class StudySetup:
     """How a study was run, as it recorded it: what `search train --from-trial`, `best` and
     the final model start from. None or empty: not recorded (a study of an older version)."""
 
-    split: str | None  # Session.identity's: '0.2:0:plain', then ':test=F' with --test-fraction
+    split: str | None  # search.data.split.Split.identity: '0.2:0:plain[:test=F]'
     heads: tuple[str, ...]
     objective: str | None  # the metric a single-objective study maximises
     experiment_id: str | None  # its MLflow experiment and parent run (record_tracking)
@@ -115,15 +122,10 @@ class StudySetup:
     data_fingerprint: str | None = None  # the table's content hash (Session.identity)
     labels: dict[str, list[str]] | None = None  # each head's vocabulary (newer studies only)
 
-    def split_options(self) -> dict:
-        """The split as Options fields: val_fraction, seed, stratify, test_fraction (None:
-        no rows were held back)."""
-        parts = (self.split or "0.2:0:plain").split(":")
-        fraction, seed, strata = (parts[:3] + ["plain"])[:3]
-        test = [float(p.removeprefix("test=")) for p in parts[3:] if p.startswith("test=")]
-        return {"val_fraction": float(fraction), "seed": int(seed),
-                "stratify": None if strata == "plain" else strata,
-                "test_fraction": test[0] if test else None}
+    @property
+    def split_record(self) -> Split:
+        """The split it was run with (search.data.split.Split)."""
+        return Split.parse(self.split)
 
 
 def setup(study) -> StudySetup:

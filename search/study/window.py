@@ -84,6 +84,13 @@ def waited(study, number: int, check: Callable[[], object] | None = None) -> flo
     return time.monotonic() - start
 
 
+def wait(trial, check: Callable[[], object] | None = None) -> None:
+    """Wait for the trial's window; a wait of a second or more is recorded on the trial."""
+    seconds = waited(trial.study, trial.number, check)
+    if seconds >= 1.0:
+        trial.set_user_attr(WAITED_ATTR, round(seconds, 1))
+
+
 def _finished_up_to(study, last: int, check) -> list:
     """The finished trials numbered `last` or lower, once none of them runs any more. One
     worker (width 1) never waits: the trials before its own are over or belong to the dead,

@@ -196,19 +196,6 @@ class Tracker:
             run.set_tags({STATE_TAG: "COMPLETE"})
 
 
-@contextlib.contextmanager
-def trial_run(tracking, study_name: str, number: int, tags: dict[str, str] | None = None, *,
-              killed: tuple[type[BaseException], ...] = ()) -> Iterator["TrialRun | NullRun"]:
-    """`Tracker.trial_run` under the session's tracking (search.study.session.Tracking: tracker and
-    parent run), or a `NullRun` when there is none, so a trial logs the same way either way."""
-    if tracking is None:
-        yield NullRun()
-        return
-    with tracking.tracker.trial_run(tracking.parent_run_id, study_name, number, tags,
-                                    killed=killed) as run:
-        yield run
-
-
 class TrialRun:
     """Logging for one trial's nested run; `end` records FINISHED, FAILED or KILLED."""
 
@@ -266,32 +253,6 @@ class TrialRun:
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
-
-
-class NullRun:
-    """A trial run without tracking: every log call does nothing; `tracked` says so to callers
-    that would build an artifact (a model file, a figure) only to log it."""
-
-    tracked = False
-    run_id = None
-
-    def log_params(self, params: dict[str, Any]) -> None:
-        pass
-
-    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        pass
-
-    def set_tags(self, tags: dict[str, str]) -> None:
-        pass
-
-    def log_data(self, table, csv) -> None:
-        pass
-
-    def log_dict(self, data: dict, name: str) -> None:
-        pass
-
-    def log_file(self, path: str | Path, folder: str | None = None) -> None:
-        pass
 
 
 def _short(value: Any, limit: int = 500) -> str:

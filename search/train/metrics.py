@@ -128,3 +128,24 @@ def scores_with_ci(labels: dict[str, np.ndarray], probs: dict[str, np.ndarray], 
             "majority": majority_baseline(y),
         }
     return out
+
+
+def weak_heads(train_labels: dict, val_labels: dict, probs: dict,
+               vocab: dict) -> dict[str, np.ndarray]:
+    """{head: training prior} for the heads whose best-epoch validation predictions do not
+    beat always answering their majority class (by one standard error)."""
+    prior = priors(train_labels, vocab)
+    return {h: prior[h] for h, y in val_labels.items()
+            if not beats_majority(y, np.asarray(probs[h]).argmax(1), int(np.argmax(prior[h])))}
+
+
+def with_priors(probs: dict, priors: dict) -> dict:
+    """probs with each head of `priors` answering its prior for every row."""
+    return {h: np.tile(priors[h], (len(p), 1)) if h in priors else p for h, p in probs.items()}
+
+
+def confusions(vocab: dict, labels: dict, probs: dict) -> dict:
+    """{"labels": {head: [...]}, "confusion": {head: k×k counts, rows = true class}}."""
+    return {"labels": {h: list(v) for h, v in vocab.items()},
+            "confusion": {h: confusion(labels[h], np.asarray(probs[h]).argmax(1),
+                                       len(vocab[h])).tolist() for h in vocab}}
