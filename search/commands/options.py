@@ -12,13 +12,13 @@ import os
 from search.errors import UsageError
 from search.formats import FORMAT_HELP, FORMATS
 from search.space.config import BACKBONES, FAMILIES, OBJECTIVES
+from search.study.options import DEFAULTS, Options
 
 MIN_TRIALS = 20  # --until-converged's default (search.study.convergence.MIN_TRIALS, not imported:
 # importing Optuna here would slow --help)
 MODEL_HELP = "models:/NAME@ALIAS or a pulled folder"
 RUNS_DIR_HELP = "local state folder (default: ./runs or $SEARCH_RUNS_DIR)"
 HEADS_HELP = "comma-separated label columns (default: the 8 attributes)"
-WARM_START_TOP = 5  # --warm-start-top's default: configs queued from the earlier studies
 
 
 def state_options(p: argparse.ArgumentParser) -> None:
@@ -44,7 +44,7 @@ def format_option(p: argparse.ArgumentParser) -> None:
 
 def study_option(p: argparse.ArgumentParser) -> None:
     """--study for the verbs that read one study."""
-    p.add_argument("--study", default="default")
+    p.add_argument("--study", default=DEFAULTS.study)
 
 
 def model_option(p: argparse.ArgumentParser) -> None:
@@ -60,23 +60,23 @@ def server_options(p: argparse.ArgumentParser, port: int) -> None:
 
 def search_options(p: argparse.ArgumentParser) -> None:
     """What a study is about: its name, space, data and split, and pinned space values."""
-    p.add_argument("--study", default="default", help="study name (default: %(default)s)")
+    p.add_argument("--study", default=DEFAULTS.study, help="study name (default: %(default)s)")
     p.add_argument("--space", default=default_space(), help="search space YAML "
                    "(default: spaces/default.yaml)")
     p.add_argument("--data", help="annotation CSV with image_path and one column per head "
                                   "(default: a synthetic dataset generated into runs/)")
     p.add_argument("--heads", help=HEADS_HELP)
-    p.add_argument("--seed", type=int, default=0,
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed,
                    help="seeds the train/validation split; the sampler's seed is derived from "
                         "it, the study name and the trials the study holds, so a resumed "
                         "study continues its draws and two studies do not share them, while "
                         "the same command on the same study state draws the same trials "
                         "(default: %(default)s)")
-    p.add_argument("--val-fraction", type=float, default=0.2,
+    p.add_argument("--val-fraction", type=float, default=DEFAULTS.val_fraction,
                    help="validation share of the rows (default: %(default)s)")
     p.add_argument("--stratify", help="head to stratify the split on (default: plain seeded "
                                       "random split)")
-    p.add_argument("--on-bad-images", choices=["error", "skip"], default="error",
+    p.add_argument("--on-bad-images", choices=["error", "skip"], default=DEFAULTS.on_bad_images,
                    help="missing, empty or corrupt image files: stop with a list (default), or "
                         "skip those rows and say how many")
     g = p.add_argument_group("pin a space value (overrides the YAML)")
@@ -101,7 +101,7 @@ def default_space() -> str:
 
 def trial_options(p: argparse.ArgumentParser) -> None:
     """The flags `run` and `worker` share: how many trials, and how each one runs."""
-    p.add_argument("--trials", type=int, default=10,
+    p.add_argument("--trials", type=int, default=DEFAULTS.trials,
                    help="finished trials the study should hold, over all workers "
                         "(default: %(default)s)")
     p.add_argument("--timeout", type=float, help="stop starting new trials after S seconds")
@@ -109,10 +109,10 @@ def trial_options(p: argparse.ArgumentParser) -> None:
                    help="override the space's objective")
     p.add_argument("--no-baselines", action="store_true",
                    help="do not enqueue the space's baseline configs first")
-    p.add_argument("--precision", default="auto",
+    p.add_argument("--precision", default=DEFAULTS.precision,
                    choices=["auto", "float32", "mixed_bfloat16", "mixed_float16"])
-    p.add_argument("--xla", default="auto", choices=["auto", "on", "off"])
-    p.add_argument("--max-failures", type=int, default=5,
+    p.add_argument("--xla", default=DEFAULTS.xla, choices=["auto", "on", "off"])
+    p.add_argument("--max-failures", type=int, default=DEFAULTS.max_failures,
                    help="stop after this many failed trials in a row (default: %(default)s)")
     p.add_argument("--keras-progress", action="store_true", help="show Keras progress per epoch")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -187,20 +187,16 @@ def warm_start(studies: str | None, top: int | None) -> dict:
                          f"{studies!r}")
     if top is not None and top < 1:
         raise UsageError(f"--warm-start-top must be at least 1, got {top}")
-    return {"warm_start": names, "warm_start_top": WARM_START_TOP if top is None else top}
+    return {"warm_start": names, "warm_start_top": DEFAULTS.warm_start_top if top is None else top}
 
 
 def heads(args) -> tuple[str, ...]:
     """--heads as a tuple of column names (default: the 8 attributes)."""
-    from search.data.table import DEFAULT_HEADS
-
-    return tuple(h.strip() for h in args.heads.split(",")) if args.heads else DEFAULT_HEADS
+    return tuple(h.strip() for h in args.heads.split(",")) if args.heads else DEFAULTS.heads
 
 
 def options(args, **extra):
-    """`Options` (search.study.session) from search_options; `extra` adds the verb's own fields."""
-    from search.study.session import Options
-
+    """`Options` (search.study.options) from search_options; `extra` adds the verb's own fields."""
     pins = {"image_size": args.image_size, "epochs": args.epochs, "backbone": args.backbone,
             "family": args.family, "weights": args.weights, "batch_size": args.batch_size}
     return Options(study=args.study, space=args.space, data=args.data, heads=heads(args),

@@ -17,7 +17,7 @@ class Run(TrialsCommand):
     def add_arguments(self, p):
         opts.search_options(p)
         opts.trial_options(p)
-        p.add_argument("--workers", type=int, default=1,
+        p.add_argument("--workers", type=int, default=opts.DEFAULTS.workers,
                        help="worker processes on this machine (default: %(default)s)")
         p.add_argument("--gpus", metavar="0,1,...|all",
                        help="one worker per GPU, each seeing only its own (no GPU: CPU workers)")
@@ -34,7 +34,8 @@ class Run(TrialsCommand):
         g.add_argument("--gpus-per-trial", type=float, metavar="G",
                        help="GPUs Ray gives each worker (0.5: two trials share a GPU, memory "
                             "growth on; default: none, CPU workers)")
-        g.add_argument("--cpus-per-trial", type=float, default=1.0, metavar="C",
+        g.add_argument("--cpus-per-trial", type=float, default=opts.DEFAULTS.cpus_per_trial,
+                       metavar="C",
                        help="CPUs Ray reserves for each worker (default: %(default)g)")
         p.add_argument("--engine", choices=ENGINES, default="optuna",
                        help="who proposes trials (default: %(default)s); keras-tuner keeps its "
@@ -51,7 +52,7 @@ class Run(TrialsCommand):
                             "engine only")
         p.add_argument("--warm-start-top", type=int, metavar="N",
                        help=f"how many configs --warm-start queues, best first over all the "
-                            f"studies it names (default: {opts.WARM_START_TOP})")
+                            f"studies it names (default: {opts.DEFAULTS.warm_start_top})")
         p.add_argument("--register", metavar="NAME",
                        help="after the search, `search best --register NAME` (with --refit and "
                             "--ensemble K: the final model) on this study")

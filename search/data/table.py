@@ -19,11 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from search.data import validate, verified
+from search.data import DEFAULT_HEADS, validate, verified
 from search.errors import DataError
 
-DEFAULT_HEADS = ("gender", "imagequality", "age", "weight", "carryingbag", "footwear",
-                 "emotion", "bodypose")
 IMAGE_CACHE_VERSION = 1  # bump when preparing images changes, so cached ones are rebuilt
 
 

@@ -17,54 +17,15 @@ from pathlib import Path
 import numpy as np
 
 from search.data import table as data_lib
-from search.data.split import Split
 from search.errors import UsageError
 from search.model.missing_weights import without_missing_weights
 from search.settings import Settings
 from search.space import objectives
 from search.space import space as space_lib
 from search.space.config import OBJECTIVES
+from search.study.options import Options
 from search.track import study_run
 from search.track.study_run import Tracking
-
-
-@dataclass
-class Options:
-    """The flags of `search run` / `search worker` (and the subset other commands use)."""
-
-    study: str = "default"
-    space: str = "spaces/default.yaml"
-    data: str | None = None
-    heads: tuple[str, ...] = data_lib.DEFAULT_HEADS
-    trials: int = 10
-    timeout: float | None = None
-    seed: int = 0
-    val_fraction: float = 0.2
-    stratify: str | None = None
-    objective: str | None = None
-    pins: dict | None = None
-    baselines: bool = True
-    precision: str = "auto"
-    xla: str = "auto"
-    verbose: int = 0
-    max_failures: int = 5
-    progress: bool = True
-    on_bad_images: str = "error"
-    workers: int = 1  # local worker processes (search.study.workers)
-    gpus: str | None = None  # "0,1" or "all": one worker per GPU
-    ray: str | None = None  # --ray: "local" (start one), "auto", "HOST:6379", "ray://HOST:10001"
-    gpus_per_trial: float | None = None  # --gpus-per-trial: each Ray worker's GPUs (0.5: two/GPU)
-    cpus_per_trial: float = 1.0  # --cpus-per-trial: each Ray worker's CPUs
-    isolate: bool = False  # each trial in a fresh process
-    test_fraction: float | None = None  # rows held back from every trial (--test-fraction)
-    keep_models: int | str | None = None  # overrides the space's keep_models
-    until_converged: int | None = None  # min complete trials before search.study.convergence stops
-    warm_start: tuple[str, ...] = ()  # earlier studies whose best configs run first
-    warm_start_top: int = 5  # how many of their best distinct configs (--warm-start-top)
-
-    @property
-    def split(self) -> Split:
-        return Split(self.val_fraction, self.seed, self.stratify, self.test_fraction)
 
 
 @dataclass
