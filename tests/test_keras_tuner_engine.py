@@ -118,3 +118,28 @@ def test_optuna_only_flags_are_refused(capsys):
     assert "--ray work with --engine optuna only" in capsys.readouterr().err
     assert cli.main(["run", "--engine", "keras-tuner", "--gpus-per-trial", "0.5"]) == 2
     assert "--gpus-per-trial work with --engine optuna only" in capsys.readouterr().err
+
+
+def test_failures_and_the_timeout_stop_it_as_they_stop_the_optuna_engine(tmp_path, tiny_csv,
+                                                                         capsys):
+    """Both engines run under one loop (search.engines.loop.trials): --max-failures failures
+    in a row stop keras-tuner with the last trial's one-line reason and exit 1; --timeout
+    stops it starting trials and exits 0."""
+    space = tmp_path / "nan.yaml"  # every trial's loss is NaN
+    space.write_text(TINY_SPACE.read_text().replace(
+        "base_lr: {type: float, low: 1.0e-3, high: 3.0e-3, log: true}",
+        "base_lr: 1.0e+12\n  optimizer: sgd"))
+    common = ["run", "--engine", "keras-tuner", "--tuner", "random", "--no-baselines",
+              "--data", str(tiny_csv), "--runs-dir", str(tmp_path / "runs"), "--no-progress"]
+    assert cli.main([*common, "--space", str(space), "--study", "nan", "--trials", "5",
+                     "--max-failures", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert out.count(": FAILED: NonFiniteLoss: training loss became nan") == 2
+    assert err.strip().splitlines() == [  # one line, no traceback
+        "stopped: 2 trials in a row failed (last: NonFiniteLoss: training loss became nan in "
+        "epoch 1); stopping. Fix the cause or raise --max-failures"]
+    assert cli.main([*common, "--space", str(TINY_SPACE), "--study", "timed", "--trials", "5",
+                     "--timeout", "0.1"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count("trial 0: ") == 1 and "trial 1: " not in out
+    assert "stopped: timeout of 0.1 s reached" in err

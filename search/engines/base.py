@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from search.settings import mask
 from search.study import edges as edges_lib
 from search.study.trial_record import TrialRecord
+from search.study.workers import Interrupts
 
 ENGINES = ("optuna", "keras-tuner")
 TUNERS = ("hyperband", "bayesian", "random")  # keras-tuner oracles
@@ -21,6 +22,7 @@ TUNERS = ("hyperband", "bayesian", "random")  # keras-tuner oracles
 FAILED = "failed"  # trials kept failing, or a worker died: exit 1
 TIMEOUT = "timeout"  # --timeout reached: a wall-clock budget is a target too, exit 0
 CONVERGED = "converged"  # --until-converged: further trials are unlikely to matter, exit 0
+EXHAUSTED = "exhausted"  # the engine has no new trial to propose (a finite space), exit 0
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class Ended:
 
     failed: bool = False
     surplus: bool = False
+    exhausted: bool = False  # nothing was proposed: the engine has no new trial (reason: why)
     reason: str | None = None
 
 
@@ -49,19 +52,19 @@ class Outcome:
 
 
 class Engine:
-    """What the search loop (`search.engines.loop`) asks of an engine: its study, one trial
-    at a time, and what to say about them. An engine with a loop of its own (keras-tuner's
-    `Tuner.search`) sets `own_loop` and provides `search` instead of `trial`."""
+    """What the search loop (`search.engines.loop`) asks of an engine, in the spirit of a
+    keras-tuner oracle: its study, one trial when asked (`trial`: proposed, trained, told),
+    and what to say about them. The defaults are those of an engine that runs in one process
+    (no other workers to wait for or to clean up after)."""
 
     name = ""
-    own_loop = False
 
     def __init__(self, session):
         self.session = session
         self.dropped: set[str] = set()  # run ids whose models `drop_models` deleted
         self.pool = None  # the workers of --workers, --gpus, --ray (search.study.workers)
         self.elsewhere = None  # --isolate: trains (trial id, config) in a fresh process
-        self.interrupts = None  # search.study.workers.Interrupts, where the engine takes trials
+        self.interrupts = Interrupts()  # Ctrl-C between trials, once a worker installs it
 
     # --- the study ------------------------------------------------------------------------
     def open(self) -> None:
@@ -95,13 +98,26 @@ class Engine:
         """Find or create the study's MLflow parent run (before any worker starts)."""
         self.session.start_tracking()
 
-    # --- the trials (engines without a loop of their own) ---------------------------------
+    # --- the trials -----------------------------------------------------------------------
     def trial(self, bar) -> Ended:
-        """Run one trial to its end; `bar` (tqdm) takes its lines."""
+        """Propose, train and record one trial; `bar` (tqdm) takes its line."""
         raise NotImplementedError
 
-    def search(self) -> Outcome:
-        """An engine's own loop (`own_loop`): trials until the study holds its target."""
+    def running(self) -> int:
+        """Trials other workers are training now."""
+        return 0
+
+    def fail_dead(self, write) -> None:
+        """Fail the trials of workers that died (their lines to `write`)."""
+
+    def close_orphans(self) -> None:
+        """Close the MLflow runs that dead workers left open."""
+
+    def waiting_line(self, running: int) -> str:
+        return f"waiting for {running} running trial(s)"
+
+    def convergence(self):
+        """The --until-converged verdict on the study now."""
         raise NotImplementedError
 
     # --- what it says ---------------------------------------------------------------------

@@ -4,8 +4,11 @@ Same space file, trial code and MLflow logging as the Optuna engine; only the pr
 The space becomes keras_tuner `HyperParameters` (Choice / Int / Float with log sampling, `when`
 as `conditional_scope`); the oracle proposes values; `SearchTuner.run_trial` turns them back
 into a `TrialConfig` through `Space.sample` (so conditions, pins and lr_ratio resolve exactly as
-for Optuna) and calls `search.engines.trial.run`. Each trial is a nested MLflow run under the
-study's parent run. State lives in runs/keras-tuner/<study>/; the same command resumes it.
+for Optuna) and calls `search.engines.trial.run`. The loop around the trials is the Optuna
+engine's (`search.engines.loop.trials`: --trials, --timeout, --max-failures); each of its
+steps is one step of keras-tuner's `Tuner.search` (`KerasTunerEngine.trial`). Each trial is a
+nested MLflow run under the study's parent run. State lives in runs/keras-tuner/<study>/; the
+same command resumes it.
 
 Where it differs from the Optuna engine, and why:
 - Hyperband owns the epoch budget: `epochs` is pinned to the space's upper bound (max_epochs)
@@ -31,7 +34,7 @@ import time
 
 import keras_tuner as kt
 
-from search.engines.base import FAILED, TIMEOUT, TUNERS, Engine, Outcome, free_trial_graphs, reason
+from search.engines.base import TUNERS, Ended, Engine, free_trial_graphs, reason
 from search.engines.keras_tuner_space import (  # noqa: F401
     Translation,
     check_supported,
@@ -47,6 +50,7 @@ from search.study import trial_record
 from search.study.trial_record import TrialRecord
 
 ENGINE = "keras-tuner"
+Status = kt.engine.trial.TrialStatus
 
 
 class EarlyStop(Reporter):
@@ -59,35 +63,21 @@ class EarlyStop(Reporter):
 
 class SearchTuner(kt.Tuner):
     """A keras_tuner Tuner whose trial is `search.engines.trial.run`: same training, same MLflow
-    runs."""
+    runs. The search loop (`search.engines.loop`) asks it for one trial at a time through
+    `KerasTunerEngine.trial`, the step of keras-tuner's own `Tuner.search`."""
 
     def __init__(self, oracle, *, space: Space, translation: Translation, name: str,
-                 target: int, timeout: float | None = None, **kwargs):
+                 **kwargs):
         self.space = space
         self.translation = translation
         self.tuner_name = name
-        self.target = target
-        self.timeout = timeout
-        self.session = None  # search.study.session.Session, set before search()
+        self.session = None  # search.study.session.Session, set before the first trial
         self.engine = None  # the KerasTunerEngine, for model retention
         self.completed: list[TrialRecord] = []  # this process's trials with a model
-        self.stopped: str | None = None
-        self._started = time.monotonic()
-        self._trial_start = 0.0
         super().__init__(oracle, **kwargs)
 
     def finished(self) -> int:
         return sum(t.status == "COMPLETED" for t in self.oracle.trials.values())
-
-    def pre_create_trial(self):
-        """Stop at `target` finished trials (failed ones do not count) or after the timeout:
-        both by moving the oracle's max_trials, which makes create_trial answer STOPPED."""
-        failed = len(self.oracle.trials) - self.finished()
-        limit = self.target + failed
-        if self.timeout is not None and time.monotonic() - self._started > self.timeout:
-            self.stopped = f"timeout of {self.timeout:g} s reached"
-            limit = max(1, len(self.oracle.trials))
-        self.oracle.max_trials = limit
 
     def run_trial(self, trial, *args, **kwargs):
         from search.engines.trial import run as one_trial
@@ -115,31 +105,14 @@ class SearchTuner(kt.Tuner):
                 self.engine.drop_models(self.completed)
         return {**result.summary, **heads}
 
-    def on_trial_begin(self, trial):
-        self._trial_start = time.monotonic()
-        super().on_trial_begin(trial)
-
-    def on_trial_end(self, trial):
-        seconds = time.monotonic() - self._trial_start
-        if trial.status == "COMPLETED":
-            what = f"{trial.metrics.get_last_value(self.oracle.objective.name):.4f}"
-        else:
-            last = (trial.message or "?").strip().splitlines()[-1]
-            what = "FAILED: " + last.split("FailedTrialError: ", 1)[-1]
-        epochs = trial.hyperparameters.values.get("tuner/epochs")
-        budget = f", {epochs} epoch(s)" if epochs is not None else ""
-        print(f"trial {int(trial.trial_id)}: {what} ({seconds:.0f} s{budget})", flush=True)
-        super().on_trial_end(trial)
-
-
-def make_oracle(name: str, space: Space, translation: Translation, *, seed: int,
-                max_failures: int):
+def make_oracle(name: str, space: Space, translation: Translation, *, seed: int):
     if name not in TUNERS:
         raise UsageError(f"--tuner must be one of {', '.join(TUNERS)}, got {name!r}")
     common = dict(objective=kt.Objective(space.objective, "max"),
                   hyperparameters=translation.hyperparameters,
                   seed=seed + 1,  # keras-tuner treats seed 0 as "unseeded"
-                  max_consecutive_failed_trials=max_failures)
+                  # the search loop owns --max-failures (search.engines.loop.trials)
+                  max_consecutive_failed_trials=10**9)
     if name == "hyperband":
         # hyperband_iterations=None: as many brackets as --trials needs.
         return kt.oracles.HyperbandOracle(max_epochs=max_epochs(space), factor=3,
@@ -153,7 +126,6 @@ class KerasTunerEngine(Engine):
     """`search run --engine keras-tuner`: the shared flow around a keras-tuner search."""
 
     name = ENGINE
-    own_loop = True  # keras-tuner's Tuner.search: Hyperband's brackets, its own files
 
     def __init__(self, session, tuner: str = "hyperband"):
         super().__init__(session)
@@ -180,13 +152,12 @@ class KerasTunerEngine(Engine):
         identity.parent.mkdir(parents=True, exist_ok=True)
         identity.write_text(json.dumps({**session.identity(), "tuner": self.tuner_name},
                                        indent=2))
-        oracle = make_oracle(self.tuner_name, space, translation, seed=opts.seed,
-                             max_failures=opts.max_failures)
+        oracle = make_oracle(self.tuner_name, space, translation, seed=opts.seed)
         self.tuner = SearchTuner(oracle, space=space, translation=translation,
-                                 name=self.tuner_name, target=opts.trials, timeout=opts.timeout,
-                                 directory=str(directory), project_name=opts.study,
-                                 overwrite=False)
-        self.tuner.oracle.verbose = 0  # one line per trial from on_trial_end instead of tables
+                                 name=self.tuner_name, directory=str(directory),
+                                 project_name=opts.study, overwrite=False)
+        self.tuner.oracle.verbose = 0  # one line per trial from `trial` instead of tables
+        self.tuner.session, self.tuner.engine = session, self
 
     def where(self) -> str:
         return f"keras-tuner {self.tuner_name} study {self.session.study!r} in " \
@@ -226,22 +197,35 @@ class KerasTunerEngine(Engine):
         self.session.start_tracking({"engine": ENGINE, "tuner": self.tuner_name,
                                      "storage": self.tuner.project_dir})
 
-    def search(self) -> Outcome:
-        opts = self.session.options
-        self.session.use_device()
-        self.tuner.session = self.session
-        self.tuner.engine = self
-        try:
-            self.tuner.search()
-        except RuntimeError as exc:  # the oracle's "consecutive failures" stop
-            if "consecutive failures" not in str(exc):
-                raise
-            self.tuner.stopped = (f"{opts.max_failures} trials in a row failed (last: "
-                                  f"{str(exc).strip().splitlines()[-1]}); stopping. Fix the "
-                                  f"cause or raise --max-failures")
-        timed_out = (self.tuner.stopped or "").startswith("timeout")
-        return Outcome(finished=self.finished(), stopped=self.tuner.stopped,
-                       why=TIMEOUT if timed_out else FAILED)
+    def trial(self, bar) -> Ended:
+        """One step of keras-tuner's `Tuner.search`: the oracle proposes (IDLE: it is still
+        computing, ask again; STOPPED: it has nothing new), the tuner trains the trial
+        (`run_trial`) and the oracle is told; then its line."""
+        tuner = self.tuner
+        trial = tuner.oracle.create_trial(tuner.tuner_id)
+        while trial.status == Status.IDLE:
+            trial = tuner.oracle.create_trial(tuner.tuner_id)
+        if trial.status == Status.STOPPED:
+            return Ended(exhausted=True, reason=f"the keras-tuner {self.tuner_name} oracle has "
+                                                f"no new trial to propose")
+        start = time.monotonic()
+        tuner.on_trial_begin(trial)
+        try:  # Tuner._try_run_and_update_trial, without printing a traceback per failure
+            tuner._run_and_update_trial(trial)
+            trial.status, why = Status.COMPLETED, None
+            what = f"{trial.metrics.get_last_value(tuner.oracle.objective.name):.4f}"
+        except kt.errors.FailedTrialError as exc:  # run_trial's: every failure, one line
+            trial.status, trial.message = Status.FAILED, str(exc)
+            why = str(exc)
+            what = f"FAILED: {why}"
+        tuner.on_trial_end(trial)  # tells the oracle, saves its state
+        epochs = trial.hyperparameters.values.get("tuner/epochs")
+        budget = f", {epochs} epoch(s)" if epochs is not None else ""
+        bar.n = min(self.finished(), self.session.options.trials)
+        bar.refresh()
+        bar.write(f"trial {int(trial.trial_id)}: {what} ({time.monotonic() - start:.0f} s"
+                  f"{budget})")
+        return Ended(failed=why is not None, reason=why)
 
     def next_steps(self) -> str:
         top = self.best()

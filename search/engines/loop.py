@@ -3,14 +3,12 @@
 `run` is the flow of `search run`: open or resume the study, the start-up line, "nothing to
 do" when it is complete, the study's MLflow parent run (a `with` block: finished whatever
 happens), the trials, Ctrl-C with the command that resumes, why it stopped early, the summary
-and the exit code. The trials come from one of three places: `trials` (this process asks the
-engine for one trial at a time and applies the stop rules: --trials, --timeout,
---until-converged, --max-failures), `spread` (K worker processes or Ray tasks, each running
-`work`, which is `trials` in a joined study), or an engine's own loop (keras-tuner's
-`Tuner.search`, which owns Hyperband's brackets and its files).
-
-What the loop asks of an engine is in `search.engines.base.Engine`; `create` is the one way
-to make one, for `search run`, every worker and the isolated child of --isolate alike.
+and the exit code. The trials come from `trials` (this process asks the engine, Optuna's or
+keras-tuner's, for one trial at a time and applies the stop rules: --trials, --timeout,
+--until-converged, --max-failures) or `spread` (K worker processes or Ray tasks, each running
+`work`: `trials` in a joined study). What the loop asks of an engine is
+`search.engines.base.Engine`; `create` is the one way to make one, for `search run`, every
+worker and the --isolate child alike.
 """
 
 from __future__ import annotations
@@ -22,7 +20,16 @@ import os
 import sys
 import time
 
-from search.engines.base import CONVERGED, FAILED, TIMEOUT, Engine, Outcome, reason, resume_hint
+from search.engines.base import (
+    CONVERGED,
+    EXHAUSTED,
+    FAILED,
+    TIMEOUT,
+    Engine,
+    Outcome,
+    reason,
+    resume_hint,
+)
 from search.errors import UsageError
 from search.settings import mask
 
@@ -74,8 +81,7 @@ def run(engine: Engine) -> int:
             return 0
         try:
             with parent_run(engine):
-                outcome = (engine.search() if engine.own_loop
-                           else spread(engine) if engine.pool is not None else trials(engine))
+                outcome = spread(engine) if engine.pool is not None else trials(engine)
         except KeyboardInterrupt:
             print(f"\ninterrupted: running trials are marked FAIL and the study is saved "
                   f"({engine.finished()} finished). Resume with: {resume_hint(opts)}",
@@ -146,6 +152,9 @@ def trials(engine: Engine) -> Outcome:
                 continue
             waiting = False
             ended = engine.trial(bar)
+            if ended.exhausted:
+                stopped, why = ended.reason, EXHAUSTED
+                break
             if ended.surplus:
                 continue
             failures = failures + 1 if ended.failed else 0

@@ -31,7 +31,6 @@ class OptunaEngine(Engine):
     def __init__(self, session):
         super().__init__(session)
         self.study = None
-        self.interrupts = workers.Interrupts()  # installed by the worker entry points
         self.warm_lines: list[str] = []  # what --warm-start queued or skipped, or its hint
         self.bar = None  # the loop's progress bar, while a trial runs
 
