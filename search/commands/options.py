@@ -12,10 +12,8 @@ import os
 from search.errors import UsageError
 from search.formats import FORMAT_HELP, FORMATS
 from search.space.config import BACKBONES, FAMILIES, OBJECTIVES
-from search.study.options import DEFAULTS, Options
+from search.study.options import DEFAULTS, MIN_TRIALS, Options
 
-MIN_TRIALS = 20  # --until-converged's default (search.study.convergence.MIN_TRIALS, not imported:
-# importing Optuna here would slow --help)
 MODEL_HELP = "models:/NAME@ALIAS or a pulled folder"
 RUNS_DIR_HELP = "local state folder (default: ./runs or $SEARCH_RUNS_DIR)"
 HEADS_HELP = "comma-separated label columns (default: the 8 attributes)"

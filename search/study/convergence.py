@@ -41,8 +41,7 @@ from optuna.terminator import BaseErrorEvaluator, BaseImprovementEvaluator
 from optuna.trial import FrozenTrial, TrialState
 
 from search.study import trial_record
-
-MIN_TRIALS = 20  # complete trials before the rule may fire (Optuna's Terminator default)
+from search.study.options import MIN_TRIALS
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,10 @@ from dataclasses import dataclass
 
 from search.data import DEFAULT_HEADS
 
+# --until-converged's default: complete trials before its rule may fire (search.study.convergence;
+# Optuna's Terminator default)
+MIN_TRIALS = 20
+
 
 @dataclass
 class Options:
