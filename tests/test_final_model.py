@@ -207,7 +207,7 @@ def test_refit_keeps_the_test_rows_out_of_training(final, tiny_csv):
 
 
 def test_refit_epochs_follow_the_best_epoch_per_stage():
-    from search.final.candidates import refit_epochs
+    from search.final.refit import refit_epochs
     from search.study import trial_record
 
     config = {"backbone": "pretrained", "fine_tune_fraction": 0.3, "probe_epochs": 3,

@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import pytest
 
 from search import cli
-from search.views import figures, report
+from search.views import best_trial, figures, report
 
 import tiny_study
 from browser import chromium_path, console_errors, render_dom
@@ -135,12 +135,12 @@ def test_steps_per_epoch_from_the_logged_run(runs):
     from search.space.config import TrialConfig
 
     study = optuna.load_study(study_name="tiny", storage=f"sqlite:///{runs / 'optuna.db'}")
-    run = report.run_files(Settings.resolve(runs), study.best_trial.user_attrs["mlflow_run_id"])
+    run = best_trial.run_files(Settings.resolve(runs), study.best_trial.user_attrs["mlflow_run_id"])
     assert run.problem is None and run.lr_find_html
     assert set(run.confusion["confusion"]) == set(HEADS)
     config = TrialConfig.from_dict(run.config)
-    assert report.steps_per_epoch(config, run.metrics) == (128 // 32, True)  # 160 × 0.8
-    assert report.steps_per_epoch(config, {}) == (100, False)
+    assert best_trial.steps_per_epoch(config, run.metrics) == (128 // 32, True)  # 160 × 0.8
+    assert best_trial.steps_per_epoch(config, {}) == (100, False)
 
 
 def test_importances_need_two_trials_and_never_crash(monkeypatch):

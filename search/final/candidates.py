@@ -29,23 +29,21 @@ candidate already built from the same members (MLflow tags) is reused, not built
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from search.errors import UsageError
+from search.final import refit as refit_lib
 from search.final import selected as selected_lib  # the selection: built on _Members and _Rows
 from search.final.champion import (
     BEST_TRIAL,
     ENSEMBLE,
     PER_HEAD,
-    REFIT,
     Candidate,
     Final,
     choose,
     member,
 )
-from search.final.runs import built, log, where
+from search.final.runs import log, where
 from search.settings import Settings
 from search.study.trial_record import TrialRecord, best_per_head
 from search.track.tags import KIND_TAG, MEMBERS_TAG
@@ -124,7 +122,7 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
                                 if rows.has_test else " (no test rows: --test-fraction)"),
           file=out)
     candidates = []
-    refitted = _refit(session, champion, rows, out) if refit else None  # trains: clears Keras
+    refitted = refit_lib.build(session, champion, rows, out) if refit else None  # trains: clears Keras
     members = _Members(settings, rows)
     single = Candidate(BEST_TRIAL, BEST_TRIAL, [member(champion)],
                        model_uri=champion.model_uri, run_id=champion.run_id)
@@ -287,83 +285,6 @@ def _per_head_ensemble(session, per_head: dict, members: _Members, rows: _Rows,
           **{f"head.{h}": t.number for h, t in per_head.items()},
           **{f"member_{t.number}.run_id": t.run_id for t in distinct}})
     print(f"{PER_HEAD}: {candidate.note}{where(candidate)}", file=out)
-    return candidate
-
-
-def refit_epochs(trial: TrialRecord, params: dict) -> tuple[object, str]:
-    """The trial's config for a refit: each stage's epochs up to its best epoch, no early
-    stopping. The best epoch (`TrialRecord.best_epoch`) counts over all stages from 1; a stage
-    trained the epochs its MLflow run logged (`probe.epochs`, `fine_tune.epochs`, ...)."""
-    from search.space.config import TrialConfig
-
-    config = TrialConfig.from_dict(trial.config).replace(patience=0)
-    best = int(trial.best_epoch or 0)
-    if params:
-        fine_tune = "fine_tune.epochs" in params or (
-            "probe.epochs" in params and config.fine_tune_fraction > 0)
-    else:  # no MLflow run to read: the stages the config asks for
-        fine_tune = config.backbone == "pretrained" and config.fine_tune_fraction > 0
-    if fine_tune:
-        probe = int(params.get("probe.epochs", config.probe_epochs))
-        best = best or probe + int(params.get("fine_tune.epochs", config.epochs))
-        if best <= probe:  # the best weights came before fine-tuning began
-            return (config.replace(fine_tune_fraction=0.0, epochs=best),
-                    f"{_epochs(best, 'probe ')} (its best epoch came before fine-tuning)")
-        return (config.replace(probe_epochs=probe, epochs=best - probe),
-                f"{probe} probe + {_epochs(best - probe, 'fine-tune ')}")
-    best = best or config.epochs
-    return config.replace(epochs=best), _epochs(best)
-
-
-def _epochs(n: int, kind: str = "") -> str:
-    return f"{n} {kind}epoch{'' if n == 1 else 's'}"
-
-
-def _refit(session, champion, rows: _Rows, out) -> Candidate:
-    """The champion's config trained on train + validation rows for its best epochs."""
-    from search.final import retrain
-    from search.model import assembly as model_lib
-    from search.train import metrics, training
-
-    tracker = session.tracking.tracker
-    run_id = champion.run_id
-    params = tracker.client.get_run(run_id).data.params if run_id else {}
-    config, epochs = refit_epochs(champion, params)
-    candidate = Candidate(REFIT, REFIT, [member(champion)], note=epochs)
-    session = session.with_train_rows(retrain.train_and_validation(session))
-    held = f", the {len(session.test_rows)} test rows held out" if rows.has_test else ""
-    tags = {KIND_TAG: REFIT, MEMBERS_TAG: str(champion.number), "search.refit_epochs": epochs}
-    found = built(session, tags)
-    if found:
-        candidate.run_id, candidate.model_uri = found
-        candidate.reused = True
-        from search.track import registry
-        from search.track.tracking import using
-
-        with using(session.settings.tracking_uri):
-            net, _ = registry.load(candidate.model_uri)
-        rows.score(candidate, rows.predict(net, config), trained_on_val=True)
-        print(f"{REFIT}: trial #{champion.number}'s config, {epochs} on the train + validation "
-              f"rows{held}{where(candidate)}", file=out)
-        return candidate
-    print(f"{REFIT}: training trial #{champion.number}'s config for {epochs} on the "
-          f"{len(session.train_rows)} train + validation rows{held} ...", file=out, flush=True)
-    start = time.perf_counter()
-    plan = training.prepare(config, session)
-    for stage in plan.stages():
-        stage.model.fit(stage.train, epochs=stage.epochs, verbose=0, shuffle=False)
-    seconds = time.perf_counter() - start
-    fallback = champion.fallback_heads
-    priors = {h: p for h, p in metrics.priors(plan.train_labels, session.table.vocab).items()
-              if h in fallback}
-    net = model_lib.export(plan.net, config, priors)
-    rows.score(candidate, rows.predict(net, config), trained_on_val=True)
-    log(session, candidate, tags, lambda: net, session.table.vocab, config.to_dict(),
-         {**config.to_dict(), "refit_of": f"{session.study}:{champion.number}",
-          "refit_of.run_id": run_id, "refit.epochs": epochs,
-          "train_rows": len(session.train_rows), "test_rows_held_out": len(session.test_rows)},
-         metrics={"train_seconds": seconds})
-    print(f"{REFIT}: trained in {seconds:.0f} s{where(candidate)}", file=out)
     return candidate
 
 
