@@ -198,11 +198,10 @@ def new_study() -> str:
     return f"cluster-{uuid.uuid4().hex[:8]}"
 
 
-@pytest.fixture(scope="module")
-def searched(cluster, space, tiny_csv, tmp_path_factory):
+def searched(cluster, space, tiny_csv, folder: Path):
     """`search run --ray HEAD --workers 4 --gpus-per-trial 0.5 --cpus-per-trial 0.5` on the
     cluster (two declared GPUs, 3 CPUs): (study, its output, runs dir)."""
-    folder = tmp_path_factory.mktemp("searched")
+    folder.mkdir(parents=True, exist_ok=True)
     study, runs, log = new_study(), folder / "runs", folder / "run.log"
     began = time.monotonic()
     text = finish(search(["run", "--ray", cluster.ray, "--workers", "4", "--trials", "4",
@@ -210,19 +209,28 @@ def searched(cluster, space, tiny_csv, tmp_path_factory):
                           *flags(cluster, study, space, tiny_csv, runs)], log, **cluster.env),
                   log)
     print(f"search run --ray on two nodes, 4 workers, 4 trials: {time.monotonic() - began:.0f} s")
-    yield study, text, runs
-    if POSTGRES:
-        optuna.delete_study(study_name=study, storage=POSTGRES)
+    return study, text, runs
 
 
-def test_four_workers_share_two_declared_gpus_on_both_nodes_and_log_to_the_server(
-        cluster, searched):
+def test_four_workers_share_two_declared_gpus_then_the_champion_is_served_from_elsewhere(
+        cluster, space, tiny_csv, tmp_path):
     """Two workers per declared GPU, all four at once: each joined the study before it was
     complete, and a worker stays until the study is complete, so all four held their half GPU
     together (Ray would have held a fifth back). Each saw the GPU Ray gave it, with memory
     growth set before TensorFlow was imported (no GPU here to see it work: what the worker
-    set, in its first line)."""
-    study, text, runs = searched
+    set, in its first line). Then the champion is registered, predicted and served from a
+    folder without runs/. One test, so the search runs once however the tests are ordered
+    (as two tests sharing a fixture, xdist's order built the cluster and the search twice)."""
+    study, text, runs = searched(cluster, space, tiny_csv, tmp_path / "search")
+    try:
+        _gpus_nodes_and_server(cluster, study, text, runs)
+        _champion_from_elsewhere(cluster, study, runs, tiny_csv, tmp_path)
+    finally:
+        if POSTGRES:
+            optuna.delete_study(study_name=study, storage=POSTGRES)
+
+
+def _gpus_nodes_and_server(cluster, study: str, text: str, runs: Path) -> None:
     assert f"Ray: the Ray cluster at {cluster.ray}: 2 node(s), 3 CPUs, 2 GPUs" in text, \
         text[-3000:]
     assert "4 Ray worker task(s), each asking for 0.5 CPU, 0.5 GPU" in text
@@ -253,28 +261,9 @@ def test_four_workers_share_two_declared_gpus_on_both_nodes_and_log_to_the_serve
         assert POSTGRES_PASSWORD not in text
 
 
-def test_a_client_without_ray_auth_mode_is_refused_in_one_line(cluster, space, tiny_csv,
-                                                               tmp_path):
-    """Ray 2.60: a client that names an address does not turn token authentication on by
-    itself; the refusal says what to set, and nothing is written."""
-    study, runs = new_study(), tmp_path / "runs"
-    env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
-    done = subprocess.run([sys.executable, "-m", "search.cli", "run", "--ray", cluster.ray,
-                           *flags(cluster, study, space, tiny_csv, runs)], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert done.returncode == 2, done.stdout + done.stderr
-    assert (f"--ray {cluster.ray}: the Ray cluster requires token authentication: export "
-            f"RAY_AUTH_MODE=token here") in done.stderr
-    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-    assert not runs.exists()
-    assert study not in optuna.get_all_study_names(cluster.storage)
-
-
-def test_the_champion_is_registered_predicted_and_served_from_elsewhere(cluster, searched,
-                                                                       tiny_csv, tmp_path):
+def _champion_from_elsewhere(cluster, study: str, runs: Path, tiny_csv, tmp_path) -> None:
     """From a folder without runs/ (and the search's runs folder deleted): everything comes
     from PostgreSQL and the tracking server."""
-    study, _, runs = searched
     shutil.rmtree(runs)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -313,6 +302,23 @@ def test_the_champion_is_registered_predicted_and_served_from_elsewhere(cluster,
         assert answer["predictions"][0]["gender"]["label"] in ("male", "female")
     finally:
         stop(server)
+
+
+def test_a_client_without_ray_auth_mode_is_refused_in_one_line(cluster, space, tiny_csv,
+                                                               tmp_path):
+    """Ray 2.60: a client that names an address does not turn token authentication on by
+    itself; the refusal says what to set, and nothing is written."""
+    study, runs = new_study(), tmp_path / "runs"
+    env = {k: v for k, v in cluster.env.items() if k != "RAY_AUTH_MODE"}
+    done = subprocess.run([sys.executable, "-m", "search.cli", "run", "--ray", cluster.ray,
+                           *flags(cluster, study, space, tiny_csv, runs)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (f"--ray {cluster.ray}: the Ray cluster requires token authentication: export "
+            f"RAY_AUTH_MODE=token here") in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not runs.exists()
+    assert study not in optuna.get_all_study_names(cluster.storage)
 
 
 def test_a_node_lost_mid_trial_fails_its_trial_naming_the_node_and_the_head_finishes(
