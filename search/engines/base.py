@@ -96,7 +96,7 @@ class Engine:
 
     def start_tracking(self) -> None:
         """Find or create the study's MLflow parent run (before any worker starts)."""
-        self.session.start_tracking()
+        raise NotImplementedError
 
     # --- the trials -----------------------------------------------------------------------
     def trial(self, bar) -> Ended:

@@ -137,10 +137,9 @@ class Session:
     def seeds(self, config, sampler: int | None = None) -> dict:
         """Every seed a trial of `config` uses here, with the engine's `sampler` seed in this
         process: what an exact replay needs."""
-        split = self.options.split.seeds
-        seeds = {"split": split.pop("split"), "trial": config.seed,
+        seeds = {**self.options.split.seeds, "trial": config.seed,
                  "weights_init": config.seed, "augmentation": config.seed,
-                 "shuffle": config.seed, "views": "from the feature cache's key", **split}
+                 "shuffle": config.seed, "views": "from the feature cache's key"}
         if sampler is not None:
             seeds["sampler"] = sampler
         return seeds
