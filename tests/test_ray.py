@@ -37,6 +37,7 @@ from test_workers import (
     light_space,  # noqa: F401 (a fixture)
     mid_trial,
     search,
+    stored_trials,
     wait_for,
 )
 
@@ -201,7 +202,7 @@ def test_ray_workers_stop_on_ctrl_c_then_the_same_command_reaches_the_target(
     assert "interrupted: running trials are marked FAIL" in text
     for _, pid in _ray_workers(text):  # Ray's worker processes are gone with the instance
         wait_for(lambda: not Path(f"/proc/{pid}").exists(), f"worker {pid} to end", 60)
-    stopped = optuna.load_study(study_name=study, storage=storage).get_trials()
+    stopped = stored_trials(storage, study)
     assert stopped and not [t for t in stopped if t.state == TrialState.RUNNING]
     client = mlflow.MlflowClient(f"sqlite:///{runs / 'mlflow.db'}")
     every = client.search_runs([client.get_experiment_by_name(study).experiment_id])

@@ -103,3 +103,43 @@ def test_two_workers_closing_the_same_orphan_do_not_crash(tmp_path):
     run = ours.client.get_run(run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags["search.reason"] == "its worker died mid-trial"
+
+
+def test_two_workers_logging_the_study_data_together_do_not_fail_a_trial(tmp_path):
+    """MLflow's log_inputs looks the experiment's dataset up, then inserts it; when another
+    worker's trial inserts it in between, the insert fails (UNIQUE constraint on datasets) and
+    used to FAIL the trial (seen in CI with three workers). The other worker's call is made to
+    land exactly there, on the real store; both runs end up with the one dataset."""
+    import pandas as pd
+    from sqlalchemy import event
+
+    from search.data.table import Table
+    from search.track.tracking import TrialRun
+
+    csv = tmp_path / "annotations.csv"
+    frame = pd.DataFrame({"image_path": ["a.jpg", "b.jpg"], "path": ["/a.jpg", "/b.jpg"],
+                          "gender": ["male", "female"]})
+    frame.to_csv(csv, index=False)
+    table = Table(csv, frame, ("gender",), {"gender": ("female", "male")})
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    ours = Tracker(uri, "data", artifact_root=tmp_path / "mlartifacts")
+    theirs = Tracker(uri, "data", artifact_root=tmp_path / "mlartifacts")
+    runs = [TrialRun(tracker, _open_trial_run(tracker, n))
+            for n, tracker in enumerate((ours, theirs))]
+    interleaved = []
+
+    def other_worker_first(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("INSERT INTO DATASETS") and not interleaved:
+            interleaved.append(statement)
+            runs[1].log_data(table, csv)
+
+    engine = ours.client._tracking_client.store.engine
+    event.listen(engine, "before_cursor_execute", other_worker_first)
+    try:
+        runs[0].log_data(table, csv)
+    finally:
+        event.remove(engine, "before_cursor_execute", other_worker_first)
+    assert interleaved
+    for run in runs:
+        inputs = ours.client.get_run(run.run_id).inputs.dataset_inputs
+        assert [i.dataset.name for i in inputs] == ["annotations.csv"]

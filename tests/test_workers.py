@@ -144,11 +144,23 @@ def worker_pids(log: Path) -> list[int]:
             if line.startswith("worker ") and ": pid " in line]
 
 
+def stored_trials(storage: str, study: str) -> list:
+    """The study's trials, read through a storage that is closed at once: the tests poll every
+    half second, and a storage left to the garbage collector holds its PostgreSQL connection
+    (the server allows about 100; the CI log showed "remaining connection slots are
+    reserved")."""
+    store = storage_lib.storage(storage, read_only=True)
+    try:
+        return optuna.load_study(study_name=study, storage=store).get_trials()
+    finally:
+        if hasattr(store, "engine"):
+            store.engine.dispose()
+
+
 def mid_trial(storage: str, study: str, pid: int | None = None):
     """A RUNNING trial (of worker pid) that has opened its MLflow run, if any."""
     try:
-        trials = optuna.load_study(study_name=study,
-                                   storage=storage_lib.storage(storage)).get_trials()
+        trials = stored_trials(storage, study)
     except KeyError:  # not created yet
         return None
     return next((t for t in trials if t.state == TrialState.RUNNING
@@ -165,7 +177,7 @@ def check_study(storage: str, name: str, runs: Path, target: int,
     """Exactly target finished trials, each with its FINISHED nested MLflow run (per-head
     metrics) under the study's one parent run; no trial and no run left RUNNING. MLflow:
     tracking, else runs/mlflow.db."""
-    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    trials = stored_trials(storage, name)
     finished = [t for t in trials if t.state in study_lib.FINISHED]
     assert len(finished) == target
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]

@@ -69,18 +69,20 @@ def join_study(session) -> optuna.Study:
     """The session's study, which must exist (workers join, they never start a study); its
     identity (space, data, split) must match."""
     url, name = session.settings.storage, session.study
+    opened = storage(url)
     try:
-        optuna.load_study(study_name=name, storage=storage(url))
+        opened.get_study_id_from_name(name)
     except KeyError:
         raise UsageError(f"no study {name!r} in {mask(url)}: start it with `search run "
                          f"--study {name}` (same storage and flags), then join") from None
-    return start_study(session)
+    return start_study(session, opened)
 
 
-def start_study(session) -> optuna.Study:
+def start_study(session, opened=None) -> optuna.Study:
     """Create or resume the session's study; its identity (space, data, split) must match.
     Its sampler draws trial n from (--seed, study, n) and the trials of n's window
-    (search.study.window)."""
+    (search.study.window). opened: the storage, where the caller has it open already (one
+    storage per process: each holds a database connection)."""
     url, name, space = session.settings.storage, session.study, session.space
     directions = [{"max": "maximize", "min": "minimize"}[d] for _, d in space.objectives] \
         or ["maximize"]
@@ -88,7 +90,7 @@ def start_study(session) -> optuna.Study:
                                      window.base_seed(session.options.seed, name))
     pruner = window.WindowedPruner(algorithms.pruner(space.pruner,
                                                      multi_objective=bool(space.objectives)))
-    study = optuna.create_study(storage=storage(url), study_name=name, directions=directions,
+    study = optuna.create_study(storage=opened or storage(url), study_name=name, directions=directions,
                                 sampler=sampler, pruner=pruner, load_if_exists=True)
     identity = session.identity()
     stored = {k: study.user_attrs.get(k) for k in identity}

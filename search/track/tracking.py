@@ -235,8 +235,15 @@ class TrialRun:
 
         frame = table.frame[["image_path", *table.heads]]
         dataset = mlflow.data.from_pandas(frame, source=str(csv), name=Path(csv).name)
-        self.client.log_inputs(self.run_id, datasets=[DatasetInput(
-            dataset._to_mlflow_entity(), tags=[InputTag("mlflow.data.context", "training")])])
+        inputs = [DatasetInput(dataset._to_mlflow_entity(),
+                               tags=[InputTag("mlflow.data.context", "training")])]
+        try:
+            self.client.log_inputs(self.run_id, datasets=inputs)
+        except mlflow.exceptions.MlflowException:
+            # Workers starting together race to insert the experiment's one dataset row (MLflow
+            # looks it up, then inserts: "UNIQUE constraint failed: datasets..."); the second
+            # call finds the row the other worker wrote and only links it to this run.
+            self.client.log_inputs(self.run_id, datasets=inputs)
 
     def log_dict(self, data: dict, name: str) -> None:
         self.client.log_text(self.run_id, json.dumps(data, indent=2, default=str), name)
