@@ -16,7 +16,6 @@ from search.study import pruning, trial_record, window
 from search.study import study as study_lib
 from search.study.trial_record import TrialRecord
 from search.track.tags import BASELINE_TAG, WARM_START_TAG
-from search.train.steps import stage_epoch, stage_name
 
 
 class OptunaReporter(Reporter):
@@ -41,11 +40,7 @@ class OptunaReporter(Reporter):
         self.seen = 0  # epochs so far, over all stages (the progress bar's count)
         self.steps: list[int] = []  # the stage-aligned step of each epoch of `curve`
         self.curve: dict[str, list[float]] = {}  # per head, per epoch (search.study.pruning)
-        spec = session.space.pruner
-        self.rule = pruning.HeadRule.from_spec(spec) if spec["name"] == "heads" else None
-        # Optuna's warm-up counts steps; with stage-aligned steps it must count each stage's
-        # epochs, so the reporter applies it (a stage is not judged on its first epochs)
-        self.warmup = int(spec.get("n_warmup_steps", 0))
+        self.judge = pruning.Judge(session.space)
 
     def started(self, config, run_id):
         trial_record.write(self.trial, TrialRecord(  # the config: `search train --from-trial`
@@ -68,21 +63,10 @@ class OptunaReporter(Reporter):
         self.trial.set_user_attr(pruning.STEPS_ATTR, self.steps)
         if not judged:
             return
-        if self.rule is not None:
-            seen = window.visible(self.trial.study, self.trial.number)  # its window's trials
-            earlier = [(t.user_attrs.get(pruning.CURVE_ATTR), t.user_attrs.get(
-                pruning.STEPS_ATTR)) for t in seen.get_trials(
-                deepcopy=False, states=study_lib.FINISHED) if t.number != self.trial.number]
-            why = self.rule.prune(step, heads, pruning.at_step(earlier, step))
-            if why:
-                raise Pruned(why)
-        if self.session.space.objectives:  # Optuna cannot prune multi-objective trials
-            return
-        value = float(logs[self.session.objective_key])
-        self.trial.report(value, step=step)
-        if stage_epoch(step) >= self.warmup and self.trial.should_prune():
-            raise Pruned(f"pruned after {stage_name(step)} ({self.session.objective_key}="
-                         f"{value:.4f})")
+        key = self.session.objective_key
+        why = self.judge.verdict(self.trial, step, heads, key, float(logs.get(key, "nan")))
+        if why:
+            raise Pruned(why)
 
     def keeps(self, result):
         """Save the model only if it can be among those kept: better than the k-th best

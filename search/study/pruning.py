@@ -9,6 +9,10 @@ session checks that the data has them):
 
     pruner: {name: heads, min_heads: 5, percentile: 50, warmup_epochs: 2, min_trials: 3}
     pruner: {name: heads, heads: [gender, age, emotion], min_heads: 2}
+
+`Judge` is the one place that decides whether a trial stops after an epoch: this rule against
+the earlier trials of its window, then the study's own Optuna pruner. (The majority guard,
+search.train.callbacks.PruneBelowMajority, needs no other trial and lives with the training.)
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from search.space.algorithms import HEAD_RULE, head_rule_args
+from search.study import window
+from search.study.study import FINISHED
 from search.train.steps import stage_epoch, stage_name
 
 CURVE_ATTR = "head_curve"
@@ -84,3 +90,36 @@ def at_step(curves: list, step: int) -> list[dict[str, float]]:
         if all(len(v) > i for v in curve.values()):
             out.append({h: values[i] for h, values in curve.items()})
     return out
+
+
+class Judge:
+    """Whether a trial stops after an epoch (the reason, or None), from the space's `pruner`:
+    the heads rule against the earlier trials of the trial's window, else Optuna's pruner on
+    the objective. Optuna's warm-up counts steps; with stage-aligned steps it must count each
+    stage's epochs, so the judge applies it (a stage is not judged on its first epochs).
+    Optuna cannot prune a multi-objective trial: only the heads rule judges one."""
+
+    def __init__(self, space):
+        spec = space.pruner
+        self.rule = HeadRule.from_spec(spec) if spec["name"] == "heads" else None
+        self.warmup = int(spec.get("n_warmup_steps", 0))
+        self.single_objective = not space.objectives
+
+    def verdict(self, trial, step: int, heads: dict[str, float], key: str,
+                value: float) -> str | None:
+        """trial: the Optuna trial whose curve (CURVE_ATTR) holds this epoch already; heads:
+        this epoch's accuracies; value: the objective `key`'s."""
+        if self.rule is not None:
+            seen = window.visible(trial.study, trial.number)  # its window's trials
+            earlier = [(t.user_attrs.get(CURVE_ATTR), t.user_attrs.get(STEPS_ATTR))
+                       for t in seen.get_trials(deepcopy=False, states=FINISHED)
+                       if t.number != trial.number]
+            why = self.rule.prune(step, heads, at_step(earlier, step))
+            if why:
+                return why
+        if not self.single_objective:
+            return None
+        trial.report(value, step=step)
+        if stage_epoch(step) >= self.warmup and trial.should_prune():
+            return f"pruned after {stage_name(step)} ({key}={value:.4f})"
+        return None
