@@ -17,6 +17,25 @@ if (SHARED / "weights").is_dir():  # genuine ImageNet files: this machine cannot
     os.environ.setdefault("SEARCH_WEIGHTS_DIR", str(SHARED / "weights"))
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Refuse a run whose xdist groups do not hold. `--dist loadgroup` (setup.cfg) keeps the
+    tests marked `xdist_group("ray")` on one worker by suffixing their node ids with
+    "@ray"; with pytest 9.2 the suffix silently stopped taking (pytest-dev/pytest-xdist#1386),
+    two Ray instances and their PostgreSQL studies ran at once and the CI run failed with
+    "remaining connection slots are reserved"."""
+    if not getattr(config.option, "loadgroup", False):  # not an xdist worker with loadgroup
+        return
+    for item in items:
+        mark = item.get_closest_marker("xdist_group")
+        if mark and not item.nodeid.endswith("@" + str(mark.args[0] if mark.args else
+                                                         mark.kwargs.get("name", "default"))):
+            raise pytest.UsageError(
+                f"pytest-xdist's --dist loadgroup is not grouping {item.nodeid} "
+                "(pytest-dev/pytest-xdist#1386 with pytest 9.2): "
+                "pip install -e '.[test]' to get a pytest this project supports")
+
+
 @pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory) -> Path:
     """160 synthetic 32 px images with the 8 real heads and vocabularies."""
