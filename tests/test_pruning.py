@@ -48,6 +48,49 @@ def test_the_rule_can_watch_some_heads_only():
     assert "a, b" in rule.prune(1, {"a": 0.1, "b": 0.1, "c": 0.9}, earlier)
 
 
+
+class _Space:  # what pruning.Judge reads of a space
+    def __init__(self, pruner, objectives=()):
+        self.pruner, self.objectives = pruner, list(objectives)
+
+
+def _finished(study, curve, value):
+    """A finished trial of study with this per-head curve, at stage-aligned steps 1, 2, ..."""
+    trial = study.ask()
+    trial.set_user_attr(pruning.CURVE_ATTR, curve)
+    trial.set_user_attr(pruning.STEPS_ATTR, list(range(1, len(curve["a"]) + 1)))
+    for step, v in enumerate(curve["a"], 1):
+        trial.report(v, step)
+    study.tell(trial, value)
+
+
+def test_the_judge_asks_the_heads_rule_then_optuna_with_each_stage_warming_up():
+    heads = {"name": "heads", "min_heads": 2, "min_trials": 2, "warmup_epochs": 1}
+    study = optuna.create_study(direction="maximize")
+    for level in (0.6, 0.8):
+        _finished(study, {"a": [level] * 3, "b": [level] * 3}, level)
+    judge = pruning.Judge(_Space(heads))
+    trial = study.ask()
+    behind = {"a": 0.5, "b": 0.5}
+    assert judge.verdict(trial, 1, behind, "val_mean", 0.5) is None  # the rule's warm-up
+    assert "2 heads below the 50th percentile" in judge.verdict(trial, 2, behind, "val_mean",
+                                                                0.5)
+
+    median = {"name": "median", "n_warmup_steps": 2}
+    study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(
+        n_startup_trials=1, n_warmup_steps=0))
+    _finished(study, {"a": [0.8] * 3}, 0.8)
+    judge, trial = pruning.Judge(_Space(median)), study.ask()
+    assert judge.verdict(trial, 1, {"a": 0.1}, "val_mean", 0.1) is None  # warm-up: step 1 < 2
+    assert judge.verdict(trial, 2, {"a": 0.1}, "val_mean", 0.1) == \
+        "pruned after epoch 2 (val_mean=0.1000)"
+    fine_tune = steps.STAGE_STEPS["fine_tune"]  # a new stage warms up again
+    assert judge.verdict(trial, fine_tune + 1, {"a": 0.1}, "val_mean", 0.1) is None
+
+    two = pruning.Judge(_Space(median, objectives=[("a", "max"), ("b", "max")]))
+    assert two.verdict(study.ask(), 2, {"a": 0.1}, "val_mean", float("nan")) is None
+
+
 @pytest.mark.e2e
 def test_a_rule_naming_a_head_the_data_lacks_is_refused_before_anything_is_written(
         tmp_path, tiny_csv, capsys):
