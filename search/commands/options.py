@@ -145,7 +145,7 @@ def final_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ensemble", type=int, metavar="K",
                    help="also build the mean of the K best kept models' probabilities (alias "
                         "'ensemble') and a per-head ensemble, each head from the kept trial "
-                        "best at it (alias 'per-head'); K from 2 to the number of kept models")
+                        "best at it (alias 'per-head'); K of 2 or more, at most the kept models")
 
 
 def run_options(args, **extra):

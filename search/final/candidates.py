@@ -94,11 +94,13 @@ def check(study_name: str, champion, kept: list, refit: bool, ensemble: int | No
         raise UsageError(f"the best trial #{champion.number} of {study_name!r} has no model any "
                          f"more; retrain it with `search train --from-trial "
                          f"{study_name}:{champion.number}`")
-    if ensemble is not None and not 2 <= ensemble <= len(kept):
-        available = (f"the {len(kept)} kept models" if len(kept) > 1
-                     else "it has only 1 kept model, so no ensemble can be built")
-        raise UsageError(f"--ensemble K must be between 2 and the number of kept models of "
-                         f"study {study_name!r} ({available}), got {ensemble}")
+    if ensemble is not None and ensemble < 2:
+        raise UsageError(f"--ensemble K must be 2 or more (the most kept models an ensemble "
+                         f"averages), got {ensemble}")
+    if ensemble is not None and len(kept) < 2:
+        raise UsageError(f"--ensemble {ensemble}: study {study_name!r} has only 1 kept model, "
+                         f"so no ensemble can be built; run the search longer, or with "
+                         f"--keep-models K")
     if refit and champion.config is None:
         raise UsageError(f"trial #{champion.number} of {study_name!r} stored no config to "
                          f"refit")
@@ -131,6 +133,9 @@ def build(settings: Settings, study, champion, kept: list, *, refit: bool,
     if refitted is not None:
         candidates.append(refitted)
     if ensemble is not None:
+        if ensemble > len(kept):  # K is the most it averages: a short search keeps fewer
+            print(f"--ensemble {ensemble}: the study kept {len(kept)} models; the mean "
+                  f"ensemble averages those {len(kept)}", file=out)
         candidates.append(_mean_ensemble(session, kept[:ensemble], members, rows, out))
         per_head = best_per_head(kept, champion.accuracy)
         if {t.number for t in per_head.values()} == {champion.number}:
