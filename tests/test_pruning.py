@@ -72,23 +72,23 @@ def test_the_judge_asks_the_heads_rule_then_optuna_with_each_stage_warming_up():
     judge = pruning.Judge(_Space(heads))
     trial = study.ask()
     behind = {"a": 0.5, "b": 0.5}
-    assert judge.verdict(trial, 1, behind, "val_mean", 0.5) is None  # the rule's warm-up
-    assert "2 heads below the 50th percentile" in judge.verdict(trial, 2, behind, "val_mean",
-                                                                0.5)
+    assert judge.verdict(trial, 1, behind, "val_mean", {"val_mean": 0.5}) is None  # the rule's warm-up
+    assert "2 heads below the 50th percentile" in judge.verdict(
+        trial, 2, behind, "val_mean", {"val_mean": 0.5})
 
     median = {"name": "median", "n_warmup_steps": 2}
     study = optuna.create_study(direction="maximize", pruner=optuna.pruners.MedianPruner(
         n_startup_trials=1, n_warmup_steps=0))
     _finished(study, {"a": [0.8] * 3}, 0.8)
     judge, trial = pruning.Judge(_Space(median)), study.ask()
-    assert judge.verdict(trial, 1, {"a": 0.1}, "val_mean", 0.1) is None  # warm-up: step 1 < 2
-    assert judge.verdict(trial, 2, {"a": 0.1}, "val_mean", 0.1) == \
+    assert judge.verdict(trial, 1, {"a": 0.1}, "val_mean", {"val_mean": 0.1}) is None  # warm-up: step 1 < 2
+    assert judge.verdict(trial, 2, {"a": 0.1}, "val_mean", {"val_mean": 0.1}) == \
         "pruned after epoch 2 (val_mean=0.1000)"
     fine_tune = steps.STAGE_STEPS["fine_tune"]  # a new stage warms up again
-    assert judge.verdict(trial, fine_tune + 1, {"a": 0.1}, "val_mean", 0.1) is None
+    assert judge.verdict(trial, fine_tune + 1, {"a": 0.1}, "val_mean", {"val_mean": 0.1}) is None
 
     two = pruning.Judge(_Space(median, objectives=[("a", "max"), ("b", "max")]))
-    assert two.verdict(study.ask(), 2, {"a": 0.1}, "val_mean", float("nan")) is None
+    assert two.verdict(study.ask(), 2, {"a": 0.1}, "val_mean", {}) is None
 
 
 @pytest.mark.e2e

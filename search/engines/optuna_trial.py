@@ -63,8 +63,7 @@ class OptunaReporter(Reporter):
         self.trial.set_user_attr(pruning.STEPS_ATTR, self.steps)
         if not judged:
             return
-        key = self.session.objective_key
-        why = self.judge.verdict(self.trial, step, heads, key, float(logs.get(key, "nan")))
+        why = self.judge.verdict(self.trial, step, heads, self.session.objective_key, logs)
         if why:
             raise Pruned(why)
 

@@ -106,9 +106,10 @@ class Judge:
         self.single_objective = not space.objectives
 
     def verdict(self, trial, step: int, heads: dict[str, float], key: str,
-                value: float) -> str | None:
+                logs: dict) -> str | None:
         """trial: the Optuna trial whose curve (CURVE_ATTR) holds this epoch already; heads:
-        this epoch's accuracies; value: the objective `key`'s."""
+        this epoch's accuracies; logs: the epoch's Keras logs, which must hold the objective
+        `key` where Optuna's pruner judges."""
         if self.rule is not None:
             seen = window.visible(trial.study, trial.number)  # its window's trials
             earlier = [(t.user_attrs.get(CURVE_ATTR), t.user_attrs.get(STEPS_ATTR))
@@ -119,6 +120,7 @@ class Judge:
                 return why
         if not self.single_objective:
             return None
+        value = float(logs[key])
         trial.report(value, step=step)
         if stage_epoch(step) >= self.warmup and trial.should_prune():
             return f"pruned after {stage_name(step)} ({key}={value:.4f})"

@@ -90,8 +90,9 @@ def start_study(session, opened=None) -> optuna.Study:
                                      window.base_seed(session.options.seed, name))
     pruner = window.WindowedPruner(algorithms.pruner(space.pruner,
                                                      multi_objective=bool(space.objectives)))
-    study = optuna.create_study(storage=opened or storage(url), study_name=name, directions=directions,
-                                sampler=sampler, pruner=pruner, load_if_exists=True)
+    study = optuna.create_study(storage=opened or storage(url), study_name=name,
+                                directions=directions, sampler=sampler, pruner=pruner,
+                                load_if_exists=True)
     identity = session.identity()
     stored = {k: study.user_attrs.get(k) for k in identity}
     if any(v is not None for v in stored.values()):
